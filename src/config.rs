@@ -1,0 +1,246 @@
+//! Store configuration: a consuming builder with documented defaults.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::id::IdSpec;
+use crate::store::Store;
+use crate::time::{Clock, SystemClock};
+
+/// How processes share the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sharing {
+    /// Any number of processes open the file read-write at once (redb
+    /// `ConcurrencyMode::MultiWriter`). Every commit is durable. The default.
+    #[default]
+    MultiProcess,
+    /// One process owns the file (redb `ConcurrencyMode::ExclusiveWriter`); any other process
+    /// that tries to open it gets an error while it is open.
+    SingleProcess,
+}
+
+/// What `create` does when `max_sessions` is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CapPolicy {
+    /// Refuse the new session with [`Error::MaxSessionsExceeded`](crate::Error::MaxSessionsExceeded).
+    /// The default.
+    #[default]
+    Reject,
+    /// Delete the session closest to expiry (ties: least recently used) to make room.
+    EvictOldest,
+}
+
+/// The resolved settings a store runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) path: PathBuf,
+    pub(crate) sharing: Sharing,
+    pub(crate) read_only: bool,
+    pub(crate) idle_timeout: Option<u64>,
+    pub(crate) absolute_lifetime: Option<u64>,
+    pub(crate) grace: u64,
+    pub(crate) touch_resolution: u64,
+    pub(crate) max_states: u64,
+    pub(crate) states_history: bool,
+    pub(crate) max_sessions: Option<u64>,
+    pub(crate) cap_policy: CapPolicy,
+    pub(crate) max_data_size: usize,
+    pub(crate) id_spec: IdSpec,
+    pub(crate) cache_size: usize,
+    pub(crate) cleanup_batch: usize,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Builds a [`Store`]. Start from [`Store::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Builder {
+    path: PathBuf,
+    sharing: Sharing,
+    read_only: bool,
+    idle_timeout: Option<Duration>,
+    absolute_lifetime: Option<Duration>,
+    grace: Duration,
+    touch_resolution: Option<Duration>,
+    max_states: u64,
+    states_history: bool,
+    max_sessions: Option<u64>,
+    cap_policy: CapPolicy,
+    max_data_size: usize,
+    id_spec: IdSpec,
+    cache_size: usize,
+    cleanup_batch: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl Builder {
+    pub(crate) fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            sharing: Sharing::MultiProcess,
+            read_only: false,
+            idle_timeout: Some(Duration::from_secs(30 * 60)),
+            absolute_lifetime: None,
+            grace: Duration::from_secs(10 * 60),
+            touch_resolution: None,
+            max_states: 16,
+            states_history: true,
+            max_sessions: None,
+            cap_policy: CapPolicy::Reject,
+            max_data_size: 1 << 20,
+            id_spec: IdSpec::default(),
+            cache_size: 16 << 20,
+            cleanup_batch: 1000,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// How processes share the file. Default = [`Sharing::MultiProcess`].
+    pub fn sharing(mut self, sharing: Sharing) -> Self {
+        self.sharing = sharing;
+        self
+    }
+
+    /// Open without write access: for inspection beside live writers. Every write returns
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput), and loads do not record access
+    /// times. The file must already be a sessiondb file. Default = `false`.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// A session expires when it was not used for this long; `None` disables idle expiry.
+    /// Default = 30 minutes.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// A session expires this long after its creation, however active; `None` disables it.
+    /// Default = `None`.
+    pub fn absolute_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.absolute_lifetime = lifetime;
+        self
+    }
+
+    /// For this long after expiry a load returns [`Error::Expired`](crate::Error::Expired)
+    /// carrying the data; after it the session reads as unknown and is swept. Default = 10 minutes.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// A load persists a new last-access time only when it moved by at least this much, so
+    /// most loads stay read-only. Idle expiry can therefore happen up to this much early.
+    /// Clamped to at most 1% of the idle timeout. Default = 1% of the idle timeout (18 s for
+    /// 30 minutes), or 1 minute without an idle timeout.
+    pub fn touch_resolution(mut self, resolution: Duration) -> Self {
+        self.touch_resolution = Some(resolution);
+        self
+    }
+
+    /// How many numbered states a session keeps; the oldest is evicted beyond it. Clamped to
+    /// at least 1. Default = 16.
+    pub fn max_states(mut self, n: u64) -> Self {
+        self.max_states = n.max(1);
+        self
+    }
+
+    /// With `false`, every save overwrites the one state a session has (state id 0), as if
+    /// `use_same_state` were always set. Default = `true`.
+    pub fn states_history(mut self, enabled: bool) -> Self {
+        self.states_history = enabled;
+        self
+    }
+
+    /// The most sessions the file may hold, or `None` for no cap. Expired sessions past their
+    /// grace window do not count: `create` removes some before checking. Default = `None`.
+    pub fn max_sessions(mut self, max: Option<u64>) -> Self {
+        self.max_sessions = max;
+        self
+    }
+
+    /// What `create` does at the cap. Default = [`CapPolicy::Reject`].
+    pub fn cap_policy(mut self, policy: CapPolicy) -> Self {
+        self.cap_policy = policy;
+        self
+    }
+
+    /// The largest session data or state data accepted, in bytes; larger is
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) and writes nothing. Clamped to
+    /// 64 MiB minus record overhead. Default = 1 MiB.
+    pub fn max_data_size(mut self, bytes: usize) -> Self {
+        self.max_data_size = bytes.min(crate::codec::HARD_LIMIT - 4096);
+        self
+    }
+
+    /// Length and alphabet of new session ids. Default = 32 base64url characters (192 bits).
+    pub fn id_spec(mut self, spec: IdSpec) -> Self {
+        self.id_spec = spec;
+        self
+    }
+
+    /// redb's page cache, in bytes. Default = 16 MiB.
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_size = bytes;
+        self
+    }
+
+    /// How many sessions one clean-up write transaction removes at most. Clamped to at least 1.
+    /// Default = 1000.
+    pub fn cleanup_batch(mut self, n: usize) -> Self {
+        self.cleanup_batch = n.max(1);
+        self
+    }
+
+    /// The clock the store reads time from. Default = the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Opens the file, creating it (and the database in it) if it does not exist or is empty.
+    ///
+    /// # Errors
+    /// [`Error::NotSessionDb`](crate::Error::NotSessionDb) for a file that is not a sessiondb
+    /// database, [`Error::UnsupportedFormat`](crate::Error::UnsupportedFormat) for another
+    /// format version, [`Error::Storage`](crate::Error::Storage) or
+    /// [`Error::Io`](crate::Error::Io) if the file cannot be opened.
+    pub fn open(self) -> Result<Store> {
+        Store::open_with(self.resolve())
+    }
+
+    fn resolve(self) -> Config {
+        let idle_timeout = self.idle_timeout.map(millis);
+        let auto = idle_timeout.map_or(60_000, |i| i / 100);
+        let touch_resolution = self.touch_resolution.map_or(auto, |r| millis(r).min(auto));
+        Config {
+            path: self.path,
+            sharing: self.sharing,
+            read_only: self.read_only,
+            idle_timeout,
+            absolute_lifetime: self.absolute_lifetime.map(millis),
+            grace: millis(self.grace),
+            touch_resolution,
+            max_states: if self.states_history {
+                self.max_states
+            } else {
+                1
+            },
+            states_history: self.states_history,
+            max_sessions: self.max_sessions,
+            cap_policy: self.cap_policy,
+            max_data_size: self.max_data_size,
+            id_spec: self.id_spec,
+            cache_size: self.cache_size,
+            cleanup_batch: self.cleanup_batch,
+            clock: self.clock,
+        }
+    }
+}

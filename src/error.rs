@@ -1,0 +1,177 @@
+//! The one error type of sessiondb.
+
+use std::fmt;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in sessiondb.
+///
+/// Messages are short and say what to do next; the underlying cause, where there is one, is
+/// available through [`std::error::Error::source`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// No live session has this id: it never existed, was deleted, or expired and was removed.
+    NotFound,
+    /// The session expired, but is still inside its grace window: its data is returned so that
+    /// the caller can carry it into a new session. After the grace window the session reads as
+    /// [`Error::NotFound`].
+    Expired {
+        /// The session data as last saved.
+        data: Vec<u8>,
+    },
+    /// The session exists but the requested state id was never stored in it.
+    StateNotFound {
+        /// The state id that was asked for.
+        requested: u64,
+        /// The latest state id of the session.
+        latest: u64,
+    },
+    /// The requested state was stored once but has been evicted by the `max_states` cap.
+    StateEvicted {
+        /// The state id that was asked for.
+        requested: u64,
+        /// The oldest state id still kept.
+        oldest: u64,
+    },
+    /// A save stated a version that is no longer current: someone else saved in between.
+    /// Nothing was written.
+    Conflict {
+        /// The version the caller read and expected to replace.
+        expected: u64,
+        /// The version currently stored.
+        found: u64,
+    },
+    /// The secure token given does not match the session's (Nagare's `SessionSecurityError`).
+    Security,
+    /// The session cap was reached and the policy is to refuse new sessions.
+    MaxSessionsExceeded {
+        /// The configured cap.
+        max: u64,
+    },
+    /// No unused session id was found after a bounded number of attempts, or the operating
+    /// system's random source failed.
+    GenerateId {
+        /// What went wrong.
+        reason: String,
+    },
+    /// A stored record failed its checksum, its size limit or its decoding.
+    Corrupted {
+        /// The table holding the bad record.
+        table: &'static str,
+        /// The record's key, printable.
+        key: String,
+    },
+    /// The file is a sessiondb database of a format version this build cannot read.
+    UnsupportedFormat {
+        /// The version found in the file.
+        found: u32,
+        /// The version this build reads and writes.
+        expected: u32,
+    },
+    /// The file exists but is not a sessiondb database.
+    NotSessionDb {
+        /// Why the file was not recognised.
+        reason: String,
+    },
+    /// Session data could not be converted to or from the caller's type.
+    Serde {
+        /// The message of the serializer.
+        reason: String,
+    },
+    /// An argument was refused: oversize data, a malformed id, a bad configuration, or a write
+    /// on a read-only store. Nothing was written.
+    InvalidInput(String),
+    /// The process was forked after the store was opened; open a new store in the child.
+    Forked,
+    /// An error from the redb storage engine.
+    Storage(redb::Error),
+    /// An I/O error outside redb.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotFound => f.write_str("session not found: start a new session"),
+            Error::Expired { .. } => {
+                f.write_str("session expired: start a new session (the old data is attached)")
+            }
+            Error::StateNotFound { requested, latest } => write!(
+                f,
+                "state {requested} does not exist (latest is {latest}): fall back to the latest state"
+            ),
+            Error::StateEvicted { requested, oldest } => write!(
+                f,
+                "state {requested} was evicted (oldest kept is {oldest}): fall back to the latest state"
+            ),
+            Error::Conflict { expected, found } => write!(
+                f,
+                "conflicting save: expected version {expected}, found {found}; reload and retry"
+            ),
+            Error::Security => f.write_str("secure token does not match the session"),
+            Error::MaxSessionsExceeded { max } => {
+                write!(
+                    f,
+                    "session cap of {max} reached: retry later or raise max_sessions"
+                )
+            }
+            Error::GenerateId { reason } => write!(f, "could not generate a session id: {reason}"),
+            Error::Corrupted { table, key } => write!(
+                f,
+                "corrupted record in table `{table}` at key {key}: delete the session or restore a backup"
+            ),
+            Error::UnsupportedFormat { found, expected } => write!(
+                f,
+                "unsupported file format version {found} (this build reads {expected}): \
+                 use a matching sessiondb version or start a new file"
+            ),
+            Error::NotSessionDb { reason } => write!(
+                f,
+                "not a sessiondb file ({reason}): check the path or move the file aside"
+            ),
+            Error::Serde { reason } => write!(f, "session data type mismatch: {reason}"),
+            Error::InvalidInput(msg) => write!(f, "invalid input: {msg}"),
+            Error::Forked => {
+                f.write_str("store used in a forked child process: open a new store after fork")
+            }
+            Error::Storage(_) => f.write_str("storage engine error"),
+            Error::Io(_) => f.write_str("i/o error"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Storage(e) => Some(e),
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Storage(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

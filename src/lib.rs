@@ -1,0 +1,62 @@
+//! sessiondb: an embedded, crash-safe web session store in one redb file shared by many
+//! processes at once.
+//!
+//! It keeps sessions, numbered per-session state snapshots (a states history, so the back
+//! button works), expiry indexes and tombstones in one file that CGI programs, pre-fork workers
+//! and multi-threaded servers open together. Every write is one durable redb transaction.
+//!
+//! It is not a cache (nothing is lost on restart) and not a network server: every process opens
+//! the file itself.
+//!
+//! ```
+//! use sessiondb::{Error, Save, Store};
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path().join("sessions.redb"))?;
+//!
+//! // A new session: send `id` and `token` to the browser.
+//! let created = store.create(b"user=ann", b"page 1")?;
+//!
+//! // A later request: load the latest state, then save a new one.
+//! let got = store.load(&created.id, &created.token)?;
+//! assert_eq!(got.state_data, b"page 1");
+//! let saved = store.store_state(
+//!     &created.id,
+//!     &created.token,
+//!     Save::new(b"user=ann", b"page 2").expect_version(got.version),
+//! )?;
+//! assert_eq!(saved.state_id, 1);
+//!
+//! // The back button: state 0 is still there.
+//! let back = store.fetch_state(&created.id, &created.token, Some(0))?;
+//! assert_eq!(back.state_data, b"page 1");
+//! # Ok::<_, Error>(())
+//! ```
+//!
+//! # Guarantees
+//! - `is_multiprocess_safe`: with [`Sharing::MultiProcess`] (the default) any number of
+//!   processes may open the file read-write; redb serialises write transactions between them.
+//! - `is_thread_safe`: [`Store`] is `Send + Sync`.
+//! - An expired session is never returned as live, whether or not a clean-up has run.
+//! - A damaged record is [`Error::Corrupted`], never a panic or a wrong value.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(clippy::pedantic)]
+#![allow(clippy::module_name_repetitions, clippy::must_use_candidate)]
+
+mod codec;
+mod config;
+mod error;
+mod id;
+mod schema;
+mod store;
+mod time;
+
+pub use config::{Builder, CapPolicy, Sharing};
+pub use error::{Error, Result};
+pub use id::{BASE64URL, IdSpec, MAX_ID_LEN, MIN_ENTROPY_BITS, SecureToken, SessionId};
+pub use store::{
+    CleanupReport, Created, Fetched, Save, SessionInfo, SessionStatus, Sessions, StateInfo, Store,
+    StoreInfo, Stored, decode, encode,
+};
+pub use time::{Clock, ManualClock, SystemClock};

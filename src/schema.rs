@@ -1,0 +1,97 @@
+//! The file's tables: the only module that names redb table definitions.
+//!
+//! See `docs/format.md` for what each table holds and why.
+
+use redb::{ReadOnlyTable, ReadTransaction, Table, TableDefinition, WriteTransaction};
+
+/// The format version this build reads and writes. Stored in `meta` under [`META_FORMAT`].
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// The value stored under [`META_MAGIC`]: marks a redb file as a sessiondb file.
+pub(crate) const MAGIC: &[u8] = b"sessiondb";
+
+/// `meta` key of the magic marker.
+pub(crate) const META_MAGIC: &str = "magic";
+/// `meta` key of the format version (u32 LE).
+pub(crate) const META_FORMAT: &str = "format";
+/// `meta` key of the creation time (u64 LE milliseconds).
+pub(crate) const META_CREATED: &str = "created";
+
+/// Names of the tables, as they appear in errors.
+pub(crate) const SESSIONS_NAME: &str = "sessions";
+pub(crate) const STATES_NAME: &str = "states";
+
+/// File-wide settings and markers.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sessiondb.meta");
+/// Session id → session record.
+const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessiondb.sessions");
+/// (session id, state id) → state record.
+const STATES: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("sessiondb.states");
+/// (expires at, last access, session id) → (): sweeps and evictions are range scans.
+const EXPIRY: TableDefinition<(u64, u64, &[u8]), ()> = TableDefinition::new("sessiondb.expiry");
+/// Retired session id → tombstone record (rotation and revocation).
+const TOMBSTONES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessiondb.tombstones");
+/// (user key, session id) → (): a user's sessions.
+const USERS: TableDefinition<(&[u8], &[u8]), ()> = TableDefinition::new("sessiondb.users");
+
+/// The names of every table above, to tell a sessiondb file from another redb file.
+pub(crate) const ALL_TABLES: [&str; 6] = [
+    "sessiondb.meta",
+    "sessiondb.sessions",
+    "sessiondb.states",
+    "sessiondb.expiry",
+    "sessiondb.tombstones",
+    "sessiondb.users",
+];
+
+/// Key of the `expiry` table.
+pub(crate) type ExpiryKey<'a> = (u64, u64, &'a [u8]);
+
+/// The tables of a write transaction, opened together.
+pub(crate) struct WriteTables<'t> {
+    pub(crate) meta: Table<'t, &'static str, &'static [u8]>,
+    pub(crate) sessions: Table<'t, &'static [u8], &'static [u8]>,
+    pub(crate) states: Table<'t, (&'static [u8], u64), &'static [u8]>,
+    pub(crate) expiry: Table<'t, (u64, u64, &'static [u8]), ()>,
+    pub(crate) tombstones: Table<'t, &'static [u8], &'static [u8]>,
+    pub(crate) users: Table<'t, (&'static [u8], &'static [u8]), ()>,
+}
+
+impl<'t> WriteTables<'t> {
+    /// Opens (creating where missing) every table in `txn`.
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, redb::TableError> {
+        Ok(Self {
+            meta: txn.open_table(META)?,
+            sessions: txn.open_table(SESSIONS)?,
+            states: txn.open_table(STATES)?,
+            expiry: txn.open_table(EXPIRY)?,
+            tombstones: txn.open_table(TOMBSTONES)?,
+            users: txn.open_table(USERS)?,
+        })
+    }
+}
+
+/// The tables of a read transaction.
+pub(crate) struct ReadTables {
+    pub(crate) sessions: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    pub(crate) states: ReadOnlyTable<(&'static [u8], u64), &'static [u8]>,
+    pub(crate) expiry: ReadOnlyTable<(u64, u64, &'static [u8]), ()>,
+}
+
+impl ReadTables {
+    /// Opens the tables a reader needs.
+    pub(crate) fn open(txn: &ReadTransaction) -> Result<Self, redb::TableError> {
+        Ok(Self {
+            sessions: txn.open_table(SESSIONS)?,
+            states: txn.open_table(STATES)?,
+            expiry: txn.open_table(EXPIRY)?,
+        })
+    }
+}
+
+/// Opens the `meta` table for reading.
+pub(crate) fn read_meta(
+    txn: &ReadTransaction,
+) -> Result<ReadOnlyTable<&'static str, &'static [u8]>, redb::TableError> {
+    txn.open_table(META)
+}

@@ -1,0 +1,236 @@
+//! Inspection for admin tools: counts, a paginated walk over sessions, one session's states.
+
+use std::collections::VecDeque;
+use std::ops::Bound;
+
+use redb::ReadableTableMetadata;
+
+use super::Store;
+use super::expiry::Status;
+use super::record::{decode_session, printable};
+use crate::error::{Error, Result};
+use crate::id::SessionId;
+use crate::schema::{self, FORMAT_VERSION, META_CREATED, ReadTables, SESSIONS_NAME};
+
+/// Where a session stands, as an admin sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// Usable.
+    Live,
+    /// Expired, inside the grace window.
+    Expired,
+    /// Past the grace window, awaiting the sweep.
+    Gone,
+}
+
+/// A session's metadata, without its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The id.
+    pub id: SessionId,
+    /// Creation time, ms since the epoch.
+    pub created: u64,
+    /// Last access persisted, ms since the epoch.
+    pub last_access: u64,
+    /// Expiry, ms since the epoch (`u64::MAX`: never).
+    pub expires_at: u64,
+    /// Version: incremented by every save.
+    pub version: u64,
+    /// Newest state id.
+    pub latest_state: u64,
+    /// Oldest state id kept.
+    pub oldest_state: u64,
+    /// Size of the session data in bytes.
+    pub data_len: u64,
+    /// Status at the time of reading.
+    pub status: SessionStatus,
+}
+
+/// One stored state, as an admin sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StateInfo {
+    /// The state id.
+    pub id: u64,
+    /// Size of the stored record in bytes.
+    pub size: u64,
+}
+
+/// File-wide facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreInfo {
+    /// The file format version.
+    pub format_version: u32,
+    /// When the file was initialised, ms since the epoch.
+    pub created: u64,
+    /// Sessions stored, including expired ones not yet swept.
+    pub sessions: u64,
+    /// States stored.
+    pub states: u64,
+    /// Entries in the expiry index (equal to `sessions` in a consistent file).
+    pub expiry_entries: u64,
+    /// Size of the file in bytes.
+    pub file_size: u64,
+}
+
+const PAGE: usize = 256;
+
+/// An iterator over every session's metadata, in id order. See [`Store::sessions`].
+///
+/// It reads pages of sessions, each in its own short read transaction, so it never pins old
+/// pages of the file for long; sessions created or deleted during the walk may or may not
+/// appear. A damaged record yields an `Err` item and the walk goes on.
+#[derive(Debug)]
+pub struct Sessions<'s> {
+    store: &'s Store,
+    after: Option<Vec<u8>>,
+    buf: VecDeque<Result<SessionInfo>>,
+    done: bool,
+}
+
+impl Sessions<'_> {
+    fn fill(&mut self) -> Result<()> {
+        let txn = self.store.read()?;
+        let tables = ReadTables::open(&txn)?;
+        let lower = match &self.after {
+            Some(after) => Bound::Excluded(after.as_slice()),
+            None => Bound::Unbounded,
+        };
+        let now = self.store.now();
+        let mut n = 0;
+        for entry in tables
+            .sessions
+            .range::<&[u8]>((lower, Bound::Unbounded))?
+            .take(PAGE)
+        {
+            let (k, v) = entry?;
+            let sid = k.value();
+            n += 1;
+            self.after = Some(sid.to_vec());
+            self.buf.push_back(self.store.info_of(sid, v.value(), now));
+        }
+        self.done = n < PAGE;
+        Ok(())
+    }
+}
+
+impl Iterator for Sessions<'_> {
+    type Item = Result<SessionInfo>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty()
+            && !self.done
+            && let Err(e) = self.fill()
+        {
+            self.done = true;
+            return Some(Err(e));
+        }
+        self.buf.pop_front()
+    }
+}
+
+impl Store {
+    fn info_of(&self, sid: &[u8], bytes: &[u8], now: u64) -> Result<SessionInfo> {
+        let rec = decode_session(sid, bytes)?;
+        let id = std::str::from_utf8(sid)
+            .ok()
+            .and_then(|s| SessionId::parse(s).ok())
+            .ok_or_else(|| Error::Corrupted {
+                table: SESSIONS_NAME,
+                key: printable(sid),
+            })?;
+        let status = match self.status(&rec, now) {
+            Status::Live => SessionStatus::Live,
+            Status::Expired => SessionStatus::Expired,
+            Status::Gone => SessionStatus::Gone,
+        };
+        Ok(SessionInfo {
+            id,
+            created: rec.created,
+            last_access: rec.last_access,
+            expires_at: rec.expires_at,
+            version: rec.version,
+            latest_state: rec.latest_state,
+            oldest_state: rec.oldest_state,
+            data_len: rec.data.len() as u64,
+            status,
+        })
+    }
+
+    /// Every session's metadata, for admin tools (session2's `iter_sessions`). Needs no tokens.
+    #[must_use]
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions {
+            store: self,
+            after: None,
+            buf: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// One session's metadata, `None` if there is no record (whatever its status).
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
+    pub fn session_info(&self, id: &SessionId) -> Result<Option<SessionInfo>> {
+        let txn = self.read()?;
+        let tables = ReadTables::open(&txn)?;
+        let Some(guard) = tables.sessions.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        self.info_of(id.as_bytes(), guard.value(), self.now())
+            .map(Some)
+    }
+
+    /// The states stored for a session, oldest first, with their sizes. Needs no token.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] from redb.
+    pub fn states(&self, id: &SessionId) -> Result<Vec<StateInfo>> {
+        let txn = self.read()?;
+        let tables = ReadTables::open(&txn)?;
+        let sid = id.as_bytes();
+        let mut out = Vec::new();
+        for entry in tables.states.range((sid, 0)..=(sid, u64::MAX))? {
+            let (k, v) = entry?;
+            out.push(StateInfo {
+                id: k.value().1,
+                size: v.value().len() as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// How many sessions the file holds, including expired ones not yet swept. Constant time.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] from redb.
+    pub fn count(&self) -> Result<u64> {
+        let txn = self.read()?;
+        Ok(ReadTables::open(&txn)?.sessions.len()?)
+    }
+
+    /// File-wide facts: format, counts, size.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] from redb, [`Error::Io`] if the file size cannot be read.
+    pub fn info(&self) -> Result<StoreInfo> {
+        let txn = self.read()?;
+        let tables = ReadTables::open(&txn)?;
+        let meta = schema::read_meta(&txn)?;
+        let created = meta
+            .get(META_CREATED)?
+            .and_then(|g| <[u8; 8]>::try_from(g.value()).ok())
+            .map_or(0, u64::from_le_bytes);
+        Ok(StoreInfo {
+            format_version: FORMAT_VERSION,
+            created,
+            sessions: tables.sessions.len()?,
+            states: tables.states.len()?,
+            expiry_entries: tables.expiry.len()?,
+            file_size: std::fs::metadata(self.path())?.len(),
+        })
+    }
+}

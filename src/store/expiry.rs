@@ -1,0 +1,245 @@
+//! Expiry: deadlines, the clean-up sweep, caps, idle deletion and clock adjustment.
+//!
+//! The `expiry` table is keyed by (expires at, last access, session id), so everything here
+//! walks it from its start: a range scan that stops at the first entry not yet due.
+
+use std::time::Duration;
+
+use redb::{ReadableTable, ReadableTableMetadata};
+
+use super::Store;
+use super::record::{SessionRecord, decode_session, get_session, put_session, remove_session};
+use crate::config::CapPolicy;
+use crate::error::{Error, Result};
+use crate::schema::{ReadTables, WriteTables};
+
+/// Where a session stands at some time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Usable.
+    Live,
+    /// Past its expiry but inside the grace window: loads return `Expired` with the data.
+    Expired,
+    /// Past the grace window: reads as unknown; awaiting the sweep.
+    Gone,
+}
+
+/// What a clean-up removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CleanupReport {
+    /// Sessions removed.
+    pub sessions: u64,
+    /// States removed with them.
+    pub states: u64,
+    /// Index entries removed that pointed at no session (left by a deleted damaged record).
+    pub stale_entries: u64,
+    /// Write transactions used.
+    pub batches: u64,
+}
+
+impl CleanupReport {
+    fn add(&mut self, other: CleanupReport) {
+        self.sessions += other.sessions;
+        self.states += other.states;
+        self.stale_entries += other.stale_entries;
+        self.batches += other.batches;
+    }
+}
+
+impl Store {
+    /// When a session created at `created` and last used at `last_access` stops being live.
+    pub(crate) fn deadline(&self, created: u64, last_access: u64) -> u64 {
+        let idle = self
+            .cfg
+            .idle_timeout
+            .map_or(u64::MAX, |i| last_access.saturating_add(i));
+        let absolute = self
+            .cfg
+            .absolute_lifetime
+            .map_or(u64::MAX, |a| created.saturating_add(a));
+        idle.min(absolute)
+    }
+
+    /// Where `rec` stands at `now`. The stored deadline and this process's settings both
+    /// apply, so a process with shorter timeouts never returns a session it considers expired.
+    pub(crate) fn status(&self, rec: &SessionRecord, now: u64) -> Status {
+        let expires_at = rec
+            .expires_at
+            .min(self.deadline(rec.created, rec.last_access));
+        if now < expires_at {
+            Status::Live
+        } else if now < expires_at.saturating_add(self.cfg.grace) {
+            Status::Expired
+        } else {
+            Status::Gone
+        }
+    }
+
+    /// Removes up to `limit` sessions past their grace window, in one transaction.
+    fn sweep_batch(
+        &self,
+        t: &mut WriteTables<'_>,
+        now: u64,
+        limit: usize,
+    ) -> Result<CleanupReport> {
+        let mut due = Vec::new();
+        for entry in t.expiry.iter()? {
+            let (key, _) = entry?;
+            let (expires_at, last_access, sid) = key.value();
+            if expires_at.saturating_add(self.cfg.grace) > now || due.len() >= limit {
+                break;
+            }
+            due.push((expires_at, last_access, sid.to_vec()));
+        }
+        let mut report = CleanupReport {
+            batches: 1,
+            ..CleanupReport::default()
+        };
+        for (expires_at, last_access, sid) in due {
+            let rec = match get_session(&t.sessions, &sid) {
+                Ok(rec) => rec,
+                Err(Error::Corrupted { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            match rec {
+                Some(rec) if rec.expires_at == expires_at && rec.last_access == last_access => {
+                    report.states += remove_session(t, &sid, Some(&rec))?;
+                    report.sessions += 1;
+                }
+                _ => {
+                    t.expiry.remove((expires_at, last_access, sid.as_slice()))?;
+                    report.stale_entries += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Removes every session past its grace window, in batches of `cleanup_batch` sessions,
+    /// one write transaction each, so other writers wait at most one batch.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store. Batches
+    /// committed before an error stay committed.
+    pub fn cleanup(&self) -> Result<CleanupReport> {
+        let mut total = CleanupReport::default();
+        loop {
+            let batch = self.write(|t| self.sweep_batch(t, self.now(), self.cfg.cleanup_batch))?;
+            total.add(batch);
+            if batch.sessions + batch.stale_entries < self.cfg.cleanup_batch as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Makes room for one more session under `max_sessions`: sweeps some dead sessions, then
+    /// applies the cap policy.
+    pub(crate) fn make_room(&self, t: &mut WriteTables<'_>, now: u64) -> Result<()> {
+        let Some(max) = self.cfg.max_sessions else {
+            return Ok(());
+        };
+        if t.sessions.len()? < max {
+            return Ok(());
+        }
+        self.sweep_batch(t, now, 64)?;
+        while t.sessions.len()? >= max {
+            if self.cfg.cap_policy == CapPolicy::Reject || max == 0 {
+                return Err(Error::MaxSessionsExceeded { max });
+            }
+            let (expires_at, last_access, sid) = {
+                let first = t.expiry.first()?.ok_or(Error::Corrupted {
+                    table: "expiry",
+                    key: "(first entry missing while sessions exist)".into(),
+                })?;
+                let (e, l, s) = first.0.value();
+                (e, l, s.to_vec())
+            };
+            let rec = match get_session(&t.sessions, &sid) {
+                Ok(rec) => rec,
+                Err(Error::Corrupted { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            if rec.is_none() {
+                t.expiry.remove((expires_at, last_access, sid.as_slice()))?;
+            }
+            remove_session(t, &sid, rec.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every session not used for more than `idle` (session2's `delete_old_sessions`),
+    /// whatever the configured timeouts. Returns how many were deleted.
+    ///
+    /// Scans the whole `sessions` table once in a read transaction, then deletes in batches.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
+    pub fn delete_idle(&self, idle: Duration) -> Result<u64> {
+        let cutoff = self
+            .now()
+            .saturating_sub(u64::try_from(idle.as_millis()).unwrap_or(u64::MAX));
+        let mut candidates = Vec::new();
+        {
+            let txn = self.read()?;
+            let tables = ReadTables::open(&txn)?;
+            for entry in tables.sessions.iter()? {
+                let (k, v) = entry?;
+                if let Ok(rec) = decode_session(k.value(), v.value())
+                    && rec.last_access < cutoff
+                {
+                    candidates.push(k.value().to_vec());
+                }
+            }
+        }
+        let mut deleted = 0;
+        for chunk in candidates.chunks(self.cfg.cleanup_batch) {
+            deleted += self.write(|t| {
+                let mut n = 0;
+                for sid in chunk {
+                    // Re-checked: the session may have been used since the scan.
+                    if let Some(rec) = get_session(&t.sessions, sid)?
+                        && rec.last_access < cutoff
+                    {
+                        remove_session(t, sid, Some(&rec))?;
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })?;
+        }
+        Ok(deleted)
+    }
+
+    /// Shifts every stored time by `delta_ms` (Aquarium's `adjustTime`): call it after the
+    /// system clock was stepped, so that sessions neither expire early nor live too long.
+    /// Returns how many sessions were adjusted. One write transaction; holds every record in
+    /// memory while it runs.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] if a record cannot be read (nothing is changed),
+    /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
+    pub fn adjust_time(&self, delta_ms: i64) -> Result<u64> {
+        let shift = |t: u64| match t {
+            u64::MAX => u64::MAX,
+            t => t.saturating_add_signed(delta_ms),
+        };
+        self.write(|t| {
+            let mut all = Vec::new();
+            for entry in t.sessions.iter()? {
+                let (k, v) = entry?;
+                let sid = k.value().to_vec();
+                let rec = decode_session(&sid, v.value())?;
+                all.push((sid, rec));
+            }
+            for (sid, old) in &all {
+                let mut rec = old.clone();
+                rec.created = shift(old.created);
+                rec.last_access = shift(old.last_access);
+                rec.expires_at = shift(old.expires_at);
+                put_session(t, sid, Some(old), &rec)?;
+            }
+            Ok(all.len() as u64)
+        })
+    }
+}

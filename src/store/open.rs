@@ -1,0 +1,139 @@
+//! Opening the file: redb modes, and the `meta` check that tells our files from others.
+
+use redb::{ConcurrencyMode, DatabaseError, ReadableTable, StorageError, TableError, TableHandle};
+
+use super::{Db, Store};
+use crate::config::{Config, Sharing};
+use crate::error::{Error, Result};
+use crate::schema::{
+    self, ALL_TABLES, FORMAT_VERSION, MAGIC, META_CREATED, META_FORMAT, META_MAGIC, WriteTables,
+};
+
+pub(super) fn open_db(cfg: &Config) -> Result<Db> {
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(cfg.cache_size);
+    builder.set_concurrency_mode(match cfg.sharing {
+        Sharing::MultiProcess => ConcurrencyMode::MultiWriter,
+        Sharing::SingleProcess => ConcurrencyMode::ExclusiveWriter,
+    });
+    if cfg.read_only {
+        builder
+            .open_read_only(&cfg.path)
+            .map(Db::ReadOnly)
+            .map_err(open_error)
+    } else {
+        builder
+            .create(&cfg.path)
+            .map(Db::ReadWrite)
+            .map_err(open_error)
+    }
+}
+
+/// redb reports "not a redb file" as an invalid-data I/O error.
+fn open_error(e: DatabaseError) -> Error {
+    match e {
+        DatabaseError::Storage(StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            Error::NotSessionDb {
+                reason: io.to_string(),
+            }
+        }
+        DatabaseError::Storage(StorageError::Io(io)) => Error::Io(io),
+        other => other.into(),
+    }
+}
+
+fn not_ours(reason: &str) -> Error {
+    Error::NotSessionDb {
+        reason: reason.into(),
+    }
+}
+
+fn table_error(e: TableError) -> Error {
+    match e {
+        TableError::TableTypeMismatch { .. } | TableError::TableIsMultimap(_) => {
+            not_ours("a table has the name of a sessiondb table but another type")
+        }
+        other => other.into(),
+    }
+}
+
+/// Checks the markers in `meta`. `Ok(false)` if the file has no `meta` table yet.
+fn check_meta(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<bool> {
+    let Some(magic) = meta.get(META_MAGIC)? else {
+        return Ok(false);
+    };
+    if magic.value() != MAGIC {
+        return Err(not_ours(
+            "the meta table does not carry the sessiondb marker",
+        ));
+    }
+    let format = meta.get(META_FORMAT)?.ok_or_else(|| Error::Corrupted {
+        table: "meta",
+        key: META_FORMAT.into(),
+    })?;
+    let found = <[u8; 4]>::try_from(format.value())
+        .map(u32::from_le_bytes)
+        .map_err(|_| Error::Corrupted {
+            table: "meta",
+            key: META_FORMAT.into(),
+        })?;
+    if found != FORMAT_VERSION {
+        return Err(Error::UnsupportedFormat {
+            found,
+            expected: FORMAT_VERSION,
+        });
+    }
+    Ok(true)
+}
+
+/// Verifies an existing file, or initialises a new one in one write transaction.
+///
+/// The common case — an initialised file — costs one read transaction and no write, so that a
+/// CGI process pays no commit for opening.
+pub(super) fn check_or_init_meta(store: &Store) -> Result<()> {
+    {
+        let txn = store.read()?;
+        match schema::read_meta(&txn) {
+            Ok(meta) => {
+                if check_meta(&meta)? {
+                    return Ok(());
+                }
+            }
+            Err(TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(table_error(e)),
+        }
+    }
+    if store.cfg.read_only {
+        return Err(not_ours(
+            "the file holds no sessiondb tables (open it read-write once)",
+        ));
+    }
+    let Db::ReadWrite(db) = &store.db else {
+        return Err(not_ours(
+            "the file holds no sessiondb tables (open it read-write once)",
+        ));
+    };
+    let txn = db.begin_write()?;
+    if txn.list_tables()?.any(|h| !ALL_TABLES.contains(&h.name())) {
+        return Err(not_ours("it is a redb database of another program"));
+    }
+    {
+        let mut t = WriteTables::open(&txn).map_err(table_error)?;
+        // Another process may have initialised the file since the read above.
+        if !check_meta(&t.meta)? {
+            init(&mut t, &store.now().to_le_bytes())?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn init(t: &mut WriteTables<'_>, created: &[u8]) -> Result<()> {
+    t.meta.insert(META_MAGIC, MAGIC)?;
+    t.meta
+        .insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())?;
+    t.meta.insert(META_CREATED, created)?;
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! What the `sessions` and `states` tables hold, and how the store reads and writes them.
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::schema::{ExpiryKey, SESSIONS_NAME, STATES_NAME, WriteTables};
+
+/// One session: everything but its states.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SessionRecord {
+    /// Creation time, ms.
+    pub(crate) created: u64,
+    /// Last access time persisted, ms. Never moves backwards (except through `adjust_time`).
+    pub(crate) last_access: u64,
+    /// When the session stops being live, ms (`u64::MAX`: never).
+    pub(crate) expires_at: u64,
+    /// Incremented by every save of data or state.
+    pub(crate) version: u64,
+    /// The newest state id.
+    pub(crate) latest_state: u64,
+    /// The oldest state id still kept; states `oldest_state..=latest_state` all exist.
+    pub(crate) oldest_state: u64,
+    /// SHA-256 of the secure token.
+    pub(crate) token_hash: [u8; 32],
+    /// Hash of the client fingerprint (web layer), if any.
+    pub(crate) fingerprint: Option<[u8; 32]>,
+    /// The user this session belongs to (web layer), if any.
+    pub(crate) user: Option<Vec<u8>>,
+    /// The session data.
+    #[serde(with = "codec::bytes")]
+    pub(crate) data: Vec<u8>,
+}
+
+impl SessionRecord {
+    /// This record's key in the `expiry` table.
+    pub(crate) fn expiry_key<'a>(&self, sid: &'a [u8]) -> ExpiryKey<'a> {
+        (self.expires_at, self.last_access, sid)
+    }
+
+    /// How many states the session keeps.
+    pub(crate) fn state_count(&self) -> u64 {
+        self.latest_state - self.oldest_state + 1
+    }
+}
+
+/// One state snapshot.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct StateRecord {
+    #[serde(with = "codec::bytes")]
+    pub(crate) data: Vec<u8>,
+}
+
+/// A key as text for error messages: itself if printable ASCII, else hex.
+pub(crate) fn printable(key: &[u8]) -> String {
+    if !key.is_empty() && key.iter().all(u8::is_ascii_graphic) {
+        String::from_utf8_lossy(key).into_owned()
+    } else {
+        key.iter().fold(String::new(), |mut s, b| {
+            use std::fmt::Write;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
+}
+
+fn corrupted_session(sid: &[u8]) -> Error {
+    Error::Corrupted {
+        table: SESSIONS_NAME,
+        key: printable(sid),
+    }
+}
+
+/// Decodes and sanity-checks a session record.
+pub(crate) fn decode_session(sid: &[u8], bytes: &[u8]) -> Result<SessionRecord> {
+    let rec: SessionRecord = codec::decode(bytes).map_err(|_| corrupted_session(sid))?;
+    if rec.oldest_state > rec.latest_state {
+        return Err(corrupted_session(sid));
+    }
+    Ok(rec)
+}
+
+/// Reads a session record, `None` if there is none.
+pub(crate) fn get_session(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    sid: &[u8],
+) -> Result<Option<SessionRecord>> {
+    match table.get(sid)? {
+        Some(guard) => decode_session(sid, guard.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads a state's data; a missing state inside the session's range is corruption.
+pub(crate) fn get_state(
+    table: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
+    sid: &[u8],
+    state_id: u64,
+) -> Result<Vec<u8>> {
+    let corrupted = || Error::Corrupted {
+        table: STATES_NAME,
+        key: format!("{}/{state_id}", printable(sid)),
+    };
+    let guard = table.get((sid, state_id))?.ok_or_else(corrupted)?;
+    let rec: StateRecord = codec::decode(guard.value()).map_err(|_| corrupted())?;
+    Ok(rec.data)
+}
+
+fn encode_err(e: &codec::CodecError) -> Error {
+    Error::InvalidInput(format!("record does not encode: {e:?}"))
+}
+
+/// Writes a state.
+pub(crate) fn put_state(
+    t: &mut WriteTables<'_>,
+    sid: &[u8],
+    state_id: u64,
+    data: &[u8],
+) -> Result<()> {
+    let bytes = codec::encode(&StateRecord {
+        data: data.to_vec(),
+    })
+    .map_err(|e| encode_err(&e))?;
+    t.states.insert((sid, state_id), bytes.as_slice())?;
+    Ok(())
+}
+
+/// Writes a session record and keeps the `expiry` index in step with it.
+pub(crate) fn put_session(
+    t: &mut WriteTables<'_>,
+    sid: &[u8],
+    old: Option<&SessionRecord>,
+    new: &SessionRecord,
+) -> Result<()> {
+    let bytes = codec::encode(new).map_err(|e| encode_err(&e))?;
+    t.sessions.insert(sid, bytes.as_slice())?;
+    let new_key = new.expiry_key(sid);
+    if let Some(old) = old {
+        let old_key = old.expiry_key(sid);
+        if old_key == new_key {
+            return Ok(());
+        }
+        t.expiry.remove(old_key)?;
+    }
+    t.expiry.insert(new_key, ())?;
+    Ok(())
+}
+
+/// Removes a session, its states and its index entries. `rec` is `None` when the record is
+/// missing or unreadable; the states are then found by range. Returns the states removed.
+pub(crate) fn remove_session(
+    t: &mut WriteTables<'_>,
+    sid: &[u8],
+    rec: Option<&SessionRecord>,
+) -> Result<u64> {
+    t.sessions.remove(sid)?;
+    if let Some(rec) = rec {
+        t.expiry.remove(rec.expiry_key(sid))?;
+        if let Some(user) = &rec.user {
+            t.users.remove((user.as_slice(), sid))?;
+        }
+    }
+    let mut removed = 0;
+    for entry in t
+        .states
+        .extract_from_if((sid, 0)..=(sid, u64::MAX), |_, _| true)?
+    {
+        entry?;
+        removed += 1;
+    }
+    Ok(removed)
+}

@@ -1,0 +1,353 @@
+//! Per-session operations: create, fetch a state, store a state, touch, delete.
+
+use super::Store;
+use super::expiry::Status;
+use super::record::{
+    SessionRecord, get_session, get_state, put_session, put_state, remove_session,
+};
+use crate::error::{Error, Result};
+use crate::id::{SecureToken, SessionId};
+use crate::schema::ReadTables;
+use redb::ReadableTable;
+
+/// What [`Store::create`] returns: the new id and its secure token (shown only this once).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Created {
+    /// The new session id.
+    pub id: SessionId,
+    /// The session's secure token. Only its hash is stored: keep it (in a cookie).
+    pub token: SecureToken,
+    /// The id of the first state: 0.
+    pub state_id: u64,
+    /// The session's version: 1.
+    pub version: u64,
+}
+
+/// One state of a session, with the session's data, as read by [`Store::fetch_state`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Fetched {
+    /// The id of the state returned.
+    pub state_id: u64,
+    /// The newest state id of the session.
+    pub latest_state_id: u64,
+    /// The oldest state id still kept.
+    pub oldest_state_id: u64,
+    /// The session's version: pass it to [`Save::expect_version`] to detect concurrent saves.
+    pub version: u64,
+    /// The session data.
+    pub session_data: Vec<u8>,
+    /// The state data.
+    pub state_data: Vec<u8>,
+    /// Creation time, ms since the epoch.
+    pub created: u64,
+    /// When the session stops being live unless used again, ms since the epoch
+    /// (`u64::MAX`: never).
+    pub expires_at: u64,
+}
+
+/// What [`Store::store_state`] writes.
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub struct Save<'a> {
+    session_data: &'a [u8],
+    state_data: &'a [u8],
+    use_same_state: bool,
+    expected_version: Option<u64>,
+}
+
+impl<'a> Save<'a> {
+    /// Saves `session_data` and `state_data` as a new state (latest + 1).
+    pub fn new(session_data: &'a [u8], state_data: &'a [u8]) -> Self {
+        Self {
+            session_data,
+            state_data,
+            use_same_state: false,
+            expected_version: None,
+        }
+    }
+
+    /// With `true`, overwrites the latest state instead of adding one (Nagare's
+    /// `use_same_state`).
+    pub fn same_state(mut self, yes: bool) -> Self {
+        self.use_same_state = yes;
+        self
+    }
+
+    /// Saves only if the session's version is still `version` (the one read); otherwise the
+    /// save fails with [`Error::Conflict`] and writes nothing.
+    pub fn expect_version(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
+        self
+    }
+}
+
+/// What [`Store::store_state`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stored {
+    /// The id the state was stored under.
+    pub state_id: u64,
+    /// The session's new version.
+    pub version: u64,
+}
+
+impl Store {
+    /// Refuses a session that is gone, a wrong token, and an expired session, in that order.
+    fn admit(&self, rec: &SessionRecord, token: &SecureToken, now: u64) -> Result<()> {
+        let status = self.status(rec, now);
+        if status == Status::Gone {
+            return Err(Error::NotFound);
+        }
+        if !token.matches(&rec.token_hash) {
+            return Err(Error::Security);
+        }
+        if status == Status::Expired {
+            return Err(Error::Expired {
+                data: rec.data.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates a session holding `session_data`, with state 0 holding `state_data`.
+    ///
+    /// The id is drawn from the OS random source and checked unused (also against retired ids)
+    /// inside the creating transaction.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for oversize data or a read-only store,
+    /// [`Error::MaxSessionsExceeded`] at the cap with [`CapPolicy::Reject`](crate::CapPolicy),
+    /// [`Error::GenerateId`] if no unused id was found, [`Error::Storage`] from redb.
+    pub fn create(&self, session_data: &[u8], state_data: &[u8]) -> Result<Created> {
+        self.check_size("session data", session_data)?;
+        self.check_size("state data", state_data)?;
+        let token = SecureToken::generate()?;
+        let token_hash = token.hash();
+        let id = self.write(|t| {
+            let now = self.now();
+            self.make_room(t, now)?;
+            let id = self.unused_id(t)?;
+            let rec = SessionRecord {
+                created: now,
+                last_access: now,
+                expires_at: self.deadline(now, now),
+                version: 1,
+                latest_state: 0,
+                oldest_state: 0,
+                token_hash,
+                fingerprint: None,
+                user: None,
+                data: session_data.to_vec(),
+            };
+            put_state(t, id.as_bytes(), 0, state_data)?;
+            put_session(t, id.as_bytes(), None, &rec)?;
+            Ok(id)
+        })?;
+        Ok(Created {
+            id,
+            token,
+            state_id: 0,
+            version: 1,
+        })
+    }
+
+    fn unused_id(&self, t: &crate::schema::WriteTables<'_>) -> Result<SessionId> {
+        const ATTEMPTS: usize = 8;
+        for _ in 0..ATTEMPTS {
+            let id = self.cfg.id_spec.generate()?;
+            if t.sessions.get(id.as_bytes())?.is_none()
+                && t.tombstones.get(id.as_bytes())?.is_none()
+            {
+                return Ok(id);
+            }
+        }
+        Err(Error::GenerateId {
+            reason: format!("{ATTEMPTS} random ids were all in use: use longer ids"),
+        })
+    }
+
+    /// Reads state `state_id` (`None`: the latest) of a session, with the session data.
+    ///
+    /// A live session's last-access time is persisted when it moved by at least the touch
+    /// resolution; otherwise this is a pure read.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown or removed session, [`Error::Security`] for a wrong
+    /// token, [`Error::Expired`] (with the data) inside the grace window,
+    /// [`Error::StateNotFound`] / [`Error::StateEvicted`] for a state never stored / no longer
+    /// kept, [`Error::Corrupted`] for a damaged record.
+    pub fn fetch_state(
+        &self,
+        id: &SessionId,
+        token: &SecureToken,
+        state_id: Option<u64>,
+    ) -> Result<Fetched> {
+        let sid = id.as_bytes();
+        let now = self.now();
+        let (rec, state_id, state_data) = {
+            let txn = self.read()?;
+            let tables = ReadTables::open(&txn)?;
+            let rec = get_session(&tables.sessions, sid)?.ok_or(Error::NotFound)?;
+            self.admit(&rec, token, now)?;
+            let state_id = state_id.unwrap_or(rec.latest_state);
+            if state_id > rec.latest_state {
+                return Err(Error::StateNotFound {
+                    requested: state_id,
+                    latest: rec.latest_state,
+                });
+            }
+            if state_id < rec.oldest_state {
+                return Err(Error::StateEvicted {
+                    requested: state_id,
+                    oldest: rec.oldest_state,
+                });
+            }
+            let state_data = get_state(&tables.states, sid, state_id)?;
+            (rec, state_id, state_data)
+        };
+        let mut expires_at = rec.expires_at;
+        if !self.cfg.read_only && now.saturating_sub(rec.last_access) >= self.cfg.touch_resolution {
+            expires_at = self.persist_touch(id, now)?.unwrap_or(expires_at);
+        }
+        Ok(Fetched {
+            state_id,
+            latest_state_id: rec.latest_state,
+            oldest_state_id: rec.oldest_state,
+            version: rec.version,
+            session_data: rec.data,
+            state_data,
+            created: rec.created,
+            expires_at,
+        })
+    }
+
+    /// Reads the latest state: `fetch_state(id, token, None)`.
+    ///
+    /// # Errors
+    /// As [`Store::fetch_state`].
+    pub fn load(&self, id: &SessionId, token: &SecureToken) -> Result<Fetched> {
+        self.fetch_state(id, token, None)
+    }
+
+    /// Moves the last-access time of a live session to now; returns its new expiry, or `None`
+    /// if the session is no longer live (a concurrent delete or expiry: not an error here).
+    fn persist_touch(&self, id: &SessionId, now: u64) -> Result<Option<u64>> {
+        let sid = id.as_bytes();
+        self.write(|t| {
+            let Some(old) = get_session(&t.sessions, sid)? else {
+                return Ok(None);
+            };
+            if self.status(&old, now) != Status::Live || now <= old.last_access {
+                return Ok(None);
+            }
+            let mut rec = old.clone();
+            rec.last_access = now;
+            rec.expires_at = self.deadline(rec.created, now);
+            put_session(t, sid, Some(&old), &rec)?;
+            Ok(Some(rec.expires_at))
+        })
+    }
+
+    /// Records an access now, whatever the touch resolution.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Security`], [`Error::Expired`] as for loads.
+    pub fn touch(&self, id: &SessionId, token: &SecureToken) -> Result<()> {
+        let sid = id.as_bytes();
+        self.write(|t| {
+            let now = self.now();
+            let old = get_session(&t.sessions, sid)?.ok_or(Error::NotFound)?;
+            self.admit(&old, token, now)?;
+            let mut rec = old.clone();
+            rec.last_access = rec.last_access.max(now);
+            rec.expires_at = self.deadline(rec.created, rec.last_access);
+            put_session(t, sid, Some(&old), &rec)
+        })
+    }
+
+    /// Stores the session data and a state (Nagare's `store_state`).
+    ///
+    /// A new state gets id latest + 1 and evicts the oldest beyond `max_states`; with
+    /// [`Save::same_state`], or when `states_history` is off, the latest state is overwritten.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if [`Save::expect_version`] no longer holds, [`Error::InvalidInput`]
+    /// for oversize data, and the errors of [`Store::fetch_state`]. Nothing is written on error.
+    pub fn store_state(
+        &self,
+        id: &SessionId,
+        token: &SecureToken,
+        save: Save<'_>,
+    ) -> Result<Stored> {
+        self.check_size("session data", save.session_data)?;
+        self.check_size("state data", save.state_data)?;
+        let sid = id.as_bytes();
+        self.write(|t| {
+            let now = self.now();
+            let old = get_session(&t.sessions, sid)?.ok_or(Error::NotFound)?;
+            self.admit(&old, token, now)?;
+            if let Some(expected) = save.expected_version
+                && expected != old.version
+            {
+                return Err(Error::Conflict {
+                    expected,
+                    found: old.version,
+                });
+            }
+            let mut rec = old.clone();
+            let overwrite = save.use_same_state || !self.cfg.states_history;
+            let state_id = if overwrite {
+                old.latest_state
+            } else {
+                old.latest_state + 1
+            };
+            put_state(t, sid, state_id, save.state_data)?;
+            rec.latest_state = state_id;
+            while rec.state_count() > self.cfg.max_states {
+                t.states.remove((sid, rec.oldest_state))?;
+                rec.oldest_state += 1;
+            }
+            rec.version = old.version + 1;
+            rec.data = save.session_data.to_vec();
+            rec.last_access = old.last_access.max(now);
+            rec.expires_at = self.deadline(rec.created, rec.last_access);
+            put_session(t, sid, Some(&old), &rec)?;
+            Ok(Stored {
+                state_id,
+                version: rec.version,
+            })
+        })
+    }
+
+    /// Deletes a session and its states. Returns whether it existed.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
+    pub fn delete(&self, id: &SessionId) -> Result<bool> {
+        let sid = id.as_bytes();
+        self.write(|t| {
+            let rec = match get_session(&t.sessions, sid) {
+                Ok(Some(rec)) => Some(rec),
+                Ok(None) => return Ok(false),
+                // A damaged record can still be deleted: its states are found by range.
+                Err(Error::Corrupted { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            remove_session(t, sid, rec.as_ref())?;
+            Ok(true)
+        })
+    }
+
+    /// Whether a session with this id is live (neither expired nor removed). Needs no token.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
+    pub fn exists(&self, id: &SessionId) -> Result<bool> {
+        let txn = self.read()?;
+        let tables = ReadTables::open(&txn)?;
+        Ok(get_session(&tables.sessions, id.as_bytes())?
+            .is_some_and(|rec| self.status(&rec, self.now()) == Status::Live))
+    }
+}
