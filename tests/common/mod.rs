@@ -1,0 +1,49 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sessiondb::{Builder, ManualClock, Store};
+
+/// Milliseconds since the epoch at which test clocks start: 2026-01-01.
+pub const T0: u64 = 1_767_225_600_000;
+
+/// A temporary directory and a database path inside it.
+pub struct TempDb {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+pub fn temp_db() -> TempDb {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sessions.redb");
+    TempDb { dir, path }
+}
+
+/// A builder on `path` with a manual clock at [`T0`] and short, round timeouts:
+/// idle 10 s, grace 5 s.
+pub fn builder(path: &std::path::Path, clock: &ManualClock) -> Builder {
+    Store::builder(path)
+        .clock(Arc::new(clock.clone()))
+        .idle_timeout(Some(Duration::from_secs(10)))
+        .grace_period(Duration::from_secs(5))
+}
+
+/// A store with the settings of [`builder`].
+pub fn store(db: &TempDb) -> (Store, ManualClock) {
+    let clock = ManualClock::new(T0);
+    let store = builder(&db.path, &clock).open().expect("open");
+    (store, clock)
+}
+
+/// Table definitions for tests that damage a file through a raw redb handle. They mirror
+/// `src/schema.rs` on purpose: a test that corrupts the file must name what it corrupts.
+pub mod raw {
+    use redb::TableDefinition;
+    pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sessiondb.meta");
+    pub const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessiondb.sessions");
+    pub const STATES: TableDefinition<(&[u8], u64), &[u8]> =
+        TableDefinition::new("sessiondb.states");
+}

@@ -1,0 +1,229 @@
+//! Every expiry path, with an injected clock: idle, absolute, grace window, after removal,
+//! touches, clean-up, idle deletion and clock adjustment.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{T0, builder, store, temp_db};
+use sessiondb::{Error, ManualClock, Save, SessionStatus};
+
+const SEC: u64 = 1000;
+
+#[test]
+fn idle_expiry_then_grace_then_gone_without_any_sweep() -> Result<(), Error> {
+    let db = temp_db();
+    let (store, clock) = store(&db); // idle 10 s, grace 5 s
+    let c = store.create(b"data", b"")?;
+    clock.advance(10 * SEC - 1);
+    assert_eq!(store.load(&c.id, &c.token)?.session_data, b"data");
+    assert!(store.exists(&c.id)?);
+    // The load above touched the session: it now expires at T0 + 20 s - 1 ms.
+    clock.set(T0 + 20 * SEC - 2);
+    assert!(store.load(&c.id, &c.token).is_ok());
+    // Touched again: expires at T0 + 30 s - 2 ms, and is gone 5 s later.
+    clock.set(T0 + 30 * SEC - 2);
+    let res = store.load(&c.id, &c.token);
+    assert!(
+        matches!(&res, Err(Error::Expired { data }) if data == b"data"),
+        "{res:?}"
+    );
+    assert!(!store.exists(&c.id)?);
+    // Saves and touches are refused too, with the data.
+    let res = store.store_state(&c.id, &c.token, Save::new(b"new", b""));
+    assert!(matches!(res, Err(Error::Expired { .. })), "{res:?}");
+    assert!(matches!(
+        store.touch(&c.id, &c.token),
+        Err(Error::Expired { .. })
+    ));
+    // After the grace window: unknown, though nothing was swept.
+    clock.set(T0 + 35 * SEC - 1);
+    assert!(matches!(store.load(&c.id, &c.token), Err(Error::NotFound)));
+    assert_eq!(store.count()?, 1, "no sweep has run yet");
+    let report = store.cleanup()?;
+    assert_eq!((report.sessions, report.states), (1, 1));
+    assert_eq!(store.count()?, 0);
+    assert!(matches!(store.load(&c.id, &c.token), Err(Error::NotFound)));
+    Ok(())
+}
+
+#[test]
+fn expired_data_is_not_given_to_a_wrong_token() -> Result<(), Error> {
+    let db = temp_db();
+    let (store, clock) = store(&db);
+    let c = store.create(b"secret", b"")?;
+    let other = store.create(b"", b"")?;
+    clock.advance(11 * SEC);
+    let res = store.load(&c.id, &other.token);
+    assert!(matches!(res, Err(Error::Security)), "{res:?}");
+    Ok(())
+}
+
+#[test]
+fn absolute_lifetime_ends_an_active_session() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    let store = builder(&db.path, &clock)
+        .absolute_lifetime(Some(Duration::from_secs(25)))
+        .open()?;
+    let c = store.create(b"x", b"")?;
+    for _ in 0..4 {
+        clock.advance(6 * SEC);
+        store.store_state(&c.id, &c.token, Save::new(b"x", b""))?; // keeps it idle-fresh
+    }
+    clock.set(T0 + 25 * SEC);
+    assert!(matches!(
+        store.load(&c.id, &c.token),
+        Err(Error::Expired { .. })
+    ));
+    clock.set(T0 + 30 * SEC);
+    assert!(matches!(store.load(&c.id, &c.token), Err(Error::NotFound)));
+    Ok(())
+}
+
+#[test]
+fn no_timeouts_means_no_expiry() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    let store = builder(&db.path, &clock).idle_timeout(None).open()?;
+    let c = store.create(b"x", b"")?;
+    clock.advance(10 * 365 * 24 * 3600 * SEC);
+    assert!(store.load(&c.id, &c.token).is_ok());
+    assert_eq!(store.cleanup()?.sessions, 0);
+    assert_eq!(
+        store.session_info(&c.id)?.map(|i| i.expires_at),
+        Some(u64::MAX)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_process_with_a_shorter_timeout_never_returns_what_it_considers_expired() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    let long = builder(&db.path, &clock)
+        .idle_timeout(Some(Duration::from_secs(3600)))
+        .open()?;
+    let c = long.create(b"x", b"")?;
+    drop(long);
+    let short = builder(&db.path, &clock).open()?; // idle 10 s
+    clock.advance(11 * SEC);
+    assert!(matches!(
+        short.load(&c.id, &c.token),
+        Err(Error::Expired { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn loads_persist_access_only_past_the_touch_resolution() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    // Idle 10 s: the default resolution is 1% = 100 ms.
+    let store = builder(&db.path, &clock).open()?;
+    let c = store.create(b"x", b"")?;
+    clock.advance(99);
+    store.load(&c.id, &c.token)?;
+    assert_eq!(store.session_info(&c.id)?.unwrap().last_access, T0);
+    clock.advance(1);
+    store.load(&c.id, &c.token)?;
+    let info = store.session_info(&c.id)?.unwrap();
+    assert_eq!(info.last_access, T0 + 100);
+    assert_eq!(info.expires_at, T0 + 100 + 10 * SEC);
+    assert_eq!(info.version, 1, "a touch is not a save");
+    Ok(())
+}
+
+#[test]
+fn explicit_touch_and_clock_going_backwards() -> Result<(), Error> {
+    let db = temp_db();
+    let (store, clock) = store(&db);
+    let c = store.create(b"x", b"")?;
+    clock.advance(5);
+    store.touch(&c.id, &c.token)?;
+    assert_eq!(store.session_info(&c.id)?.unwrap().last_access, T0 + 5);
+    clock.set(T0 - 60 * SEC);
+    store.touch(&c.id, &c.token)?;
+    store.store_state(&c.id, &c.token, Save::new(b"y", b""))?;
+    assert_eq!(
+        store.session_info(&c.id)?.unwrap().last_access,
+        T0 + 5,
+        "never moves back"
+    );
+    Ok(())
+}
+
+#[test]
+fn cleanup_removes_only_sessions_past_grace_in_batches() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    let store = builder(&db.path, &clock).cleanup_batch(7).open()?;
+    let mut old = Vec::new();
+    for _ in 0..30 {
+        let c = store.create(b"old", b"")?;
+        store.store_state(&c.id, &c.token, Save::new(b"old", b""))?;
+        old.push(c);
+    }
+    clock.advance(8 * SEC);
+    let young: Vec<_> = (0..5)
+        .map(|_| store.create(b"young", b"").unwrap())
+        .collect();
+    clock.advance(6 * SEC); // old: expired 4 s ago (in grace); young: live
+    assert_eq!(store.cleanup()?.sessions, 0);
+    clock.advance(2 * SEC); // old: 6 s past expiry, beyond the 5 s grace
+    let report = store.cleanup()?;
+    assert_eq!(report.sessions, 30);
+    assert_eq!(report.states, 60);
+    assert_eq!(report.batches, 5, "30 sessions in batches of 7: 7+7+7+7+2");
+    assert_eq!(store.count()?, 5);
+    for c in &young {
+        assert!(store.load(&c.id, &c.token).is_ok());
+    }
+    for c in &old {
+        assert!(matches!(store.load(&c.id, &c.token), Err(Error::NotFound)));
+    }
+    let info = store.info()?;
+    assert_eq!((info.sessions, info.expiry_entries, info.states), (5, 5, 5));
+    Ok(())
+}
+
+#[test]
+fn delete_idle_removes_sessions_unused_for_longer() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    let store = builder(&db.path, &clock).idle_timeout(None).open()?;
+    let stale: Vec<_> = (0..4).map(|_| store.create(b"", b"").unwrap()).collect();
+    clock.advance(120 * SEC);
+    let fresh = store.create(b"", b"")?;
+    clock.advance(SEC);
+    assert_eq!(store.delete_idle(Duration::from_secs(60))?, 4);
+    assert!(store.exists(&fresh.id)?);
+    for c in &stale {
+        assert!(!store.exists(&c.id)?);
+    }
+    assert_eq!(store.info()?.states, 1);
+    Ok(())
+}
+
+#[test]
+fn adjust_time_shifts_every_deadline() -> Result<(), Error> {
+    let db = temp_db();
+    let (store, clock) = store(&db);
+    let c = store.create(b"x", b"")?;
+    // The clock is stepped forward an hour; without adjustment the session would be gone.
+    clock.advance(3600 * SEC);
+    assert_eq!(store.adjust_time(3600 * 1000)?, 1);
+    let info = store.session_info(&c.id)?.unwrap();
+    assert_eq!(info.created, T0 + 3600 * SEC);
+    assert_eq!(info.expires_at, T0 + 3610 * SEC);
+    assert!(store.load(&c.id, &c.token).is_ok());
+    assert_eq!(store.info()?.expiry_entries, 1);
+    // Stepping back works the same way.
+    assert_eq!(store.adjust_time(-7200 * 1000)?, 1);
+    assert_eq!(
+        store.session_info(&c.id)?.unwrap().status,
+        SessionStatus::Gone
+    );
+    assert_eq!(store.cleanup()?.sessions, 1);
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! States history: LRU eviction, `states_history = false`, unknown and evicted state ids.
+
+mod common;
+
+use common::{T0, builder, store, temp_db};
+use sessiondb::{Error, ManualClock, Save};
+
+#[test]
+fn oldest_states_are_evicted_beyond_max_states() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    let store = builder(&db.path, &clock).max_states(3).open()?;
+    let c = store.create(b"", b"0")?;
+    for i in 1..=5u8 {
+        let s = store.store_state(&c.id, &c.token, Save::new(b"", &[b'0' + i]))?;
+        assert_eq!(s.state_id, u64::from(i));
+    }
+    let kept: Vec<u64> = store.states(&c.id)?.iter().map(|s| s.id).collect();
+    assert_eq!(kept, vec![3, 4, 5]);
+    for id in 3..=5u8 {
+        assert_eq!(
+            store
+                .fetch_state(&c.id, &c.token, Some(u64::from(id)))?
+                .state_data,
+            [b'0' + id]
+        );
+    }
+    let got = store.load(&c.id, &c.token)?;
+    assert_eq!((got.oldest_state_id, got.latest_state_id), (3, 5));
+    for evicted in 0..3 {
+        let res = store.fetch_state(&c.id, &c.token, Some(evicted));
+        assert!(
+            matches!(res, Err(Error::StateEvicted { requested, oldest: 3 }) if requested == evicted),
+            "{res:?}"
+        );
+    }
+    assert_eq!(store.info()?.states, 3);
+    Ok(())
+}
+
+#[test]
+fn a_state_never_stored_is_not_found_not_evicted() -> Result<(), Error> {
+    let db = temp_db();
+    let (store, _clock) = store(&db);
+    let c = store.create(b"", b"0")?;
+    store.store_state(&c.id, &c.token, Save::new(b"", b"1"))?;
+    let res = store.fetch_state(&c.id, &c.token, Some(2));
+    assert!(
+        matches!(
+            res,
+            Err(Error::StateNotFound {
+                requested: 2,
+                latest: 1
+            })
+        ),
+        "{res:?}"
+    );
+    let res = store.fetch_state(&c.id, &c.token, Some(u64::MAX));
+    assert!(matches!(res, Err(Error::StateNotFound { .. })), "{res:?}");
+    Ok(())
+}
+
+#[test]
+fn without_history_exactly_one_state_is_kept() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    let store = builder(&db.path, &clock).states_history(false).open()?;
+    let c = store.create(b"", b"first")?;
+    for i in 0..5u8 {
+        let s = store.store_state(&c.id, &c.token, Save::new(b"", &[i]))?;
+        assert_eq!(s.state_id, 0);
+    }
+    let states = store.states(&c.id)?;
+    assert_eq!(states.len(), 1);
+    assert_eq!(store.load(&c.id, &c.token)?.state_data, [4]);
+    Ok(())
+}
+
+#[test]
+fn lowering_max_states_trims_on_the_next_save() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    let c = {
+        let store = builder(&db.path, &clock).max_states(10).open()?;
+        let c = store.create(b"", b"")?;
+        for _ in 0..9 {
+            store.store_state(&c.id, &c.token, Save::new(b"", b""))?;
+        }
+        assert_eq!(store.states(&c.id)?.len(), 10);
+        c
+    };
+    let store = builder(&db.path, &clock).max_states(2).open()?;
+    store.store_state(&c.id, &c.token, Save::new(b"", b""))?;
+    let kept: Vec<u64> = store.states(&c.id)?.iter().map(|s| s.id).collect();
+    assert_eq!(kept, vec![9, 10]);
+    Ok(())
+}
