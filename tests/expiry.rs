@@ -227,3 +227,31 @@ fn adjust_time_shifts_every_deadline() -> Result<(), Error> {
     assert_eq!(store.cleanup()?.sessions, 1);
     Ok(())
 }
+
+#[test]
+fn removal_follows_the_stored_grace_not_the_sweepers_settings() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    let patient = builder(&db.path, &clock)
+        .grace_period(Duration::from_secs(3600))
+        .open()?;
+    let c = patient.create(b"cart", b"")?;
+    let hasty = builder(&db.path, &clock)
+        .grace_period(Duration::from_secs(1))
+        .open()?;
+    clock.advance(12 * SEC); // idle 10 s: expired; 2 s past the hasty handle's grace
+    // The hasty handle never returns the session...
+    assert!(matches!(hasty.load(&c.id, &c.token), Err(Error::NotFound)));
+    // ...but may not destroy it while the writer's grace window is open.
+    assert_eq!(hasty.cleanup()?.sessions, 0);
+    let res = patient.load(&c.id, &c.token);
+    assert!(
+        matches!(&res, Err(Error::Expired { data }) if data == b"cart"),
+        "{res:?}"
+    );
+    let info = patient.session_info(&c.id)?.unwrap();
+    assert_eq!(info.remove_at, T0 + 10 * SEC + 3600 * SEC);
+    clock.set(info.remove_at);
+    assert_eq!(hasty.cleanup()?.sessions, 1);
+    Ok(())
+}

@@ -10,10 +10,11 @@ use super::expiry::Status;
 use super::record::{decode_session, printable};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
-use crate::schema::{self, FORMAT_VERSION, META_CREATED, ReadTables, SESSIONS_NAME};
+use crate::schema::{self, META_CREATED, META_FORMAT, ReadTables, SESSIONS_NAME};
 
 /// Where a session stands, as an admin sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SessionStatus {
     /// Usable.
     Live,
@@ -21,6 +22,24 @@ pub enum SessionStatus {
     Expired,
     /// Past the grace window, awaiting the sweep.
     Gone,
+}
+
+impl SessionStatus {
+    /// `"live"`, `"expired"` or `"gone"`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Live => "live",
+            SessionStatus::Expired => "expired",
+            SessionStatus::Gone => "gone",
+        }
+    }
+}
+
+impl std::fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A session's metadata, without its data.
@@ -35,6 +54,9 @@ pub struct SessionInfo {
     pub last_access: u64,
     /// Expiry, ms since the epoch (`u64::MAX`: never).
     pub expires_at: u64,
+    /// End of the grace window, after which clean-up may remove the session, ms since the
+    /// epoch (`u64::MAX`: never).
+    pub remove_at: u64,
     /// Version: incremented by every save.
     pub version: u64,
     /// Newest state id.
@@ -53,7 +75,7 @@ pub struct SessionInfo {
 pub struct StateInfo {
     /// The state id.
     pub id: u64,
-    /// Size of the stored record in bytes.
+    /// Size of the stored record in bytes: the state data plus 13 bytes of header and length.
     pub size: u64,
 }
 
@@ -131,6 +153,19 @@ impl Iterator for Sessions<'_> {
     }
 }
 
+fn states_of(tables: &ReadTables, id: &SessionId) -> Result<Vec<StateInfo>> {
+    let sid = id.as_bytes();
+    let mut out = Vec::new();
+    for entry in tables.states.range((sid, 0)..=(sid, u64::MAX))? {
+        let (k, v) = entry?;
+        out.push(StateInfo {
+            id: k.value().1,
+            size: v.value().len() as u64,
+        });
+    }
+    Ok(out)
+}
+
 impl Store {
     fn info_of(&self, sid: &[u8], bytes: &[u8], now: u64) -> Result<SessionInfo> {
         let rec = decode_session(sid, bytes)?;
@@ -151,6 +186,7 @@ impl Store {
             created: rec.created,
             last_access: rec.last_access,
             expires_at: rec.expires_at,
+            remove_at: rec.remove_at,
             version: rec.version,
             latest_state: rec.latest_state,
             oldest_state: rec.oldest_state,
@@ -190,17 +226,22 @@ impl Store {
     /// [`Error::Storage`] from redb.
     pub fn states(&self, id: &SessionId) -> Result<Vec<StateInfo>> {
         let txn = self.read()?;
+        states_of(&ReadTables::open(&txn)?, id)
+    }
+
+    /// A session's metadata and its stored states, read in one transaction so that they agree
+    /// even while other processes write. `None` if there is no record. Needs no token.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
+    pub fn inspect(&self, id: &SessionId) -> Result<Option<(SessionInfo, Vec<StateInfo>)>> {
+        let txn = self.read()?;
         let tables = ReadTables::open(&txn)?;
-        let sid = id.as_bytes();
-        let mut out = Vec::new();
-        for entry in tables.states.range((sid, 0)..=(sid, u64::MAX))? {
-            let (k, v) = entry?;
-            out.push(StateInfo {
-                id: k.value().1,
-                size: v.value().len() as u64,
-            });
-        }
-        Ok(out)
+        let Some(guard) = tables.sessions.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        let info = self.info_of(id.as_bytes(), guard.value(), self.now())?;
+        Ok(Some((info, states_of(&tables, id)?)))
     }
 
     /// How many sessions the file holds, including expired ones not yet swept. Constant time.
@@ -220,12 +261,25 @@ impl Store {
         let txn = self.read()?;
         let tables = ReadTables::open(&txn)?;
         let meta = schema::read_meta(&txn)?;
-        let created = meta
-            .get(META_CREATED)?
-            .and_then(|g| <[u8; 8]>::try_from(g.value()).ok())
-            .map_or(0, u64::from_le_bytes);
+        let read = |key: &'static str| -> Result<Vec<u8>> {
+            let value = meta.get(key)?.ok_or(Error::Corrupted {
+                table: "meta",
+                key: key.into(),
+            })?;
+            Ok(value.value().to_vec())
+        };
+        let bad = |key: &'static str| Error::Corrupted {
+            table: "meta",
+            key: key.into(),
+        };
+        let format_version = <[u8; 4]>::try_from(read(META_FORMAT)?.as_slice())
+            .map(u32::from_le_bytes)
+            .map_err(|_| bad(META_FORMAT))?;
+        let created = <[u8; 8]>::try_from(read(META_CREATED)?.as_slice())
+            .map(u64::from_le_bytes)
+            .map_err(|_| bad(META_CREATED))?;
         Ok(StoreInfo {
-            format_version: FORMAT_VERSION,
+            format_version,
             created,
             sessions: tables.sessions.len()?,
             states: tables.states.len()?,

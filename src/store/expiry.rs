@@ -11,7 +11,7 @@ use super::Store;
 use super::record::{SessionRecord, decode_session, get_session, put_session, remove_session};
 use crate::config::CapPolicy;
 use crate::error::{Error, Result};
-use crate::schema::{ReadTables, WriteTables};
+use crate::schema::{ExpiryKey, ReadTables, WriteTables};
 
 /// Where a session stands at some time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +32,9 @@ pub struct CleanupReport {
     pub sessions: u64,
     /// States removed with them.
     pub states: u64,
-    /// Index entries removed that pointed at no session (left by a deleted damaged record).
+    /// Damaged session records removed (their deadline had passed).
+    pub corrupted: u64,
+    /// Index entries removed that pointed at no session.
     pub stale_entries: u64,
     /// Write transactions used.
     pub batches: u64,
@@ -42,14 +44,75 @@ impl CleanupReport {
     fn add(&mut self, other: CleanupReport) {
         self.sessions += other.sessions;
         self.states += other.states;
+        self.corrupted += other.corrupted;
         self.stale_entries += other.stale_entries;
         self.batches += other.batches;
     }
 }
 
+/// What [`remove_indexed`] found behind an `expiry` entry.
+enum Removed {
+    /// The session it indexes, removed with its states.
+    Session { states: u64 },
+    /// A damaged record, removed with its states.
+    Corrupted { states: u64 },
+    /// No record, or a record indexed under another key: only the entry was removed.
+    Stale,
+}
+
+/// Removes the session an `expiry` entry points at, or the entry alone if it is stale.
+fn remove_indexed(t: &mut WriteTables<'_>, key: ExpiryKey<'_>) -> Result<Removed> {
+    let sid = key.2;
+    match get_session(&t.sessions, sid) {
+        Ok(Some(rec)) if rec.expiry_key(sid) == key => Ok(Removed::Session {
+            states: remove_session(t, sid, Some(&rec))?,
+        }),
+        Ok(_) => {
+            t.expiry.remove(key)?;
+            Ok(Removed::Stale)
+        }
+        Err(Error::Corrupted { .. }) => Ok(Removed::Corrupted {
+            states: remove_session(t, sid, None)?,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes up to `limit` sessions whose stored `remove_at` has passed, in one transaction.
+fn sweep_batch(t: &mut WriteTables<'_>, now: u64, limit: usize) -> Result<CleanupReport> {
+    let mut due = Vec::new();
+    for entry in t.expiry.iter()? {
+        let (key, _) = entry?;
+        let (remove_at, last_access, sid) = key.value();
+        if remove_at > now || due.len() >= limit {
+            break;
+        }
+        due.push((remove_at, last_access, sid.to_vec()));
+    }
+    let mut report = CleanupReport {
+        batches: 1,
+        ..CleanupReport::default()
+    };
+    for (remove_at, last_access, sid) in due {
+        match remove_indexed(t, (remove_at, last_access, &sid))? {
+            Removed::Session { states } => {
+                report.sessions += 1;
+                report.states += states;
+            }
+            Removed::Corrupted { states } => {
+                report.corrupted += 1;
+                report.states += states;
+            }
+            Removed::Stale => report.stale_entries += 1,
+        }
+    }
+    Ok(report)
+}
+
 impl Store {
-    /// When a session created at `created` and last used at `last_access` stops being live.
-    pub(crate) fn deadline(&self, created: u64, last_access: u64) -> u64 {
+    /// When a session created at `created` and last used at `last_access` stops being live,
+    /// and when it may be removed, by this process's settings.
+    fn deadlines(&self, created: u64, last_access: u64) -> (u64, u64) {
         let idle = self
             .cfg
             .idle_timeout
@@ -58,62 +121,29 @@ impl Store {
             .cfg
             .absolute_lifetime
             .map_or(u64::MAX, |a| created.saturating_add(a));
-        idle.min(absolute)
+        let expires_at = idle.min(absolute);
+        (expires_at, expires_at.saturating_add(self.cfg.grace))
     }
 
-    /// Where `rec` stands at `now`. The stored deadline and this process's settings both
-    /// apply, so a process with shorter timeouts never returns a session it considers expired.
+    /// `rec` with its deadlines computed from its times and this process's settings.
+    pub(crate) fn with_deadlines(&self, mut rec: SessionRecord) -> SessionRecord {
+        (rec.expires_at, rec.remove_at) = self.deadlines(rec.created, rec.last_access);
+        rec
+    }
+
+    /// Where `rec` stands at `now`. The stored deadlines and this process's settings both
+    /// apply, the stricter winning, so a process with shorter timeouts never returns a session
+    /// it considers expired. Removal, by contrast, follows the stored `remove_at` alone, so
+    /// what a process may destroy does not depend on its own settings.
     pub(crate) fn status(&self, rec: &SessionRecord, now: u64) -> Status {
-        let expires_at = rec
-            .expires_at
-            .min(self.deadline(rec.created, rec.last_access));
-        if now < expires_at {
+        let (expires_at, remove_at) = self.deadlines(rec.created, rec.last_access);
+        if now < expires_at.min(rec.expires_at) {
             Status::Live
-        } else if now < expires_at.saturating_add(self.cfg.grace) {
+        } else if now < remove_at.min(rec.remove_at) {
             Status::Expired
         } else {
             Status::Gone
         }
-    }
-
-    /// Removes up to `limit` sessions past their grace window, in one transaction.
-    fn sweep_batch(
-        &self,
-        t: &mut WriteTables<'_>,
-        now: u64,
-        limit: usize,
-    ) -> Result<CleanupReport> {
-        let mut due = Vec::new();
-        for entry in t.expiry.iter()? {
-            let (key, _) = entry?;
-            let (expires_at, last_access, sid) = key.value();
-            if expires_at.saturating_add(self.cfg.grace) > now || due.len() >= limit {
-                break;
-            }
-            due.push((expires_at, last_access, sid.to_vec()));
-        }
-        let mut report = CleanupReport {
-            batches: 1,
-            ..CleanupReport::default()
-        };
-        for (expires_at, last_access, sid) in due {
-            let rec = match get_session(&t.sessions, &sid) {
-                Ok(rec) => rec,
-                Err(Error::Corrupted { .. }) => None,
-                Err(e) => return Err(e),
-            };
-            match rec {
-                Some(rec) if rec.expires_at == expires_at && rec.last_access == last_access => {
-                    report.states += remove_session(t, &sid, Some(&rec))?;
-                    report.sessions += 1;
-                }
-                _ => {
-                    t.expiry.remove((expires_at, last_access, sid.as_slice()))?;
-                    report.stale_entries += 1;
-                }
-            }
-        }
-        Ok(report)
     }
 
     /// Removes every session past its grace window, in batches of `cleanup_batch` sessions,
@@ -125,9 +155,11 @@ impl Store {
     pub fn cleanup(&self) -> Result<CleanupReport> {
         let mut total = CleanupReport::default();
         loop {
-            let batch = self.write(|t| self.sweep_batch(t, self.now(), self.cfg.cleanup_batch))?;
+            let batch = self.write(|t| sweep_batch(t, self.now(), self.cfg.cleanup_batch))?;
             total.add(batch);
-            if batch.sessions + batch.stale_entries < self.cfg.cleanup_batch as u64 {
+            if batch.sessions + batch.corrupted + batch.stale_entries
+                < self.cfg.cleanup_batch as u64
+            {
                 return Ok(total);
             }
         }
@@ -142,28 +174,20 @@ impl Store {
         if t.sessions.len()? < max {
             return Ok(());
         }
-        self.sweep_batch(t, now, 64)?;
+        sweep_batch(t, now, 64)?;
         while t.sessions.len()? >= max {
             if self.cfg.cap_policy == CapPolicy::Reject || max == 0 {
                 return Err(Error::MaxSessionsExceeded { max });
             }
-            let (expires_at, last_access, sid) = {
+            let (remove_at, last_access, sid) = {
                 let first = t.expiry.first()?.ok_or(Error::Corrupted {
                     table: "expiry",
                     key: "(first entry missing while sessions exist)".into(),
                 })?;
-                let (e, l, s) = first.0.value();
-                (e, l, s.to_vec())
+                let (r, l, s) = first.0.value();
+                (r, l, s.to_vec())
             };
-            let rec = match get_session(&t.sessions, &sid) {
-                Ok(rec) => rec,
-                Err(Error::Corrupted { .. }) => None,
-                Err(e) => return Err(e),
-            };
-            if rec.is_none() {
-                t.expiry.remove((expires_at, last_access, sid.as_slice()))?;
-            }
-            remove_session(t, &sid, rec.as_ref())?;
+            remove_indexed(t, (remove_at, last_access, &sid))?;
         }
         Ok(())
     }
@@ -237,6 +261,7 @@ impl Store {
                 rec.created = shift(old.created);
                 rec.last_access = shift(old.last_access);
                 rec.expires_at = shift(old.expires_at);
+                rec.remove_at = shift(old.remove_at);
                 put_session(t, sid, Some(old), &rec)?;
             }
             Ok(all.len() as u64)

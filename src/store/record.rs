@@ -16,6 +16,9 @@ pub(crate) struct SessionRecord {
     pub(crate) last_access: u64,
     /// When the session stops being live, ms (`u64::MAX`: never).
     pub(crate) expires_at: u64,
+    /// When the grace window ends and the sweep may remove the session, ms (`u64::MAX`: never).
+    /// Stored, so that what one process may destroy does not depend on another's settings.
+    pub(crate) remove_at: u64,
     /// Incremented by every save of data or state.
     pub(crate) version: u64,
     /// The newest state id.
@@ -36,7 +39,7 @@ pub(crate) struct SessionRecord {
 impl SessionRecord {
     /// This record's key in the `expiry` table.
     pub(crate) fn expiry_key<'a>(&self, sid: &'a [u8]) -> ExpiryKey<'a> {
-        (self.expires_at, self.last_access, sid)
+        (self.remove_at, self.last_access, sid)
     }
 
     /// How many states the session keeps.
@@ -148,7 +151,8 @@ pub(crate) fn put_session(
 }
 
 /// Removes a session, its states and its index entries. `rec` is `None` when the record is
-/// missing or unreadable; the states are then found by range. Returns the states removed.
+/// unreadable; its states are then found by range and its index entries by a full scan.
+/// Returns the states removed.
 pub(crate) fn remove_session(
     t: &mut WriteTables<'_>,
     sid: &[u8],
@@ -160,6 +164,10 @@ pub(crate) fn remove_session(
         if let Some(user) = &rec.user {
             t.users.remove((user.as_slice(), sid))?;
         }
+    } else {
+        // The index keys are unknown: find them by scanning. Only damaged records come here.
+        t.expiry.retain(|(_, _, s), ()| s != sid)?;
+        t.users.retain(|(_, s), ()| s != sid)?;
     }
     let mut removed = 0;
     for entry in t

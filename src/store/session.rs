@@ -132,7 +132,8 @@ impl Store {
             let rec = SessionRecord {
                 created: now,
                 last_access: now,
-                expires_at: self.deadline(now, now),
+                expires_at: 0,
+                remove_at: 0,
                 version: 1,
                 latest_state: 0,
                 oldest_state: 0,
@@ -141,6 +142,7 @@ impl Store {
                 user: None,
                 data: session_data.to_vec(),
             };
+            let rec = self.with_deadlines(rec);
             put_state(t, id.as_bytes(), 0, state_data)?;
             put_session(t, id.as_bytes(), None, &rec)?;
             Ok(id)
@@ -244,7 +246,7 @@ impl Store {
             }
             let mut rec = old.clone();
             rec.last_access = now;
-            rec.expires_at = self.deadline(rec.created, now);
+            let rec = self.with_deadlines(rec);
             put_session(t, sid, Some(&old), &rec)?;
             Ok(Some(rec.expires_at))
         })
@@ -262,7 +264,7 @@ impl Store {
             self.admit(&old, token, now)?;
             let mut rec = old.clone();
             rec.last_access = rec.last_access.max(now);
-            rec.expires_at = self.deadline(rec.created, rec.last_access);
+            let rec = self.with_deadlines(rec);
             put_session(t, sid, Some(&old), &rec)
         })
     }
@@ -312,7 +314,7 @@ impl Store {
             rec.version = old.version + 1;
             rec.data = save.session_data.to_vec();
             rec.last_access = old.last_access.max(now);
-            rec.expires_at = self.deadline(rec.created, rec.last_access);
+            let rec = self.with_deadlines(rec);
             put_session(t, sid, Some(&old), &rec)?;
             Ok(Stored {
                 state_id,

@@ -1,0 +1,334 @@
+//! Prints what a sessiondb file holds, without writing to it.
+//!
+//! ```text
+//! cargo run --example dump -- [--json] [--session SID] PATH
+//! ```
+//!
+//! The file is opened read-only, so the dump can run beside live writers (in the default
+//! `Sharing::MultiProcess` mode). It prints the file's format, counts, size and creation time,
+//! then every session's metadata and the ids and sizes of its states. No session or state data
+//! is printed: that would need the sessions' tokens.
+//!
+//! - `--session SID` prints that one session only.
+//! - `--json` prints the same as one JSON document (with `--session`: the session object).
+//!
+//! Times are milliseconds since the Unix epoch, followed in the text output by how long ago
+//! (or how far ahead) they are.
+//!
+//! Exit status: 0 when everything was read; 1 when some records could not be read or do not
+//! agree (each is reported on stderr, and in the `problems` array of the JSON document, and
+//! the dump goes on) or the `--session` is not in the file; 2 when the file cannot be used at
+//! all (missing, not a sessiondb file, another format version) or the arguments are wrong.
+
+#![warn(clippy::pedantic)]
+
+use std::error::Error as _;
+use std::io::{self, BufWriter, StdoutLock, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+use sessiondb::{Clock, SessionId, SessionInfo, StateInfo, Store, StoreInfo, SystemClock};
+
+const USAGE: &str = "usage: dump [--json] [--session SID] PATH";
+
+/// Why the dump stopped.
+enum Fail {
+    /// Bad arguments.
+    Usage(String),
+    /// The file cannot be used at all.
+    File(PathBuf, sessiondb::Error),
+    /// Standard output cannot be written.
+    Output(io::Error),
+}
+
+impl From<io::Error> for Fail {
+    fn from(e: io::Error) -> Self {
+        Fail::Output(e)
+    }
+}
+
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(problems) => {
+            eprintln!("dump: {problems} problem(s) found");
+            ExitCode::from(1)
+        }
+        // `dump ... | head`: the reader has all it wants.
+        Err(Fail::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Fail::Output(e)) => {
+            eprintln!("dump: cannot write the output: {e}");
+            ExitCode::from(2)
+        }
+        Err(Fail::Usage(msg)) => {
+            eprintln!("dump: {msg}\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(Fail::File(path, err)) => {
+            eprintln!("dump: {}: {err}", path.display());
+            let mut source = err.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+struct Args {
+    json: bool,
+    session: Option<String>,
+    path: PathBuf,
+}
+
+/// Parses the arguments; `None` for `--help`.
+fn parse_args() -> Result<Option<Args>, Fail> {
+    let mut json = false;
+    let mut session = None;
+    let mut path = None;
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("-h" | "--help") => return Ok(None),
+            Some("--json") => json = true,
+            Some("--session") => {
+                let sid = args
+                    .next()
+                    .ok_or(Fail::Usage("--session needs an id".into()))?;
+                let sid = sid
+                    .into_string()
+                    .map_err(|_| Fail::Usage("bad --session id".into()))?;
+                session = Some(sid);
+            }
+            Some(s) if s.starts_with('-') && s != "-" => {
+                return Err(Fail::Usage(format!("unknown option {s}")));
+            }
+            _ if path.is_none() => path = Some(PathBuf::from(arg)),
+            _ => return Err(Fail::Usage("only one PATH, please".into())),
+        }
+    }
+    let path = path.ok_or(Fail::Usage("no PATH given".into()))?;
+    Ok(Some(Args {
+        json,
+        session,
+        path,
+    }))
+}
+
+fn try_main() -> Result<u64, Fail> {
+    let Some(args) = parse_args()? else {
+        println!("{USAGE}");
+        return Ok(0);
+    };
+    let unusable = |e| Fail::File(args.path.clone(), e);
+    // The session id is checked before the file is touched.
+    let wanted = match &args.session {
+        Some(sid) => {
+            Some(SessionId::parse(sid).map_err(|e| Fail::Usage(format!("--session: {e}")))?)
+        }
+        None => None,
+    };
+    let store = Store::builder(&args.path)
+        .read_only(true)
+        .open()
+        .map_err(unusable)?;
+    let mut dump = Dump {
+        out: BufWriter::new(io::stdout().lock()),
+        json: args.json,
+        now: SystemClock.now_ms(),
+        listed: 0,
+        problems: Vec::new(),
+    };
+
+    if let Some(id) = wanted {
+        match store.session_info(&id) {
+            Ok(Some(info)) => dump.session(&store, &info.id, true)?,
+            Ok(None) => dump.problem(format!("no session {id} in the file"))?,
+            Err(e) => dump.problem(format!("session {id}: {e}"))?,
+        }
+    } else {
+        let info = store.info().map_err(unusable)?;
+        dump.header(&args.path, &info)?;
+        if info.expiry_entries != info.sessions {
+            let msg = format!(
+                "the expiry index has {} entries for {} sessions",
+                info.expiry_entries, info.sessions
+            );
+            dump.problem(msg)?;
+        }
+        for item in store.sessions() {
+            match item {
+                Ok(session) => dump.session(&store, &session.id, false)?,
+                Err(e) => dump.problem(e.to_string())?,
+            }
+        }
+        dump.footer()?;
+    }
+    dump.out.flush()?;
+    Ok(dump.problems.len() as u64)
+}
+
+/// Where the output goes, and the problems found so far.
+struct Dump<'a> {
+    out: BufWriter<StdoutLock<'a>>,
+    json: bool,
+    now: u64,
+    /// Sessions written into the JSON array so far.
+    listed: u64,
+    problems: Vec<String>,
+}
+
+impl Dump<'_> {
+    /// Reports a problem on stderr, after what was printed before it, and goes on.
+    fn problem(&mut self, msg: String) -> io::Result<()> {
+        self.out.flush()?;
+        eprintln!("dump: problem: {msg}");
+        self.problems.push(msg);
+        Ok(())
+    }
+
+    fn header(&mut self, path: &std::path::Path, info: &StoreInfo) -> io::Result<()> {
+        if self.json {
+            let doc = json!({
+                "path": path.to_string_lossy(),
+                "now": self.now,
+                "format_version": info.format_version,
+                "created": info.created,
+                "file_size": info.file_size,
+                "sessions": info.sessions,
+                "states": info.states,
+                "expiry_entries": info.expiry_entries,
+            });
+            // The store object, then the sessions one per line as they are read.
+            return write!(self.out, "{{\"store\":{doc},\n\"sessions\":[");
+        }
+        let (out, now) = (&mut self.out, self.now);
+        writeln!(out, "file            {}", path.display())?;
+        writeln!(out, "format version  {}", info.format_version)?;
+        writeln!(out, "created         {}", when(now, info.created))?;
+        writeln!(out, "file size       {} bytes", info.file_size)?;
+        writeln!(out, "sessions        {}", info.sessions)?;
+        writeln!(out, "states          {}", info.states)?;
+        writeln!(out, "expiry entries  {}", info.expiry_entries)
+    }
+
+    fn session(&mut self, store: &Store, id: &SessionId, alone: bool) -> io::Result<()> {
+        let (info, states) = match snapshot(store, id) {
+            Ok(Some(pair)) => pair,
+            Ok(None) => return Ok(()), // deleted during the walk
+            Err(msg) => return self.problem(msg),
+        };
+        let status_name = info.status.as_str();
+        if self.json {
+            let states: Vec<Value> = states
+                .iter()
+                .map(|s| json!({ "id": s.id, "size": s.size }))
+                .collect();
+            let doc = json!({
+                "id": info.id.as_str(),
+                "status": status_name,
+                "version": info.version,
+                "created": info.created,
+                "last_access": info.last_access,
+                "expires_at": (info.expires_at != u64::MAX).then_some(info.expires_at),
+                "data_len": info.data_len,
+                "oldest_state": info.oldest_state,
+                "latest_state": info.latest_state,
+                "states": states,
+            });
+            if alone {
+                return writeln!(self.out, "{doc}");
+            }
+            let separator = if self.listed == 0 { "" } else { "," };
+            self.listed += 1;
+            return write!(self.out, "{separator}\n{doc}");
+        }
+        let states: Vec<String> = states
+            .iter()
+            .map(|s| format!("{}:{}", s.id, s.size))
+            .collect();
+        let (out, now) = (&mut self.out, self.now);
+        if !alone {
+            writeln!(out)?;
+        }
+        writeln!(
+            out,
+            "session {}  {status_name}, version {}",
+            info.id, info.version
+        )?;
+        writeln!(out, "  created      {}", when(now, info.created))?;
+        writeln!(out, "  last access  {}", when(now, info.last_access))?;
+        writeln!(out, "  expires at   {}", when(now, info.expires_at))?;
+        writeln!(out, "  data         {} bytes", info.data_len)?;
+        writeln!(
+            out,
+            "  states       {}..={} (id:bytes) {}",
+            info.oldest_state,
+            info.latest_state,
+            states.join(" ")
+        )
+    }
+
+    fn footer(&mut self) -> io::Result<()> {
+        if self.json {
+            writeln!(self.out, "\n],\n\"problems\":{}}}", json!(self.problems))?;
+        }
+        Ok(())
+    }
+}
+
+/// A session's record and its states, read together in one transaction. `None` if the
+/// session was deleted since the listing read it; a problem if the two disagree.
+fn snapshot(
+    store: &Store,
+    id: &SessionId,
+) -> Result<Option<(SessionInfo, Vec<StateInfo>)>, String> {
+    let Some((info, states)) = store
+        .inspect(id)
+        .map_err(|e| format!("session {id}: {e}"))?
+    else {
+        return Ok(None);
+    };
+    if agree(&info, &states) {
+        return Ok(Some((info, states)));
+    }
+    let ids: Vec<String> = states.iter().map(|s| s.id.to_string()).collect();
+    Err(format!(
+        "session {}: its record says states {}..={}, the states table holds [{}]",
+        info.id,
+        info.oldest_state,
+        info.latest_state,
+        ids.join(", ")
+    ))
+}
+
+/// Whether the states stored are exactly those the record says are kept.
+fn agree(info: &SessionInfo, states: &[StateInfo]) -> bool {
+    states
+        .iter()
+        .map(|s| s.id)
+        .eq(info.oldest_state..=info.latest_state)
+}
+
+/// `ms` as milliseconds since the epoch and as a distance from `now`.
+fn when(now: u64, ms: u64) -> String {
+    match ms {
+        u64::MAX => "never".to_owned(),
+        ms if ms <= now => format!("{ms}  ({} ago)", span(now - ms)),
+        ms => format!("{ms}  (in {})", span(ms - now)),
+    }
+}
+
+/// A duration in milliseconds, in its two largest units.
+fn span(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms} ms"),
+        1..60 => format!("{s}.{} s", ms % 1000 / 100),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}

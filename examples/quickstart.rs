@@ -1,0 +1,249 @@
+//! The main job of sessiondb: many processes share one session file.
+//!
+//! ```text
+//! cargo run --release --example quickstart [PATH]      (default: ./sessions.redb)
+//! ```
+//!
+//! The parent opens (or creates) the store, then re-executes itself as 4 child processes that
+//! work on the same file at the same time, as CGI programs or pre-fork workers would: each
+//! creates sessions, saves states (adding new ones and overwriting the latest), goes back to
+//! an older state, and guards its saves with the version it read. Then the parent shows expiry
+//! on a second handle with a hand-moved clock, and prints what the file holds.
+//!
+//! Run it again and the new sessions join those of the previous runs.
+
+#![warn(clippy::pedantic)]
+
+use std::env;
+use std::error::Error;
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sessiondb::{Clock, Error as DbError, ManualClock, Save, Store, SystemClock};
+
+/// How many child processes share the file.
+const CHILDREN: u32 = 4;
+/// How many sessions each child creates.
+const SESSIONS_PER_CHILD: u32 = 2;
+/// The hidden first argument that makes this program a child.
+const CHILD_FLAG: &str = "--child";
+/// Idle timeout and grace period of the expiry demonstration.
+const IDLE: Duration = Duration::from_secs(30 * 60);
+const GRACE: Duration = Duration::from_secs(10 * 60);
+
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("quickstart: error: {err}");
+            let mut source = err.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main() -> Result<(), Box<dyn Error>> {
+    let args: Vec<OsString> = env::args_os().skip(1).collect();
+    match args.as_slice() {
+        [flag, n, path] if flag == CHILD_FLAG => {
+            let n = n
+                .to_str()
+                .and_then(|n| n.parse().ok())
+                .ok_or("bad child number")?;
+            child(n, Path::new(path))
+        }
+        [] => parent(Path::new("sessions.redb")),
+        [path] if path != "-h" && path != "--help" => parent(Path::new(path)),
+        _ => Err("usage: quickstart [PATH]".into()),
+    }
+}
+
+fn parent(path: &Path) -> Result<(), Box<dyn Error>> {
+    // The default sharing is `Sharing::MultiProcess`: other processes may open the file too.
+    let store = Store::open(path)?;
+    println!(
+        "parent: opened {} (multi-process: {}, {} sessions already in it)",
+        path.display(),
+        store.is_multiprocess_safe(),
+        store.count()?
+    );
+
+    // Each child is this program again: a separate process that opens the file itself.
+    let exe = env::current_exe()?;
+    let mut children = Vec::new();
+    let mut failures = Vec::new();
+    for n in 1..=CHILDREN {
+        match Command::new(&exe)
+            .arg(CHILD_FLAG)
+            .arg(n.to_string())
+            .arg(path)
+            .spawn()
+        {
+            Ok(process) => children.push((n, process)),
+            Err(e) => failures.push(format!("child {n} did not start: {e}")),
+        }
+    }
+    for (n, mut process) in children {
+        match process.wait() {
+            Ok(status) if status.success() => {}
+            Ok(status) => failures.push(format!("child {n} failed ({status})")),
+            Err(e) => failures.push(format!("child {n}: {e}")),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(failures.join("; ").into());
+    }
+    println!(
+        "parent: all {CHILDREN} children done, {} sessions in the file",
+        store.count()?
+    );
+
+    expiry(path)?;
+    summary(&store)
+}
+
+/// One child process: a couple of sessions, each through a few requests.
+fn child(n: u32, path: &Path) -> Result<(), Box<dyn Error>> {
+    let store = Store::open(path)?;
+    for s in 1..=SESSIONS_PER_CHILD {
+        let user = format!("user=child{n}.{s}");
+        let user = user.as_bytes();
+
+        // A new session: `id` and `token` would go to the browser in cookies.
+        let created = store.create(user, b"page 0")?;
+        let (id, token) = (&created.id, &created.token);
+        println!("child {n}: created {id} (state {})", created.state_id);
+
+        // Later requests: each saves a new state, guarded by the version it read.
+        let mut version = created.version;
+        for page in 1..=3 {
+            let page = format!("page {page}");
+            let save = Save::new(user, page.as_bytes()).expect_version(version);
+            let stored = store.store_state(id, token, save)?;
+            version = stored.version;
+            println!(
+                "child {n}: {id}: stored state {} (version {version})",
+                stored.state_id
+            );
+        }
+
+        // A form posted back to the same page: overwrite the latest state in place.
+        let save = Save::new(user, b"page 3 + form")
+            .same_state(true)
+            .expect_version(version);
+        let stored = store.store_state(id, token, save)?;
+        println!(
+            "child {n}: {id}: overwrote state {} in place (version {})",
+            stored.state_id, stored.version
+        );
+
+        // The back button: an older state is still there.
+        let back = store.fetch_state(id, token, Some(1))?;
+        println!(
+            "child {n}: {id}: back to state {} of {}..={}: {:?}",
+            back.state_id,
+            back.oldest_state_id,
+            back.latest_state_id,
+            String::from_utf8_lossy(&back.state_data)
+        );
+
+        // Going on from the old page adds a state after the latest one.
+        let save = Save::new(user, b"page 1 -> page 4").expect_version(back.version);
+        let stored = store.store_state(id, token, save)?;
+        println!(
+            "child {n}: {id}: stored state {} from state {} (version {})",
+            stored.state_id, back.state_id, stored.version
+        );
+
+        // A second tab that read the same version saves too late: it is refused, nothing written.
+        let stale = Save::new(user, b"other tab").expect_version(back.version);
+        match store.store_state(id, token, stale) {
+            Err(DbError::Conflict { expected, found }) => println!(
+                "child {n}: {id}: stale save refused (expected version {expected}, found {found})"
+            ),
+            Err(e) => return Err(e.into()),
+            Ok(_) => return Err("a stale save was accepted".into()),
+        }
+    }
+    Ok(())
+}
+
+/// Expiry, on a second handle whose clock we move by hand (30 minutes idle, 10 minutes grace:
+/// the defaults), so the demonstration does not depend on how fast this machine is. Its clock
+/// starts 46 minutes in the past and ends 1 minute before now, so its clean-up cannot remove
+/// the sessions the children just wrote.
+fn expiry(path: &Path) -> Result<(), Box<dyn Error>> {
+    let start = SystemClock
+        .now_ms()
+        .saturating_sub(millis(IDLE + GRACE) + 60_000);
+    let clock = ManualClock::new(start);
+    let store = Store::builder(path)
+        .clock(Arc::new(clock.clone()))
+        .idle_timeout(Some(IDLE))
+        .grace_period(GRACE)
+        .open()?;
+    let created = store.create(b"cart=3 items", b"checkout")?;
+    let (id, token) = (&created.id, &created.token);
+    println!("expiry: created {id} (idle timeout 30 min, grace 10 min)");
+    let live = store.load(id, token)?;
+    println!("expiry: load at once: live, state {}", live.state_id);
+
+    clock.advance(millis(IDLE + GRACE / 2));
+    match store.load(id, token) {
+        Err(DbError::Expired { data }) => println!(
+            "expiry: load 35 min later: Error::Expired, data {:?} handed back",
+            String::from_utf8_lossy(&data)
+        ),
+        other => return Err(format!("expected Error::Expired, got {other:?}").into()),
+    }
+
+    clock.advance(millis(GRACE));
+    match store.load(id, token) {
+        Err(DbError::NotFound) => {
+            println!("expiry: load 45 min later: Error::NotFound (past the grace period)");
+        }
+        other => return Err(format!("expected Error::NotFound, got {other:?}").into()),
+    }
+
+    // Sessions of earlier runs are swept too once they are past their grace window.
+    let report = store.cleanup()?;
+    println!(
+        "expiry: cleanup removed {} session(s), {} state(s), in {} batch(es)",
+        report.sessions, report.states, report.batches
+    );
+    Ok(())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What the file holds now.
+fn summary(store: &Store) -> Result<(), Box<dyn Error>> {
+    let info = store.info()?;
+    println!();
+    println!(
+        "{}: format {}, {} sessions, {} states, {} expiry entries, {} bytes",
+        store.path().display(),
+        info.format_version,
+        info.sessions,
+        info.states,
+        info.expiry_entries,
+        info.file_size
+    );
+    println!("{:<32}  version  states  status", "session");
+    for session in store.sessions() {
+        let s = session?;
+        let status = s.status;
+        let kept = format!("{}..={}", s.oldest_state, s.latest_state);
+        println!("{:<32}  {:>7}  {kept:>6}  {status}", s.id, s.version);
+    }
+    Ok(())
+}
