@@ -1,0 +1,49 @@
+//! A store used in a child process forked after open refuses with `Error::Forked`.
+//!
+//! The child only calls the store (which checks the process id before touching redb) and then
+//! `_exit`s, without running destructors: the redb handle belongs to the parent.
+
+use sessiondb::{Error, Store};
+
+#[test]
+fn a_forked_child_gets_forked_errors_and_the_parent_is_unaffected() -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path().join("fork.redb"))?;
+    let c = store.create(b"parent data", b"")?;
+
+    // SAFETY: the child runs no code that allocates or takes locks before `_exit`: the store
+    // returns `Error::Forked` from a process-id check, and the result is turned into an exit code.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let refused = [
+            matches!(store.count(), Err(Error::Forked)),
+            matches!(store.load(&c.id, &c.token), Err(Error::Forked)),
+            matches!(store.create(b"", b""), Err(Error::Forked)),
+            matches!(store.delete(&c.id), Err(Error::Forked)),
+            matches!(store.cleanup(), Err(Error::Forked)),
+        ];
+        let code = if refused.iter().all(|&r| r) { 0 } else { 1 };
+        // SAFETY: `_exit` ends the child at once, without destructors or atexit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above; `status` is a valid out-pointer.
+    let waited = unsafe { libc::waitpid(pid, &raw mut status, 0) };
+    assert_eq!(waited, pid);
+    assert!(
+        libc::WIFEXITED(status),
+        "child did not exit normally: {status}"
+    );
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "the child was not refused with Error::Forked"
+    );
+
+    assert_eq!(store.load(&c.id, &c.token)?.session_data, b"parent data");
+    store.create(b"after fork", b"")?;
+    assert_eq!(store.count()?, 2);
+    assert!(Error::Forked.to_string().contains("open a new store"));
+    Ok(())
+}
