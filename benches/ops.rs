@@ -25,25 +25,18 @@ fn populated(sharing: Sharing) -> (tempfile::TempDir, Store, Vec<Created>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir, sharing);
     let data = vec![7u8; DATA];
-    let made = (0..SESSIONS)
-        .map(|_| store.create(&data, &data).expect("create"))
-        .collect();
+    let made = (0..SESSIONS).map(|_| store.create(&data, &data).expect("create")).collect();
     (dir, store, made)
 }
 
 fn modes() -> [(Sharing, &'static str); 2] {
-    [
-        (Sharing::MultiProcess, "multi_process"),
-        (Sharing::SingleProcess, "single_process"),
-    ]
+    [(Sharing::MultiProcess, "multi_process"), (Sharing::SingleProcess, "single_process")]
 }
 
 fn ops(c: &mut Criterion) {
     let data = vec![9u8; DATA];
     let mut group = c.benchmark_group("ops");
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(3));
+    group.sample_size(20).measurement_time(Duration::from_secs(3));
     for (sharing, name) in modes() {
         let (_dir, store, made) = populated(sharing);
         let mut i = 0usize;
@@ -61,9 +54,7 @@ fn ops(c: &mut Criterion) {
             b.iter(|| {
                 let s = next();
                 black_box(
-                    store
-                        .store_state(&s.id, &s.token, Save::new(&data, &data))
-                        .expect("save"),
+                    store.store_state(&s.id, &s.token, Save::new(&data, &data)).expect("save"),
                 );
             });
         });
@@ -77,9 +68,7 @@ fn ops(c: &mut Criterion) {
 fn codec(c: &mut Criterion) {
     let value: (String, Vec<u32>, [u8; 32]) = ("user=ann".into(), (0..64).collect(), [1; 32]);
     let bytes = sessiondb::encode(&value).expect("encode");
-    c.bench_function("codec/encode", |b| {
-        b.iter(|| sessiondb::encode(black_box(&value)))
-    });
+    c.bench_function("codec/encode", |b| b.iter(|| sessiondb::encode(black_box(&value))));
     c.bench_function("codec/decode", |b| {
         b.iter(|| sessiondb::decode::<(String, Vec<u32>, [u8; 32])>(black_box(&bytes)));
     });

@@ -94,12 +94,8 @@ fn parse_args() -> Result<Option<Args>, Fail> {
             Some("-h" | "--help") => return Ok(None),
             Some("--json") => json = true,
             Some("--session") => {
-                let sid = args
-                    .next()
-                    .ok_or(Fail::Usage("--session needs an id".into()))?;
-                let sid = sid
-                    .into_string()
-                    .map_err(|_| Fail::Usage("bad --session id".into()))?;
+                let sid = args.next().ok_or(Fail::Usage("--session needs an id".into()))?;
+                let sid = sid.into_string().map_err(|_| Fail::Usage("bad --session id".into()))?;
                 session = Some(sid);
             }
             Some(s) if s.starts_with('-') && s != "-" => {
@@ -110,11 +106,7 @@ fn parse_args() -> Result<Option<Args>, Fail> {
         }
     }
     let path = path.ok_or(Fail::Usage("no PATH given".into()))?;
-    Ok(Some(Args {
-        json,
-        session,
-        path,
-    }))
+    Ok(Some(Args { json, session, path }))
 }
 
 fn try_main() -> Result<u64, Fail> {
@@ -130,10 +122,7 @@ fn try_main() -> Result<u64, Fail> {
         }
         None => None,
     };
-    let store = Store::builder(&args.path)
-        .read_only(true)
-        .open()
-        .map_err(unusable)?;
+    let store = Store::builder(&args.path).read_only(true).open().map_err(unusable)?;
     let mut dump = Dump {
         out: BufWriter::new(io::stdout().lock()),
         json: args.json,
@@ -222,10 +211,8 @@ impl Dump<'_> {
         };
         let status_name = info.status.as_str();
         if self.json {
-            let states: Vec<Value> = states
-                .iter()
-                .map(|s| json!({ "id": s.id, "size": s.size }))
-                .collect();
+            let states: Vec<Value> =
+                states.iter().map(|s| json!({ "id": s.id, "size": s.size })).collect();
             let doc = json!({
                 "id": info.id.as_str(),
                 "status": status_name,
@@ -245,19 +232,12 @@ impl Dump<'_> {
             self.listed += 1;
             return write!(self.out, "{separator}\n{doc}");
         }
-        let states: Vec<String> = states
-            .iter()
-            .map(|s| format!("{}:{}", s.id, s.size))
-            .collect();
+        let states: Vec<String> = states.iter().map(|s| format!("{}:{}", s.id, s.size)).collect();
         let (out, now) = (&mut self.out, self.now);
         if !alone {
             writeln!(out)?;
         }
-        writeln!(
-            out,
-            "session {}  {status_name}, version {}",
-            info.id, info.version
-        )?;
+        writeln!(out, "session {}  {status_name}, version {}", info.id, info.version)?;
         writeln!(out, "  created      {}", when(now, info.created))?;
         writeln!(out, "  last access  {}", when(now, info.last_access))?;
         writeln!(out, "  expires at   {}", when(now, info.expires_at))?;
@@ -285,10 +265,7 @@ fn snapshot(
     store: &Store,
     id: &SessionId,
 ) -> Result<Option<(SessionInfo, Vec<StateInfo>)>, String> {
-    let Some((info, states)) = store
-        .inspect(id)
-        .map_err(|e| format!("session {id}: {e}"))?
-    else {
+    let Some((info, states)) = store.inspect(id).map_err(|e| format!("session {id}: {e}"))? else {
         return Ok(None);
     };
     if agree(&info, &states) {
@@ -306,10 +283,7 @@ fn snapshot(
 
 /// Whether the states stored are exactly those the record says are kept.
 fn agree(info: &SessionInfo, states: &[StateInfo]) -> bool {
-    states
-        .iter()
-        .map(|s| s.id)
-        .eq(info.oldest_state..=info.latest_state)
+    states.iter().map(|s| s.id).eq(info.oldest_state..=info.latest_state)
 }
 
 /// `ms` as milliseconds since the epoch and as a distance from `now`.

@@ -53,10 +53,7 @@ fn try_main() -> Result<(), Box<dyn Error>> {
     let args: Vec<OsString> = env::args_os().skip(1).collect();
     match args.as_slice() {
         [flag, n, path] if flag == CHILD_FLAG => {
-            let n = n
-                .to_str()
-                .and_then(|n| n.parse().ok())
-                .ok_or("bad child number")?;
+            let n = n.to_str().and_then(|n| n.parse().ok()).ok_or("bad child number")?;
             child(n, Path::new(path))
         }
         [] => parent(Path::new("sessions.redb")),
@@ -80,12 +77,7 @@ fn parent(path: &Path) -> Result<(), Box<dyn Error>> {
     let mut children = Vec::new();
     let mut failures = Vec::new();
     for n in 1..=CHILDREN {
-        match Command::new(&exe)
-            .arg(CHILD_FLAG)
-            .arg(n.to_string())
-            .arg(path)
-            .spawn()
-        {
+        match Command::new(&exe).arg(CHILD_FLAG).arg(n.to_string()).arg(path).spawn() {
             Ok(process) => children.push((n, process)),
             Err(e) => failures.push(format!("child {n} did not start: {e}")),
         }
@@ -100,10 +92,7 @@ fn parent(path: &Path) -> Result<(), Box<dyn Error>> {
     if !failures.is_empty() {
         return Err(failures.join("; ").into());
     }
-    println!(
-        "parent: all {CHILDREN} children done, {} sessions in the file",
-        store.count()?
-    );
+    println!("parent: all {CHILDREN} children done, {} sessions in the file", store.count()?);
 
     expiry(path)?;
     summary(&store)
@@ -128,16 +117,11 @@ fn child(n: u32, path: &Path) -> Result<(), Box<dyn Error>> {
             let save = Save::new(user, page.as_bytes()).expect_version(version);
             let stored = store.store_state(id, token, save)?;
             version = stored.version;
-            println!(
-                "child {n}: {id}: stored state {} (version {version})",
-                stored.state_id
-            );
+            println!("child {n}: {id}: stored state {} (version {version})", stored.state_id);
         }
 
         // A form posted back to the same page: overwrite the latest state in place.
-        let save = Save::new(user, b"page 3 + form")
-            .same_state(true)
-            .expect_version(version);
+        let save = Save::new(user, b"page 3 + form").same_state(true).expect_version(version);
         let stored = store.store_state(id, token, save)?;
         println!(
             "child {n}: {id}: overwrote state {} in place (version {})",
@@ -180,9 +164,7 @@ fn child(n: u32, path: &Path) -> Result<(), Box<dyn Error>> {
 /// starts 46 minutes in the past and ends 1 minute before now, so its clean-up cannot remove
 /// the sessions the children just wrote.
 fn expiry(path: &Path) -> Result<(), Box<dyn Error>> {
-    let start = SystemClock
-        .now_ms()
-        .saturating_sub(millis(IDLE + GRACE) + 60_000);
+    let start = SystemClock.now_ms().saturating_sub(millis(IDLE + GRACE) + 60_000);
     let clock = ManualClock::new(start);
     let store = Store::builder(path)
         .clock(Arc::new(clock.clone()))

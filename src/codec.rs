@@ -136,11 +136,7 @@ mod tests {
 
     fn sample(n: usize) -> Rec {
         let data = (0..n).map(|i| u8::try_from(i % 251).unwrap()).collect();
-        Rec {
-            a: n as u64 * 7,
-            data,
-            opt: n.is_multiple_of(2).then_some([1, 2, 3, 4]),
-        }
+        Rec { a: n as u64 * 7, data, opt: n.is_multiple_of(2).then_some([1, 2, 3, 4]) }
     }
 
     #[test]
@@ -166,10 +162,7 @@ mod tests {
         for i in 0..enc.len() * 8 {
             let mut bad = enc.clone();
             bad[i / 8] ^= 1 << (i % 8);
-            assert!(
-                decode::<Rec>(&bad).is_err(),
-                "flip of bit {i} went unnoticed"
-            );
+            assert!(decode::<Rec>(&bad).is_err(), "flip of bit {i} went unnoticed");
         }
     }
 
@@ -177,10 +170,7 @@ mod tests {
     fn every_truncation_is_detected() {
         let enc = encode(&sample(40)).unwrap();
         for len in 0..enc.len() {
-            assert!(
-                decode::<Rec>(&enc[..len]).is_err(),
-                "truncation to {len} went unnoticed"
-            );
+            assert!(decode::<Rec>(&enc[..len]).is_err(), "truncation to {len} went unnoticed");
         }
     }
 

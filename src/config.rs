@@ -228,11 +228,7 @@ impl Builder {
             absolute_lifetime: self.absolute_lifetime.map(millis),
             grace: millis(self.grace),
             touch_resolution,
-            max_states: if self.states_history {
-                self.max_states
-            } else {
-                1
-            },
+            max_states: if self.states_history { self.max_states } else { 1 },
             states_history: self.states_history,
             max_sessions: self.max_sessions,
             cap_policy: self.cap_policy,

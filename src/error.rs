@@ -112,10 +112,7 @@ impl fmt::Display for Error {
             ),
             Error::Security => f.write_str("secure token does not match the session"),
             Error::MaxSessionsExceeded { max } => {
-                write!(
-                    f,
-                    "session cap of {max} reached: retry later or raise max_sessions"
-                )
+                write!(f, "session cap of {max} reached: retry later or raise max_sessions")
             }
             Error::GenerateId { reason } => write!(f, "could not generate a session id: {reason}"),
             Error::Corrupted { table, key } => write!(
@@ -127,10 +124,9 @@ impl fmt::Display for Error {
                 "unsupported file format version {found} (this build reads {expected}): \
                  use a matching sessiondb version or start a new file"
             ),
-            Error::NotSessionDb { reason } => write!(
-                f,
-                "not a sessiondb file ({reason}): check the path or move the file aside"
-            ),
+            Error::NotSessionDb { reason } => {
+                write!(f, "not a sessiondb file ({reason}): check the path or move the file aside")
+            }
             Error::Serde { reason } => write!(f, "session data type mismatch: {reason}"),
             Error::InvalidInput(msg) => write!(f, "invalid input: {msg}"),
             Error::Forked => {

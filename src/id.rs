@@ -41,10 +41,7 @@ impl fmt::Debug for IdSpec {
 impl Default for IdSpec {
     /// 32 characters of [`BASE64URL`]: 192 bits.
     fn default() -> Self {
-        Self {
-            length: 32,
-            alphabet: BASE64URL.as_bytes().to_vec(),
-        }
+        Self { length: 32, alphabet: BASE64URL.as_bytes().to_vec() }
     }
 }
 
@@ -58,9 +55,7 @@ impl IdSpec {
     pub fn new(length: usize, alphabet: &str) -> Result<Self> {
         let bytes = alphabet.as_bytes();
         if bytes.len() < 2 || bytes.len() > 256 {
-            return Err(Error::InvalidInput(
-                "id alphabet needs 2 to 256 characters".into(),
-            ));
+            return Err(Error::InvalidInput("id alphabet needs 2 to 256 characters".into()));
         }
         if let Some(&b) = bytes.iter().find(|&&b| !is_id_char(b)) {
             return Err(Error::InvalidInput(format!(
@@ -78,14 +73,9 @@ impl IdSpec {
             }
         }
         if length > MAX_ID_LEN {
-            return Err(Error::InvalidInput(format!(
-                "id length {length} exceeds {MAX_ID_LEN}"
-            )));
+            return Err(Error::InvalidInput(format!("id length {length} exceeds {MAX_ID_LEN}")));
         }
-        let spec = Self {
-            length,
-            alphabet: bytes.to_vec(),
-        };
+        let spec = Self { length, alphabet: bytes.to_vec() };
         if spec.entropy_bits() < f64::from(MIN_ENTROPY_BITS) {
             return Err(Error::InvalidInput(format!(
                 "ids of {length} characters from {} symbols carry {:.1} bits; at least {MIN_ENTROPY_BITS} are required",
@@ -127,9 +117,7 @@ fn random_text(len: usize, alphabet: &[u8]) -> Result<String> {
     while out.len() < len {
         OsRng
             .try_fill_bytes(&mut buf)
-            .map_err(|e| Error::GenerateId {
-                reason: format!("OS random source failed: {e}"),
-            })?;
+            .map_err(|e| Error::GenerateId { reason: format!("OS random source failed: {e}") })?;
         for &b in &buf {
             if usize::from(b) < zone && out.len() < len {
                 out.push(char::from(alphabet[usize::from(b) % n]));
@@ -265,29 +253,14 @@ mod tests {
 
     #[test]
     fn weak_specs_are_refused() {
-        assert!(matches!(
-            IdSpec::new(21, BASE64URL),
-            Err(Error::InvalidInput(_))
-        ));
+        assert!(matches!(IdSpec::new(21, BASE64URL), Err(Error::InvalidInput(_))));
         assert!(IdSpec::new(22, BASE64URL).is_ok()); // 132 bits
-        assert!(matches!(
-            IdSpec::new(127, "01"),
-            Err(Error::InvalidInput(_))
-        ));
+        assert!(matches!(IdSpec::new(127, "01"), Err(Error::InvalidInput(_))));
         assert!(IdSpec::new(128, "01").is_ok());
-        assert!(matches!(
-            IdSpec::new(40, "ab;cd"),
-            Err(Error::InvalidInput(_))
-        ));
-        assert!(matches!(
-            IdSpec::new(40, "aab"),
-            Err(Error::InvalidInput(_))
-        ));
+        assert!(matches!(IdSpec::new(40, "ab;cd"), Err(Error::InvalidInput(_))));
+        assert!(matches!(IdSpec::new(40, "aab"), Err(Error::InvalidInput(_))));
         assert!(matches!(IdSpec::new(40, "a"), Err(Error::InvalidInput(_))));
-        assert!(matches!(
-            IdSpec::new(1000, BASE64URL),
-            Err(Error::InvalidInput(_))
-        ));
+        assert!(matches!(IdSpec::new(1000, BASE64URL), Err(Error::InvalidInput(_))));
     }
 
     #[test]
@@ -315,23 +288,9 @@ mod tests {
 
     #[test]
     fn parse_refuses_hostile_text() {
-        for bad in [
-            "",
-            "a b",
-            "a;b",
-            "é",
-            "abc\0",
-            "\u{202e}x",
-            &"x".repeat(MAX_ID_LEN + 1),
-        ] {
-            assert!(
-                matches!(SessionId::parse(bad), Err(Error::InvalidInput(_))),
-                "{bad:?}"
-            );
-            assert!(
-                matches!(SecureToken::parse(bad), Err(Error::InvalidInput(_))),
-                "{bad:?}"
-            );
+        for bad in ["", "a b", "a;b", "é", "abc\0", "\u{202e}x", &"x".repeat(MAX_ID_LEN + 1)] {
+            assert!(matches!(SessionId::parse(bad), Err(Error::InvalidInput(_))), "{bad:?}");
+            assert!(matches!(SecureToken::parse(bad), Err(Error::InvalidInput(_))), "{bad:?}");
         }
         assert!(SessionId::parse(&"x".repeat(MAX_ID_LEN)).is_ok());
     }

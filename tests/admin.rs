@@ -12,18 +12,12 @@ fn the_session_walk_sees_every_session_once_across_pages() -> Result<(), Error> 
     let db = temp_db();
     let (store, _clock) = store(&db);
     // More than two pages of 256.
-    let made: BTreeSet<String> = (0..600)
-        .map(|_| store.create(b"", b"").unwrap().id.to_string())
-        .collect();
-    let walked: Vec<String> = store
-        .sessions()
-        .map(|s| s.map(|s| s.id.to_string()))
-        .collect::<Result<_, _>>()?;
+    let made: BTreeSet<String> =
+        (0..600).map(|_| store.create(b"", b"").unwrap().id.to_string()).collect();
+    let walked: Vec<String> =
+        store.sessions().map(|s| s.map(|s| s.id.to_string())).collect::<Result<_, _>>()?;
     assert_eq!(walked.len(), 600);
-    assert!(
-        walked.windows(2).all(|w| w[0] < w[1]),
-        "in id order, no repeats"
-    );
+    assert!(walked.windows(2).all(|w| w[0] < w[1]), "in id order, no repeats");
     assert_eq!(walked.into_iter().collect::<BTreeSet<_>>(), made);
     Ok(())
 }
@@ -36,28 +30,18 @@ fn inspect_and_info_describe_the_file() -> Result<(), Error> {
     store.store_state(&c.id, &c.token, Save::new(b"1234567", b"state one"))?;
     let (info, states) = store.inspect(&c.id)?.expect("present");
     assert_eq!(info.id, c.id);
-    assert_eq!(
-        (info.version, info.oldest_state, info.latest_state),
-        (2, 0, 1)
-    );
+    assert_eq!((info.version, info.oldest_state, info.latest_state), (2, 0, 1));
     assert_eq!(info.data_len, 7);
     assert_eq!((info.created, info.last_access), (T0, T0));
     assert_eq!(info.expires_at, T0 + 10_000);
     assert_eq!(info.remove_at, T0 + 15_000);
     assert_eq!(states.iter().map(|s| s.id).collect::<Vec<_>>(), vec![0, 1]);
-    assert_eq!(
-        states[1].size,
-        13 + 9,
-        "record header and length, then the data"
-    );
+    assert_eq!(states[1].size, 13 + 9, "record header and length, then the data");
     assert_eq!(info.status, SessionStatus::Live);
     assert_eq!(info.status.to_string(), "live");
 
     clock.advance(12_000);
-    assert_eq!(
-        store.session_info(&c.id)?.unwrap().status,
-        SessionStatus::Expired
-    );
+    assert_eq!(store.session_info(&c.id)?.unwrap().status, SessionStatus::Expired);
     clock.advance(3_000);
     assert_eq!(store.session_info(&c.id)?.unwrap().status.as_str(), "gone");
 

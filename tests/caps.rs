@@ -12,10 +12,7 @@ fn reject_policy_refuses_at_the_cap() -> Result<(), Error> {
     let store = builder(&db.path, &clock).max_sessions(Some(3)).open()?;
     let made: Vec<_> = (0..3).map(|_| store.create(b"", b"").unwrap()).collect();
     let res = store.create(b"", b"");
-    assert!(
-        matches!(res, Err(Error::MaxSessionsExceeded { max: 3 })),
-        "{res:?}"
-    );
+    assert!(matches!(res, Err(Error::MaxSessionsExceeded { max: 3 })), "{res:?}");
     assert_eq!(store.count()?, 3);
     // Deleting one makes room.
     store.delete(&made[0].id)?;
@@ -70,14 +67,8 @@ fn oversize_data_is_refused_and_writes_nothing() -> Result<(), Error> {
     let store = builder(&db.path, &clock).max_data_size(1024).open()?;
     let big = vec![7u8; 1025];
     let fits = vec![7u8; 1024];
-    assert!(matches!(
-        store.create(&big, b""),
-        Err(Error::InvalidInput(_))
-    ));
-    assert!(matches!(
-        store.create(b"", &big),
-        Err(Error::InvalidInput(_))
-    ));
+    assert!(matches!(store.create(&big, b""), Err(Error::InvalidInput(_))));
+    assert!(matches!(store.create(b"", &big), Err(Error::InvalidInput(_))));
     assert_eq!(store.count()?, 0);
     let c = store.create(&fits, &fits)?;
     let res = store.store_state(&c.id, &c.token, Save::new(&big, b"new"));

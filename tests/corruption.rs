@@ -17,12 +17,7 @@ fn damage_value<K: redb::Key + 'static>(
     let txn = db.begin_write().unwrap();
     {
         let mut t = txn.open_table(table).unwrap();
-        let mut bytes = t
-            .get(&key)
-            .unwrap()
-            .expect("record present")
-            .value()
-            .to_vec();
+        let mut bytes = t.get(&key).unwrap().expect("record present").value().to_vec();
         damage(&mut bytes);
         t.insert(&key, bytes.as_slice()).unwrap();
     }
@@ -41,19 +36,10 @@ fn a_flipped_byte_in_a_session_record_is_corrupted() -> Result<(), Error> {
         let rdb = redb::Database::open(&db.path).unwrap();
         let txn = rdb.begin_read().unwrap();
         let t = txn.open_table(raw::SESSIONS).unwrap();
-        t.get(victim.id.as_str().as_bytes())
-            .unwrap()
-            .unwrap()
-            .value()
-            .len()
+        t.get(victim.id.as_str().as_bytes()).unwrap().unwrap().value().len()
     };
     for pos in 0..len {
-        damage_value(
-            &db.path,
-            raw::SESSIONS,
-            victim.id.as_str().as_bytes(),
-            |b| b[pos] ^= 0x40,
-        );
+        damage_value(&db.path, raw::SESSIONS, victim.id.as_str().as_bytes(), |b| b[pos] ^= 0x40);
         let (s, _clock) = store(&db);
         let res = s.load(&victim.id, &victim.token);
         assert!(
@@ -61,23 +47,12 @@ fn a_flipped_byte_in_a_session_record_is_corrupted() -> Result<(), Error> {
             "flip at {pos}: {res:?}"
         );
         assert!(s.exists(&victim.id).is_err());
-        assert_eq!(
-            s.load(&bystander.id, &bystander.token)?.session_data,
-            b"bystander"
-        );
+        assert_eq!(s.load(&bystander.id, &bystander.token)?.session_data, b"bystander");
         drop(s);
-        damage_value(
-            &db.path,
-            raw::SESSIONS,
-            victim.id.as_str().as_bytes(),
-            |b| b[pos] ^= 0x40,
-        );
+        damage_value(&db.path, raw::SESSIONS, victim.id.as_str().as_bytes(), |b| b[pos] ^= 0x40);
     }
     let (s, _clock) = store(&db);
-    assert_eq!(
-        s.load(&victim.id, &victim.token)?.session_data,
-        b"victim data"
-    );
+    assert_eq!(s.load(&victim.id, &victim.token)?.session_data, b"victim data");
     Ok(())
 }
 
@@ -87,14 +62,9 @@ fn truncated_and_extended_records_are_corrupted() -> Result<(), Error> {
     let (s, _clock) = store(&db);
     let c = s.create(b"data", b"")?;
     drop(s);
-    damage_value(&db.path, raw::SESSIONS, c.id.as_str().as_bytes(), |b| {
-        b.truncate(b.len() / 2)
-    });
+    damage_value(&db.path, raw::SESSIONS, c.id.as_str().as_bytes(), |b| b.truncate(b.len() / 2));
     let (s, _clock) = store(&db);
-    assert!(matches!(
-        s.load(&c.id, &c.token),
-        Err(Error::Corrupted { .. })
-    ));
+    assert!(matches!(s.load(&c.id, &c.token), Err(Error::Corrupted { .. })));
     // A damaged session can still be deleted, with its states and its index entry.
     assert!(s.delete(&c.id)?);
     let info = s.info()?;
@@ -108,21 +78,10 @@ fn a_damaged_state_record_is_corrupted() -> Result<(), Error> {
     let (s, _clock) = store(&db);
     let c = s.create(b"", b"state zero")?;
     drop(s);
-    damage_value(&db.path, raw::STATES, (c.id.as_str().as_bytes(), 0), |b| {
-        b.push(0)
-    });
+    damage_value(&db.path, raw::STATES, (c.id.as_str().as_bytes(), 0), |b| b.push(0));
     let (s, _clock) = store(&db);
     let res = s.load(&c.id, &c.token);
-    assert!(
-        matches!(
-            &res,
-            Err(Error::Corrupted {
-                table: "states",
-                ..
-            })
-        ),
-        "{res:?}"
-    );
+    assert!(matches!(&res, Err(Error::Corrupted { table: "states", .. })), "{res:?}");
     Ok(())
 }
 
@@ -132,22 +91,11 @@ fn a_session_listing_reports_damaged_records_and_goes_on() -> Result<(), Error> 
     let (s, _clock) = store(&db);
     let made: Vec<_> = (0..5).map(|_| s.create(b"", b"").unwrap()).collect();
     drop(s);
-    damage_value(
-        &db.path,
-        raw::SESSIONS,
-        made[2].id.as_str().as_bytes(),
-        |b| b[0] = 99,
-    );
+    damage_value(&db.path, raw::SESSIONS, made[2].id.as_str().as_bytes(), |b| b[0] = 99);
     let (s, _clock) = store(&db);
     let items: Vec<_> = s.sessions().collect();
     assert_eq!(items.len(), 5);
-    assert_eq!(
-        items
-            .iter()
-            .filter(|i| matches!(i, Err(Error::Corrupted { .. })))
-            .count(),
-        1
-    );
+    assert_eq!(items.iter().filter(|i| matches!(i, Err(Error::Corrupted { .. }))).count(), 1);
     Ok(())
 }
 
@@ -172,15 +120,7 @@ fn another_programs_redb_file_is_not_a_sessiondb_file() -> Result<(), Error> {
     let rdb = redb::Database::open(&db.path).unwrap();
     let txn = rdb.begin_read().unwrap();
     let def: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("orders");
-    assert_eq!(
-        txn.open_table(def)
-            .unwrap()
-            .get(1)
-            .unwrap()
-            .unwrap()
-            .value(),
-        2
-    );
+    assert_eq!(txn.open_table(def).unwrap().get(1).unwrap().unwrap().value(), 2);
     assert_eq!(std::fs::read(&db.path)?.len(), before.len());
     Ok(())
 }
@@ -195,16 +135,9 @@ fn random_bytes_are_not_a_sessiondb_file() -> Result<(), Error> {
     std::fs::write(&db.path, &bytes)?;
     let res = Store::open(&db.path);
     assert!(matches!(res, Err(Error::NotSessionDb { .. })), "{res:?}");
-    assert_eq!(
-        std::fs::read(&db.path)?,
-        bytes,
-        "the file is left as it was"
-    );
+    assert_eq!(std::fs::read(&db.path)?, bytes, "the file is left as it was");
     std::fs::write(&db.path, b"x")?;
-    assert!(matches!(
-        Store::open(&db.path),
-        Err(Error::NotSessionDb { .. })
-    ));
+    assert!(matches!(Store::open(&db.path), Err(Error::NotSessionDb { .. })));
     Ok(())
 }
 
@@ -222,21 +155,9 @@ fn another_format_version_is_unsupported() -> Result<(), Error> {
         txn.commit().unwrap();
     }
     let res = Store::open(&db.path);
-    assert!(
-        matches!(
-            res,
-            Err(Error::UnsupportedFormat {
-                found: 99,
-                expected: 1
-            })
-        ),
-        "{res:?}"
-    );
+    assert!(matches!(res, Err(Error::UnsupportedFormat { found: 99, expected: 1 })), "{res:?}");
     let msg = res.unwrap_err().to_string();
-    assert!(
-        msg.contains("99") && msg.contains("sessiondb version"),
-        "{msg}"
-    );
+    assert!(msg.contains("99") && msg.contains("sessiondb version"), "{msg}");
     Ok(())
 }
 
@@ -260,9 +181,6 @@ fn read_only_store_refuses_writes() -> Result<(), Error> {
     assert!(matches!(ro.create(b"", b""), Err(Error::InvalidInput(_))));
     assert!(matches!(ro.delete(&c.id), Err(Error::InvalidInput(_))));
     assert!(matches!(ro.cleanup(), Err(Error::InvalidInput(_))));
-    assert_eq!(
-        ro.session_info(&c.id)?.map(|i| i.last_access),
-        Some(common::T0)
-    );
+    assert_eq!(ro.session_info(&c.id)?.map(|i| i.last_access), Some(common::T0));
     Ok(())
 }

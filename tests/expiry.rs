@@ -24,18 +24,12 @@ fn idle_expiry_then_grace_then_gone_without_any_sweep() -> Result<(), Error> {
     // Touched again: expires at T0 + 30 s - 2 ms, and is gone 5 s later.
     clock.set(T0 + 30 * SEC - 2);
     let res = store.load(&c.id, &c.token);
-    assert!(
-        matches!(&res, Err(Error::Expired { data }) if data == b"data"),
-        "{res:?}"
-    );
+    assert!(matches!(&res, Err(Error::Expired { data }) if data == b"data"), "{res:?}");
     assert!(!store.exists(&c.id)?);
     // Saves and touches are refused too, with the data.
     let res = store.store_state(&c.id, &c.token, Save::new(b"new", b""));
     assert!(matches!(res, Err(Error::Expired { .. })), "{res:?}");
-    assert!(matches!(
-        store.touch(&c.id, &c.token),
-        Err(Error::Expired { .. })
-    ));
+    assert!(matches!(store.touch(&c.id, &c.token), Err(Error::Expired { .. })));
     // After the grace window: unknown, though nothing was swept.
     clock.set(T0 + 35 * SEC - 1);
     assert!(matches!(store.load(&c.id, &c.token), Err(Error::NotFound)));
@@ -63,19 +57,15 @@ fn expired_data_is_not_given_to_a_wrong_token() -> Result<(), Error> {
 fn absolute_lifetime_ends_an_active_session() -> Result<(), Error> {
     let db = temp_db();
     let clock = ManualClock::new(T0);
-    let store = builder(&db.path, &clock)
-        .absolute_lifetime(Some(Duration::from_secs(25)))
-        .open()?;
+    let store =
+        builder(&db.path, &clock).absolute_lifetime(Some(Duration::from_secs(25))).open()?;
     let c = store.create(b"x", b"")?;
     for _ in 0..4 {
         clock.advance(6 * SEC);
         store.store_state(&c.id, &c.token, Save::new(b"x", b""))?; // keeps it idle-fresh
     }
     clock.set(T0 + 25 * SEC);
-    assert!(matches!(
-        store.load(&c.id, &c.token),
-        Err(Error::Expired { .. })
-    ));
+    assert!(matches!(store.load(&c.id, &c.token), Err(Error::Expired { .. })));
     clock.set(T0 + 30 * SEC);
     assert!(matches!(store.load(&c.id, &c.token), Err(Error::NotFound)));
     Ok(())
@@ -90,10 +80,7 @@ fn no_timeouts_means_no_expiry() -> Result<(), Error> {
     clock.advance(10 * 365 * 24 * 3600 * SEC);
     assert!(store.load(&c.id, &c.token).is_ok());
     assert_eq!(store.cleanup()?.sessions, 0);
-    assert_eq!(
-        store.session_info(&c.id)?.map(|i| i.expires_at),
-        Some(u64::MAX)
-    );
+    assert_eq!(store.session_info(&c.id)?.map(|i| i.expires_at), Some(u64::MAX));
     Ok(())
 }
 
@@ -101,17 +88,12 @@ fn no_timeouts_means_no_expiry() -> Result<(), Error> {
 fn a_process_with_a_shorter_timeout_never_returns_what_it_considers_expired() -> Result<(), Error> {
     let db = temp_db();
     let clock = ManualClock::new(T0);
-    let long = builder(&db.path, &clock)
-        .idle_timeout(Some(Duration::from_secs(3600)))
-        .open()?;
+    let long = builder(&db.path, &clock).idle_timeout(Some(Duration::from_secs(3600))).open()?;
     let c = long.create(b"x", b"")?;
     drop(long);
     let short = builder(&db.path, &clock).open()?; // idle 10 s
     clock.advance(11 * SEC);
-    assert!(matches!(
-        short.load(&c.id, &c.token),
-        Err(Error::Expired { .. })
-    ));
+    assert!(matches!(short.load(&c.id, &c.token), Err(Error::Expired { .. })));
     Ok(())
 }
 
@@ -145,11 +127,7 @@ fn explicit_touch_and_clock_going_backwards() -> Result<(), Error> {
     clock.set(T0 - 60 * SEC);
     store.touch(&c.id, &c.token)?;
     store.store_state(&c.id, &c.token, Save::new(b"y", b""))?;
-    assert_eq!(
-        store.session_info(&c.id)?.unwrap().last_access,
-        T0 + 5,
-        "never moves back"
-    );
+    assert_eq!(store.session_info(&c.id)?.unwrap().last_access, T0 + 5, "never moves back");
     Ok(())
 }
 
@@ -165,9 +143,7 @@ fn cleanup_removes_only_sessions_past_grace_in_batches() -> Result<(), Error> {
         old.push(c);
     }
     clock.advance(8 * SEC);
-    let young: Vec<_> = (0..5)
-        .map(|_| store.create(b"young", b"").unwrap())
-        .collect();
+    let young: Vec<_> = (0..5).map(|_| store.create(b"young", b"").unwrap()).collect();
     clock.advance(6 * SEC); // old: expired 4 s ago (in grace); young: live
     assert_eq!(store.cleanup()?.sessions, 0);
     clock.advance(2 * SEC); // old: 6 s past expiry, beyond the 5 s grace
@@ -220,10 +196,7 @@ fn adjust_time_shifts_every_deadline() -> Result<(), Error> {
     assert_eq!(store.info()?.expiry_entries, 1);
     // Stepping back works the same way.
     assert_eq!(store.adjust_time(-7200 * 1000)?, 1);
-    assert_eq!(
-        store.session_info(&c.id)?.unwrap().status,
-        SessionStatus::Gone
-    );
+    assert_eq!(store.session_info(&c.id)?.unwrap().status, SessionStatus::Gone);
     assert_eq!(store.cleanup()?.sessions, 1);
     Ok(())
 }
@@ -232,23 +205,16 @@ fn adjust_time_shifts_every_deadline() -> Result<(), Error> {
 fn removal_follows_the_stored_grace_not_the_sweepers_settings() -> Result<(), Error> {
     let db = temp_db();
     let clock = ManualClock::new(T0);
-    let patient = builder(&db.path, &clock)
-        .grace_period(Duration::from_secs(3600))
-        .open()?;
+    let patient = builder(&db.path, &clock).grace_period(Duration::from_secs(3600)).open()?;
     let c = patient.create(b"cart", b"")?;
-    let hasty = builder(&db.path, &clock)
-        .grace_period(Duration::from_secs(1))
-        .open()?;
+    let hasty = builder(&db.path, &clock).grace_period(Duration::from_secs(1)).open()?;
     clock.advance(12 * SEC); // idle 10 s: expired; 2 s past the hasty handle's grace
     // The hasty handle never returns the session...
     assert!(matches!(hasty.load(&c.id, &c.token), Err(Error::NotFound)));
     // ...but may not destroy it while the writer's grace window is open.
     assert_eq!(hasty.cleanup()?.sessions, 0);
     let res = patient.load(&c.id, &c.token);
-    assert!(
-        matches!(&res, Err(Error::Expired { data }) if data == b"cart"),
-        "{res:?}"
-    );
+    assert!(matches!(&res, Err(Error::Expired { data }) if data == b"cart"), "{res:?}");
     let info = patient.session_info(&c.id)?.unwrap();
     assert_eq!(info.remove_at, T0 + 10 * SEC + 3600 * SEC);
     clock.set(info.remove_at);

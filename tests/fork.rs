@@ -3,7 +3,7 @@
 //! The child only calls the store (which checks the process id before touching redb) and then
 //! `_exit`s, without running destructors: the redb handle belongs to the parent.
 
-use sessiondb::{Error, Store};
+use sessiondb::{Error, Sharing, Store};
 
 #[test]
 fn a_forked_child_gets_forked_errors_and_the_parent_is_unaffected() -> Result<(), Error> {
@@ -31,19 +31,44 @@ fn a_forked_child_gets_forked_errors_and_the_parent_is_unaffected() -> Result<()
     // SAFETY: waits for the child forked above; `status` is a valid out-pointer.
     let waited = unsafe { libc::waitpid(pid, &raw mut status, 0) };
     assert_eq!(waited, pid);
-    assert!(
-        libc::WIFEXITED(status),
-        "child did not exit normally: {status}"
-    );
-    assert_eq!(
-        libc::WEXITSTATUS(status),
-        0,
-        "the child was not refused with Error::Forked"
-    );
+    assert!(libc::WIFEXITED(status), "child did not exit normally: {status}");
+    assert_eq!(libc::WEXITSTATUS(status), 0, "the child was not refused with Error::Forked");
 
     assert_eq!(store.load(&c.id, &c.token)?.session_data, b"parent data");
     store.create(b"after fork", b"")?;
     assert_eq!(store.count()?, 2);
     assert!(Error::Forked.to_string().contains("open a new store"));
+    Ok(())
+}
+
+#[test]
+fn a_forked_child_dropping_the_store_keeps_the_parents_locks() -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("fork.redb");
+    let store = Store::builder(&path).sharing(Sharing::SingleProcess).open()?;
+    let c = store.create(b"parent data", b"")?;
+    let second_open = || Store::builder(&path).sharing(Sharing::SingleProcess).open();
+    assert!(matches!(second_open(), Err(Error::Storage(_))), "sanity: the file is locked");
+
+    // SAFETY: the child drops the store (which, forked, only leaks the redb handle: no I/O, no
+    // locks) and `_exit`s without running anything else.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        drop(store);
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above; `status` is a valid out-pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &raw mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+
+    // Had the child closed the redb handle, it would have released these shared OFD locks.
+    assert!(matches!(second_open(), Err(Error::Storage(_))), "the parent lost its lock");
+    assert_eq!(store.load(&c.id, &c.token)?.session_data, b"parent data");
+    drop(store);
+    let reopened = Store::open(&path)?;
+    assert_eq!(reopened.load(&c.id, &c.token)?.session_data, b"parent data");
     Ok(())
 }

@@ -25,10 +25,7 @@ fn counter_of(data: &[u8]) -> u64 {
 #[ignore = "child process of many_processes_write_one_file; run by it"]
 fn child_writer() -> Result<(), Error> {
     let path = std::env::var("SESSIONDB_MP_PATH").expect("run by the parent test");
-    let me: usize = std::env::var("SESSIONDB_MP_CHILD")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let me: usize = std::env::var("SESSIONDB_MP_CHILD").unwrap().parse().unwrap();
     let counter_id = SessionId::parse(&std::env::var("SESSIONDB_MP_COUNTER_ID").unwrap())?;
     let counter_token = SecureToken::parse(&std::env::var("SESSIONDB_MP_COUNTER_TOKEN").unwrap())?;
     let store = Store::open(&path)?;
@@ -47,9 +44,7 @@ fn child_writer() -> Result<(), Error> {
                 loop {
                     let got = store.load(&counter_id, &counter_token)?;
                     let next = (counter_of(&got.session_data) + 1).to_le_bytes();
-                    let save = Save::new(&next, b"")
-                        .same_state(true)
-                        .expect_version(got.version);
+                    let save = Save::new(&next, b"").same_state(true).expect_version(got.version);
                     match store.store_state(&counter_id, &counter_token, save) {
                         Ok(_) => break,
                         Err(Error::Conflict { .. }) => {}
@@ -66,13 +61,7 @@ fn child_writer() -> Result<(), Error> {
 
 fn spawn_child(path: &std::path::Path, me: usize, counter: &sessiondb::Created) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "child_writer",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--ignored", "--exact", "child_writer", "--nocapture", "--test-threads=1"])
         .env("SESSIONDB_MP_PATH", path)
         .env("SESSIONDB_MP_CHILD", me.to_string())
         .env("SESSIONDB_MP_COUNTER_ID", counter.id.as_str())
@@ -97,9 +86,7 @@ fn many_processes_write_one_file() -> Result<(), Error> {
     let store = Store::open(&path)?;
     let counter = store.create(&0u64.to_le_bytes(), b"")?;
 
-    let children: Vec<Child> = (0..CHILDREN)
-        .map(|me| spawn_child(&path, me, &counter))
-        .collect();
+    let children: Vec<Child> = (0..CHILDREN).map(|me| spawn_child(&path, me, &counter)).collect();
 
     // A read-only observer runs beside the writers: counts only grow, reads never fail.
     let observer = Store::builder(&path).read_only(true).open()?;

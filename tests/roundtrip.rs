@@ -45,14 +45,8 @@ fn same_state_overwrites_the_latest() -> Result<(), Error> {
     store.store_state(&c.id, &c.token, Save::new(b"", b"b"))?;
     let s = store.store_state(&c.id, &c.token, Save::new(b"x", b"c").same_state(true))?;
     assert_eq!(s.state_id, 1);
-    assert_eq!(
-        store.fetch_state(&c.id, &c.token, Some(1))?.state_data,
-        b"c"
-    );
-    assert_eq!(
-        store.fetch_state(&c.id, &c.token, Some(0))?.state_data,
-        b"a"
-    );
+    assert_eq!(store.fetch_state(&c.id, &c.token, Some(1))?.state_data, b"c");
+    assert_eq!(store.fetch_state(&c.id, &c.token, Some(0))?.state_data, b"a");
     assert_eq!(store.states(&c.id)?.len(), 2);
     Ok(())
 }
@@ -63,26 +57,10 @@ fn stale_version_is_a_conflict_and_writes_nothing() -> Result<(), Error> {
     let (store, _clock) = store(&db);
     let c = store.create(b"v1", b"")?;
     let read = store.load(&c.id, &c.token)?;
-    store.store_state(
-        &c.id,
-        &c.token,
-        Save::new(b"v2", b"").expect_version(read.version),
-    )?;
-    let res = store.store_state(
-        &c.id,
-        &c.token,
-        Save::new(b"v3", b"").expect_version(read.version),
-    );
-    assert!(
-        matches!(
-            res,
-            Err(Error::Conflict {
-                expected: 1,
-                found: 2
-            })
-        ),
-        "{res:?}"
-    );
+    store.store_state(&c.id, &c.token, Save::new(b"v2", b"").expect_version(read.version))?;
+    let res =
+        store.store_state(&c.id, &c.token, Save::new(b"v3", b"").expect_version(read.version));
+    assert!(matches!(res, Err(Error::Conflict { expected: 1, found: 2 })), "{res:?}");
     assert_eq!(store.load(&c.id, &c.token)?.session_data, b"v2");
     Ok(())
 }
@@ -97,10 +75,7 @@ struct Cart {
 fn typed_values_round_trip_and_mismatch_is_typed() -> Result<(), Error> {
     let db = temp_db();
     let (store, _clock) = store(&db);
-    let cart = Cart {
-        user: "ann".into(),
-        items: vec![("apple".into(), 3)],
-    };
+    let cart = Cart { user: "ann".into(), items: vec![("apple".into(), 3)] };
     let c = store.create(&sessiondb::encode(&cart)?, &sessiondb::encode(&7u32)?)?;
     let got = store.load(&c.id, &c.token)?;
     assert_eq!(got.session::<Cart>()?, cart);
@@ -128,10 +103,7 @@ fn reopen_after_drop_keeps_everything() -> Result<(), Error> {
         let got = store.load(&c.id, &c.token)?;
         assert_eq!(got.session_data, i.to_le_bytes());
         assert_eq!((got.state_id, got.version), (1, 2));
-        assert_eq!(
-            store.fetch_state(&c.id, &c.token, Some(0))?.state_data,
-            b"s0"
-        );
+        assert_eq!(store.fetch_state(&c.id, &c.token, Some(0))?.state_data, b"s0");
     }
     Ok(())
 }
@@ -181,10 +153,7 @@ fn store_is_send_and_sync_and_shared_by_threads() -> Result<(), Error> {
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(store.count()?, 80);
     for c in &made {

@@ -19,9 +19,7 @@ fn oldest_states_are_evicted_beyond_max_states() -> Result<(), Error> {
     assert_eq!(kept, vec![3, 4, 5]);
     for id in 3..=5u8 {
         assert_eq!(
-            store
-                .fetch_state(&c.id, &c.token, Some(u64::from(id)))?
-                .state_data,
+            store.fetch_state(&c.id, &c.token, Some(u64::from(id)))?.state_data,
             [b'0' + id]
         );
     }
@@ -45,16 +43,7 @@ fn a_state_never_stored_is_not_found_not_evicted() -> Result<(), Error> {
     let c = store.create(b"", b"0")?;
     store.store_state(&c.id, &c.token, Save::new(b"", b"1"))?;
     let res = store.fetch_state(&c.id, &c.token, Some(2));
-    assert!(
-        matches!(
-            res,
-            Err(Error::StateNotFound {
-                requested: 2,
-                latest: 1
-            })
-        ),
-        "{res:?}"
-    );
+    assert!(matches!(res, Err(Error::StateNotFound { requested: 2, latest: 1 })), "{res:?}");
     let res = store.fetch_state(&c.id, &c.token, Some(u64::MAX));
     assert!(matches!(res, Err(Error::StateNotFound { .. })), "{res:?}");
     Ok(())

@@ -122,11 +122,7 @@ impl Sessions<'_> {
         };
         let now = self.store.now();
         let mut n = 0;
-        for entry in tables
-            .sessions
-            .range::<&[u8]>((lower, Bound::Unbounded))?
-            .take(PAGE)
-        {
+        for entry in tables.sessions.range::<&[u8]>((lower, Bound::Unbounded))?.take(PAGE) {
             let (k, v) = entry?;
             let sid = k.value();
             n += 1;
@@ -158,10 +154,7 @@ fn states_of(tables: &ReadTables, id: &SessionId) -> Result<Vec<StateInfo>> {
     let mut out = Vec::new();
     for entry in tables.states.range((sid, 0)..=(sid, u64::MAX))? {
         let (k, v) = entry?;
-        out.push(StateInfo {
-            id: k.value().1,
-            size: v.value().len() as u64,
-        });
+        out.push(StateInfo { id: k.value().1, size: v.value().len() as u64 });
     }
     Ok(out)
 }
@@ -172,10 +165,7 @@ impl Store {
         let id = std::str::from_utf8(sid)
             .ok()
             .and_then(|s| SessionId::parse(s).ok())
-            .ok_or_else(|| Error::Corrupted {
-                table: SESSIONS_NAME,
-                key: printable(sid),
-            })?;
+            .ok_or_else(|| Error::Corrupted { table: SESSIONS_NAME, key: printable(sid) })?;
         let status = match self.status(&rec, now) {
             Status::Live => SessionStatus::Live,
             Status::Expired => SessionStatus::Expired,
@@ -198,12 +188,7 @@ impl Store {
     /// Every session's metadata, for admin tools (session2's `iter_sessions`). Needs no tokens.
     #[must_use]
     pub fn sessions(&self) -> Sessions<'_> {
-        Sessions {
-            store: self,
-            after: None,
-            buf: VecDeque::new(),
-            done: false,
-        }
+        Sessions { store: self, after: None, buf: VecDeque::new(), done: false }
     }
 
     /// One session's metadata, `None` if there is no record (whatever its status).
@@ -216,8 +201,7 @@ impl Store {
         let Some(guard) = tables.sessions.get(id.as_bytes())? else {
             return Ok(None);
         };
-        self.info_of(id.as_bytes(), guard.value(), self.now())
-            .map(Some)
+        self.info_of(id.as_bytes(), guard.value(), self.now()).map(Some)
     }
 
     /// The states stored for a session, oldest first, with their sizes. Needs no token.
@@ -262,16 +246,12 @@ impl Store {
         let tables = ReadTables::open(&txn)?;
         let meta = schema::read_meta(&txn)?;
         let read = |key: &'static str| -> Result<Vec<u8>> {
-            let value = meta.get(key)?.ok_or(Error::Corrupted {
-                table: "meta",
-                key: key.into(),
-            })?;
+            let value = meta
+                .get(key)?
+                .ok_or_else(|| Error::Corrupted { table: "meta", key: key.into() })?;
             Ok(value.value().to_vec())
         };
-        let bad = |key: &'static str| Error::Corrupted {
-            table: "meta",
-            key: key.into(),
-        };
+        let bad = |key: &'static str| Error::Corrupted { table: "meta", key: key.into() };
         let format_version = <[u8; 4]>::try_from(read(META_FORMAT)?.as_slice())
             .map(u32::from_le_bytes)
             .map_err(|_| bad(META_FORMAT))?;

@@ -64,16 +64,16 @@ enum Removed {
 fn remove_indexed(t: &mut WriteTables<'_>, key: ExpiryKey<'_>) -> Result<Removed> {
     let sid = key.2;
     match get_session(&t.sessions, sid) {
-        Ok(Some(rec)) if rec.expiry_key(sid) == key => Ok(Removed::Session {
-            states: remove_session(t, sid, Some(&rec))?,
-        }),
+        Ok(Some(rec)) if rec.expiry_key(sid) == key => {
+            Ok(Removed::Session { states: remove_session(t, sid, Some(&rec))? })
+        }
         Ok(_) => {
             t.expiry.remove(key)?;
             Ok(Removed::Stale)
         }
-        Err(Error::Corrupted { .. }) => Ok(Removed::Corrupted {
-            states: remove_session(t, sid, None)?,
-        }),
+        Err(Error::Corrupted { .. }) => {
+            Ok(Removed::Corrupted { states: remove_session(t, sid, None)? })
+        }
         Err(e) => Err(e),
     }
 }
@@ -89,10 +89,7 @@ fn sweep_batch(t: &mut WriteTables<'_>, now: u64, limit: usize) -> Result<Cleanu
         }
         due.push((remove_at, last_access, sid.to_vec()));
     }
-    let mut report = CleanupReport {
-        batches: 1,
-        ..CleanupReport::default()
-    };
+    let mut report = CleanupReport { batches: 1, ..CleanupReport::default() };
     for (remove_at, last_access, sid) in due {
         match remove_indexed(t, (remove_at, last_access, &sid))? {
             Removed::Session { states } => {
@@ -113,14 +110,8 @@ impl Store {
     /// When a session created at `created` and last used at `last_access` stops being live,
     /// and when it may be removed, by this process's settings.
     fn deadlines(&self, created: u64, last_access: u64) -> (u64, u64) {
-        let idle = self
-            .cfg
-            .idle_timeout
-            .map_or(u64::MAX, |i| last_access.saturating_add(i));
-        let absolute = self
-            .cfg
-            .absolute_lifetime
-            .map_or(u64::MAX, |a| created.saturating_add(a));
+        let idle = self.cfg.idle_timeout.map_or(u64::MAX, |i| last_access.saturating_add(i));
+        let absolute = self.cfg.absolute_lifetime.map_or(u64::MAX, |a| created.saturating_add(a));
         let expires_at = idle.min(absolute);
         (expires_at, expires_at.saturating_add(self.cfg.grace))
     }
@@ -180,7 +171,7 @@ impl Store {
                 return Err(Error::MaxSessionsExceeded { max });
             }
             let (remove_at, last_access, sid) = {
-                let first = t.expiry.first()?.ok_or(Error::Corrupted {
+                let first = t.expiry.first()?.ok_or_else(|| Error::Corrupted {
                     table: "expiry",
                     key: "(first entry missing while sessions exist)".into(),
                 })?;
@@ -200,9 +191,7 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
     pub fn delete_idle(&self, idle: Duration) -> Result<u64> {
-        let cutoff = self
-            .now()
-            .saturating_sub(u64::try_from(idle.as_millis()).unwrap_or(u64::MAX));
+        let cutoff = self.now().saturating_sub(u64::try_from(idle.as_millis()).unwrap_or(u64::MAX));
         let mut candidates = Vec::new();
         {
             let txn = self.read()?;

@@ -34,7 +34,8 @@ enum Db {
 /// [`Sharing::MultiProcess`](crate::Sharing::MultiProcess), any number of processes may open the
 /// same file at once; each write is one durable redb transaction.
 pub struct Store {
-    db: Db,
+    /// Always `Some` until dropped; see the `Drop` impl.
+    db: Option<Db>,
     cfg: Config,
     pid: u32,
 }
@@ -65,11 +66,7 @@ impl Store {
 
     pub(crate) fn open_with(cfg: Config) -> Result<Self> {
         let db = open::open_db(&cfg)?;
-        let store = Self {
-            db,
-            cfg,
-            pid: std::process::id(),
-        };
+        let store = Self { db: Some(db), cfg, pid: std::process::id() };
         open::check_or_init_meta(&store)?;
         Ok(store)
     }
@@ -94,14 +91,13 @@ impl Store {
         true
     }
 
-    /// Refuses use from a process forked after open: the redb handle's locks belong to the
-    /// parent.
-    fn check_process(&self) -> Result<()> {
-        if std::process::id() == self.pid {
-            Ok(())
-        } else {
-            Err(Error::Forked)
+    /// The redb handle, refused in a process forked after open: its locks and cached state
+    /// belong to the parent.
+    fn db(&self) -> Result<&Db> {
+        if std::process::id() != self.pid {
+            return Err(Error::Forked);
         }
+        self.db.as_ref().ok_or_else(|| Error::InvalidInput("the store is closed".into()))
     }
 
     fn now(&self) -> u64 {
@@ -110,8 +106,7 @@ impl Store {
 
     /// Begins a read transaction.
     fn read(&self) -> Result<ReadTransaction> {
-        self.check_process()?;
-        Ok(match &self.db {
+        Ok(match self.db()? {
             Db::ReadWrite(db) => db.begin_read()?,
             Db::ReadOnly(db) => db.begin_read()?,
         })
@@ -119,8 +114,7 @@ impl Store {
 
     /// Runs `f` in one write transaction, committing if it returns `Ok` and aborting otherwise.
     fn write<T>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> Result<T>) -> Result<T> {
-        self.check_process()?;
-        let Db::ReadWrite(db) = &self.db else {
+        let Db::ReadWrite(db) = self.db()? else {
             return Err(Error::InvalidInput(
                 "this store was opened read-only: open it without read_only to write".into(),
             ));
@@ -144,5 +138,17 @@ impl Store {
             )));
         }
         Ok(())
+    }
+}
+
+impl Drop for Store {
+    /// Closes the file, except in a process forked after open: there the redb handle shares its
+    /// OFD byte-range locks with the parent and holds the parent's cached header, so closing it
+    /// would release the parent's locks (and could write a stale header). It is leaked instead;
+    /// the OS reclaims it when the child exits.
+    fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            std::mem::forget(self.db.take());
+        }
     }
 }

@@ -17,15 +17,9 @@ pub(super) fn open_db(cfg: &Config) -> Result<Db> {
         Sharing::SingleProcess => ConcurrencyMode::ExclusiveWriter,
     });
     if cfg.read_only {
-        builder
-            .open_read_only(&cfg.path)
-            .map(Db::ReadOnly)
-            .map_err(open_error)
+        builder.open_read_only(&cfg.path).map(Db::ReadOnly).map_err(open_error)
     } else {
-        builder
-            .create(&cfg.path)
-            .map(Db::ReadWrite)
-            .map_err(open_error)
+        builder.create(&cfg.path).map(Db::ReadWrite).map_err(open_error)
     }
 }
 
@@ -35,9 +29,7 @@ fn open_error(e: DatabaseError) -> Error {
         DatabaseError::Storage(StorageError::Io(io))
             if io.kind() == std::io::ErrorKind::InvalidData =>
         {
-            Error::NotSessionDb {
-                reason: io.to_string(),
-            }
+            Error::NotSessionDb { reason: io.to_string() }
         }
         DatabaseError::Storage(StorageError::Io(io)) => Error::Io(io),
         other => other.into(),
@@ -45,9 +37,7 @@ fn open_error(e: DatabaseError) -> Error {
 }
 
 fn not_ours(reason: &str) -> Error {
-    Error::NotSessionDb {
-        reason: reason.into(),
-    }
+    Error::NotSessionDb { reason: reason.into() }
 }
 
 fn table_error(e: TableError) -> Error {
@@ -65,25 +55,16 @@ fn check_meta(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<
         return Ok(false);
     };
     if magic.value() != MAGIC {
-        return Err(not_ours(
-            "the meta table does not carry the sessiondb marker",
-        ));
+        return Err(not_ours("the meta table does not carry the sessiondb marker"));
     }
-    let format = meta.get(META_FORMAT)?.ok_or_else(|| Error::Corrupted {
-        table: "meta",
-        key: META_FORMAT.into(),
-    })?;
+    let format = meta
+        .get(META_FORMAT)?
+        .ok_or_else(|| Error::Corrupted { table: "meta", key: META_FORMAT.into() })?;
     let found = <[u8; 4]>::try_from(format.value())
         .map(u32::from_le_bytes)
-        .map_err(|_| Error::Corrupted {
-            table: "meta",
-            key: META_FORMAT.into(),
-        })?;
+        .map_err(|_| Error::Corrupted { table: "meta", key: META_FORMAT.into() })?;
     if found != FORMAT_VERSION {
-        return Err(Error::UnsupportedFormat {
-            found,
-            expected: FORMAT_VERSION,
-        });
+        return Err(Error::UnsupportedFormat { found, expected: FORMAT_VERSION });
     }
     Ok(true)
 }
@@ -106,14 +87,10 @@ pub(super) fn check_or_init_meta(store: &Store) -> Result<()> {
         }
     }
     if store.cfg.read_only {
-        return Err(not_ours(
-            "the file holds no sessiondb tables (open it read-write once)",
-        ));
+        return Err(not_ours("the file holds no sessiondb tables (open it read-write once)"));
     }
-    let Db::ReadWrite(db) = &store.db else {
-        return Err(not_ours(
-            "the file holds no sessiondb tables (open it read-write once)",
-        ));
+    let Db::ReadWrite(db) = store.db()? else {
+        return Err(not_ours("the file holds no sessiondb tables (open it read-write once)"));
     };
     let txn = db.begin_write()?;
     if txn.list_tables()?.any(|h| !ALL_TABLES.contains(&h.name())) {
@@ -132,8 +109,7 @@ pub(super) fn check_or_init_meta(store: &Store) -> Result<()> {
 
 fn init(t: &mut WriteTables<'_>, created: &[u8]) -> Result<()> {
     t.meta.insert(META_MAGIC, MAGIC)?;
-    t.meta
-        .insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())?;
+    t.meta.insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())?;
     t.meta.insert(META_CREATED, created)?;
     Ok(())
 }

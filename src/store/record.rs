@@ -69,10 +69,7 @@ pub(crate) fn printable(key: &[u8]) -> String {
 }
 
 fn corrupted_session(sid: &[u8]) -> Error {
-    Error::Corrupted {
-        table: SESSIONS_NAME,
-        key: printable(sid),
-    }
+    Error::Corrupted { table: SESSIONS_NAME, key: printable(sid) }
 }
 
 /// Decodes and sanity-checks a session record.
@@ -101,10 +98,8 @@ pub(crate) fn get_state(
     sid: &[u8],
     state_id: u64,
 ) -> Result<Vec<u8>> {
-    let corrupted = || Error::Corrupted {
-        table: STATES_NAME,
-        key: format!("{}/{state_id}", printable(sid)),
-    };
+    let corrupted =
+        || Error::Corrupted { table: STATES_NAME, key: format!("{}/{state_id}", printable(sid)) };
     let guard = table.get((sid, state_id))?.ok_or_else(corrupted)?;
     let rec: StateRecord = codec::decode(guard.value()).map_err(|_| corrupted())?;
     Ok(rec.data)
@@ -121,10 +116,7 @@ pub(crate) fn put_state(
     state_id: u64,
     data: &[u8],
 ) -> Result<()> {
-    let bytes = codec::encode(&StateRecord {
-        data: data.to_vec(),
-    })
-    .map_err(|e| encode_err(&e))?;
+    let bytes = codec::encode(&StateRecord { data: data.to_vec() }).map_err(|e| encode_err(&e))?;
     t.states.insert((sid, state_id), bytes.as_slice())?;
     Ok(())
 }
@@ -170,10 +162,7 @@ pub(crate) fn remove_session(
         t.users.retain(|(_, s), ()| s != sid)?;
     }
     let mut removed = 0;
-    for entry in t
-        .states
-        .extract_from_if((sid, 0)..=(sid, u64::MAX), |_, _| true)?
-    {
+    for entry in t.states.extract_from_if((sid, 0)..=(sid, u64::MAX), |_, _| true)? {
         entry?;
         removed += 1;
     }

@@ -60,12 +60,7 @@ pub struct Save<'a> {
 impl<'a> Save<'a> {
     /// Saves `session_data` and `state_data` as a new state (latest + 1).
     pub fn new(session_data: &'a [u8], state_data: &'a [u8]) -> Self {
-        Self {
-            session_data,
-            state_data,
-            use_same_state: false,
-            expected_version: None,
-        }
+        Self { session_data, state_data, use_same_state: false, expected_version: None }
     }
 
     /// With `true`, overwrites the latest state instead of adding one (Nagare's
@@ -104,9 +99,7 @@ impl Store {
             return Err(Error::Security);
         }
         if status == Status::Expired {
-            return Err(Error::Expired {
-                data: rec.data.clone(),
-            });
+            return Err(Error::Expired { data: rec.data.clone() });
         }
         Ok(())
     }
@@ -147,12 +140,7 @@ impl Store {
             put_session(t, id.as_bytes(), None, &rec)?;
             Ok(id)
         })?;
-        Ok(Created {
-            id,
-            token,
-            state_id: 0,
-            version: 1,
-        })
+        Ok(Created { id, token, state_id: 0, version: 1 })
     }
 
     fn unused_id(&self, t: &crate::schema::WriteTables<'_>) -> Result<SessionId> {
@@ -195,16 +183,10 @@ impl Store {
             self.admit(&rec, token, now)?;
             let state_id = state_id.unwrap_or(rec.latest_state);
             if state_id > rec.latest_state {
-                return Err(Error::StateNotFound {
-                    requested: state_id,
-                    latest: rec.latest_state,
-                });
+                return Err(Error::StateNotFound { requested: state_id, latest: rec.latest_state });
             }
             if state_id < rec.oldest_state {
-                return Err(Error::StateEvicted {
-                    requested: state_id,
-                    oldest: rec.oldest_state,
-                });
+                return Err(Error::StateEvicted { requested: state_id, oldest: rec.oldest_state });
             }
             let state_data = get_state(&tables.states, sid, state_id)?;
             (rec, state_id, state_data)
@@ -293,18 +275,11 @@ impl Store {
             if let Some(expected) = save.expected_version
                 && expected != old.version
             {
-                return Err(Error::Conflict {
-                    expected,
-                    found: old.version,
-                });
+                return Err(Error::Conflict { expected, found: old.version });
             }
             let mut rec = old.clone();
             let overwrite = save.use_same_state || !self.cfg.states_history;
-            let state_id = if overwrite {
-                old.latest_state
-            } else {
-                old.latest_state + 1
-            };
+            let state_id = if overwrite { old.latest_state } else { old.latest_state + 1 };
             put_state(t, sid, state_id, save.state_data)?;
             rec.latest_state = state_id;
             while rec.state_count() > self.cfg.max_states {
@@ -316,10 +291,7 @@ impl Store {
             rec.last_access = old.last_access.max(now);
             let rec = self.with_deadlines(rec);
             put_session(t, sid, Some(&old), &rec)?;
-            Ok(Stored {
-                state_id,
-                version: rec.version,
-            })
+            Ok(Stored { state_id, version: rec.version })
         })
     }
 

@@ -14,9 +14,7 @@ use crate::error::{Error, Result};
 /// [`Error::Serde`] if the value cannot be serialised (a map with non-string keys is fine; a
 /// value over 64 MiB is not).
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    codec::to_payload(value).map_err(|e| Error::Serde {
-        reason: format!("{e:?}"),
-    })
+    codec::to_payload(value).map_err(|e| Error::Serde { reason: format!("{e:?}") })
 }
 
 /// Decodes bytes written by [`encode`].
@@ -25,9 +23,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 /// [`Error::Serde`] if the bytes are not an encoding of `T` (for example, data written with
 /// another type).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    codec::from_payload(bytes).map_err(|e| Error::Serde {
-        reason: format!("{e:?}"),
-    })
+    codec::from_payload(bytes).map_err(|e| Error::Serde { reason: format!("{e:?}") })
 }
 
 impl Fetched {
