@@ -122,7 +122,9 @@ fn try_main() -> Result<u64, Fail> {
         }
         None => None,
     };
-    let store = Store::builder(&args.path).read_only(true).open().map_err(unusable)?;
+    // No timeouts of its own: statuses follow the deadlines stored in the file alone.
+    let store =
+        Store::builder(&args.path).read_only(true).idle_timeout(None).open().map_err(unusable)?;
     let mut dump = Dump {
         out: BufWriter::new(io::stdout().lock()),
         json: args.json,

@@ -164,7 +164,8 @@ fn child(n: u32, path: &Path) -> Result<(), Box<dyn Error>> {
 /// starts 46 minutes in the past and ends 1 minute before now, so its clean-up cannot remove
 /// the sessions the children just wrote.
 fn expiry(path: &Path) -> Result<(), Box<dyn Error>> {
-    let start = SystemClock.now_ms().saturating_sub(millis(IDLE + GRACE) + 60_000);
+    // The clock moves 30 + 5 + 10 minutes below: start 46 minutes back, end 1 minute back.
+    let start = SystemClock.now_ms().saturating_sub(millis(IDLE + GRACE + GRACE / 2) + 60_000);
     let clock = ManualClock::new(start);
     let store = Store::builder(path)
         .clock(Arc::new(clock.clone()))

@@ -43,7 +43,13 @@ pub(crate) enum CodecError {
 
 /// Encodes `value` as a bare bincode payload (no header): for session data of a caller's type.
 pub(crate) fn to_payload<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Payload(e.to_string()))
+    let out = bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| CodecError::Payload(e.to_string()))?;
+    // bincode's limit applies to decoding only: refuse here what decoding would refuse.
+    if out.len() > HARD_LIMIT {
+        return Err(CodecError::TooLarge);
+    }
+    Ok(out)
 }
 
 /// Decodes a bare bincode payload, refusing trailing bytes.
@@ -71,6 +77,9 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecE
     let mut out = vec![RECORD_FORMAT, 0, 0, 0, 0];
     bincode::serde::encode_into_std_write(value, &mut out, config())
         .map_err(|e| CodecError::Payload(e.to_string()))?;
+    if out.len() - HEADER_LEN > HARD_LIMIT {
+        return Err(CodecError::TooLarge);
+    }
     let crc = checksum(RECORD_FORMAT, &out[HEADER_LEN..]);
     out[1..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
     Ok(out)

@@ -28,7 +28,9 @@ pub enum CapPolicy {
     /// The default.
     #[default]
     Reject,
-    /// Delete the session closest to expiry (ties: least recently used) to make room.
+    /// Delete the session closest to removal (the end of its grace window; ties: least recently
+    /// used) to make room. With one grace period for all processes that is the session closest
+    /// to expiry.
     EvictOldest,
 }
 
@@ -152,8 +154,9 @@ impl Builder {
         self
     }
 
-    /// With `false`, every save overwrites the one state a session has (state id 0), as if
-    /// `use_same_state` were always set. Default = `true`.
+    /// With `false`, every save overwrites the latest state, as if `use_same_state` were always
+    /// set, and older states are evicted: a session keeps exactly one state (id 0 for sessions
+    /// created this way). Default = `true`.
     pub fn states_history(mut self, enabled: bool) -> Self {
         self.states_history = enabled;
         self

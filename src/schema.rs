@@ -27,7 +27,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sessiondb.meta"
 const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessiondb.sessions");
 /// (session id, state id) → state record.
 const STATES: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("sessiondb.states");
-/// (expires at, last access, session id) → (): sweeps and evictions are range scans.
+/// (remove at, last access, session id) → (): sweeps and evictions are range scans.
 const EXPIRY: TableDefinition<(u64, u64, &[u8]), ()> = TableDefinition::new("sessiondb.expiry");
 /// Retired session id → tombstone record (rotation and revocation).
 const TOMBSTONES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessiondb.tombstones");

@@ -65,7 +65,9 @@ pub struct SessionInfo {
     pub oldest_state: u64,
     /// Size of the session data in bytes.
     pub data_len: u64,
-    /// Status at the time of reading.
+    /// Status at the time of reading, judged like a load by this handle: by the stricter of
+    /// the stored deadlines and this handle's timeouts. Open with `idle_timeout(None)` (and no
+    /// absolute lifetime) to judge by the stored deadlines alone, as `examples/dump.rs` does.
     pub status: SessionStatus,
 }
 

@@ -1,6 +1,6 @@
 //! Expiry: deadlines, the clean-up sweep, caps, idle deletion and clock adjustment.
 //!
-//! The `expiry` table is keyed by (expires at, last access, session id), so everything here
+//! The `expiry` table is keyed by (remove at, last access, session id), so everything here
 //! walks it from its start: a range scan that stops at the first entry not yet due.
 
 use std::time::Duration;
@@ -116,6 +116,12 @@ impl Store {
         (expires_at, expires_at.saturating_add(self.cfg.grace))
     }
 
+    /// When `rec` stops being live for this handle: the stricter of the stored deadline and
+    /// this handle's settings.
+    pub(crate) fn effective_expiry(&self, rec: &SessionRecord) -> u64 {
+        rec.expires_at.min(self.deadlines(rec.created, rec.last_access).0)
+    }
+
     /// `rec` with its deadlines computed from its times and this process's settings.
     pub(crate) fn with_deadlines(&self, mut rec: SessionRecord) -> SessionRecord {
         (rec.expires_at, rec.remove_at) = self.deadlines(rec.created, rec.last_access);
@@ -127,8 +133,8 @@ impl Store {
     /// it considers expired. Removal, by contrast, follows the stored `remove_at` alone, so
     /// what a process may destroy does not depend on its own settings.
     pub(crate) fn status(&self, rec: &SessionRecord, now: u64) -> Status {
-        let (expires_at, remove_at) = self.deadlines(rec.created, rec.last_access);
-        if now < expires_at.min(rec.expires_at) {
+        let (_, remove_at) = self.deadlines(rec.created, rec.last_access);
+        if now < self.effective_expiry(rec) {
             Status::Live
         } else if now < remove_at.min(rec.remove_at) {
             Status::Expired
@@ -184,7 +190,9 @@ impl Store {
     }
 
     /// Deletes every session not used for more than `idle` (session2's `delete_old_sessions`),
-    /// whatever the configured timeouts. Returns how many were deleted.
+    /// whatever the configured timeouts. Returns how many were deleted. "Used" is the persisted
+    /// last access, which lags by up to the touch resolution: with `idle` shorter than that,
+    /// a session loaded within the last `idle` may be deleted.
     ///
     /// Scans the whole `sessions` table once in a read transaction, then deletes in batches.
     ///

@@ -1,6 +1,9 @@
 //! Opening the file: redb modes, and the `meta` check that tells our files from others.
 
-use redb::{ConcurrencyMode, DatabaseError, ReadableTable, StorageError, TableError, TableHandle};
+use redb::{
+    ConcurrencyMode, DatabaseError, MultimapTableHandle, ReadableTable, StorageError, TableError,
+    TableHandle,
+};
 
 use super::{Db, Store};
 use crate::config::{Config, Sharing};
@@ -93,7 +96,10 @@ pub(super) fn check_or_init_meta(store: &Store) -> Result<()> {
         return Err(not_ours("the file holds no sessiondb tables (open it read-write once)"));
     };
     let txn = db.begin_write()?;
-    if txn.list_tables()?.any(|h| !ALL_TABLES.contains(&h.name())) {
+    let foreign = |name: &str| !ALL_TABLES.contains(&name);
+    if txn.list_tables()?.any(|h| foreign(h.name()))
+        || txn.list_multimap_tables()?.any(|h| foreign(h.name()))
+    {
         return Err(not_ours("it is a redb database of another program"));
     }
     {

@@ -72,10 +72,14 @@ fn corrupted_session(sid: &[u8]) -> Error {
     Error::Corrupted { table: SESSIONS_NAME, key: printable(sid) }
 }
 
-/// Decodes and sanity-checks a session record.
+/// Decodes and sanity-checks a session record: besides the codec's checks, the counters must
+/// leave room to grow, so that no later arithmetic on them can overflow.
 pub(crate) fn decode_session(sid: &[u8], bytes: &[u8]) -> Result<SessionRecord> {
     let rec: SessionRecord = codec::decode(bytes).map_err(|_| corrupted_session(sid))?;
-    if rec.oldest_state > rec.latest_state {
+    if rec.oldest_state > rec.latest_state
+        || rec.latest_state == u64::MAX
+        || rec.version == u64::MAX
+    {
         return Err(corrupted_session(sid));
     }
     Ok(rec)

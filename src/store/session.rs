@@ -42,8 +42,8 @@ pub struct Fetched {
     pub state_data: Vec<u8>,
     /// Creation time, ms since the epoch.
     pub created: u64,
-    /// When the session stops being live unless used again, ms since the epoch
-    /// (`u64::MAX`: never).
+    /// When the session stops being live unless used again, by the stricter of the stored
+    /// deadline and this handle's settings; ms since the epoch (`u64::MAX`: never).
     pub expires_at: u64,
 }
 
@@ -114,6 +114,7 @@ impl Store {
     /// [`Error::MaxSessionsExceeded`] at the cap with [`CapPolicy::Reject`](crate::CapPolicy),
     /// [`Error::GenerateId`] if no unused id was found, [`Error::Storage`] from redb.
     pub fn create(&self, session_data: &[u8], state_data: &[u8]) -> Result<Created> {
+        self.db()?; // refuse a forked child before drawing randomness
         self.check_size("session data", session_data)?;
         self.check_size("state data", state_data)?;
         let token = SecureToken::generate()?;
@@ -191,7 +192,7 @@ impl Store {
             let state_data = get_state(&tables.states, sid, state_id)?;
             (rec, state_id, state_data)
         };
-        let mut expires_at = rec.expires_at;
+        let mut expires_at = self.effective_expiry(&rec);
         if !self.cfg.read_only && now.saturating_sub(rec.last_access) >= self.cfg.touch_resolution {
             expires_at = self.persist_touch(id, now)?.unwrap_or(expires_at);
         }
@@ -282,9 +283,14 @@ impl Store {
             let state_id = if overwrite { old.latest_state } else { old.latest_state + 1 };
             put_state(t, sid, state_id, save.state_data)?;
             rec.latest_state = state_id;
-            while rec.state_count() > self.cfg.max_states {
-                t.states.remove((sid, rec.oldest_state))?;
-                rec.oldest_state += 1;
+            if rec.state_count() > self.cfg.max_states {
+                // A range delete visits only the states that exist, however wide the gap.
+                let keep_from = rec.latest_state + 1 - self.cfg.max_states;
+                let range = (sid, rec.oldest_state)..(sid, keep_from);
+                for evicted in t.states.extract_from_if(range, |_, _| true)? {
+                    evicted?;
+                }
+                rec.oldest_state = keep_from;
             }
             rec.version = old.version + 1;
             rec.data = save.session_data.to_vec();
