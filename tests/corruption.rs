@@ -111,7 +111,6 @@ fn another_programs_redb_file_is_not_a_sessiondb_file() -> Result<(), Error> {
         }
         txn.commit().unwrap();
     }
-    let before = std::fs::read(&db.path)?;
     let res = Store::open(&db.path);
     assert!(matches!(res, Err(Error::NotSessionDb { .. })), "{res:?}");
     let res = Store::builder(&db.path).read_only(true).open();
@@ -121,7 +120,7 @@ fn another_programs_redb_file_is_not_a_sessiondb_file() -> Result<(), Error> {
     let txn = rdb.begin_read().unwrap();
     let def: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("orders");
     assert_eq!(txn.open_table(def).unwrap().get(1).unwrap().unwrap().value(), 2);
-    assert_eq!(std::fs::read(&db.path)?.len(), before.len());
+    assert_eq!(txn.list_tables().unwrap().count(), 1, "no sessiondb table was added");
     Ok(())
 }
 
@@ -182,5 +181,123 @@ fn read_only_store_refuses_writes() -> Result<(), Error> {
     assert!(matches!(ro.delete(&c.id), Err(Error::InvalidInput(_))));
     assert!(matches!(ro.cleanup(), Err(Error::InvalidInput(_))));
     assert_eq!(ro.session_info(&c.id)?.map(|i| i.last_access), Some(common::T0));
+    Ok(())
+}
+
+/// Sets the u64 field at `field` (0 = created, 4 = version, 5 = latest_state, 6 = oldest_state:
+/// the order of docs/format.md) of a session record and recomputes its crc, as a writer that
+/// knows the format would: the record stays well-formed, only its values are hostile.
+fn craft_field(bytes: &mut [u8], field: usize, value: u64) {
+    let at = 5 + field * 8;
+    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    let crc = crc32fast::hash(&[&bytes[..1], &bytes[5..]].concat());
+    bytes[1..5].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn the_documented_layout_matches_the_file() -> Result<(), Error> {
+    let db = temp_db();
+    let (s, _clock) = store(&db);
+    let c = s.create(b"data", b"")?;
+    s.store_state(&c.id, &c.token, sessiondb::Save::new(b"data", b""))?;
+    drop(s);
+    let rdb = redb::Database::open(&db.path).unwrap();
+    let txn = rdb.begin_read().unwrap();
+    let t = txn.open_table(raw::SESSIONS).unwrap();
+    let bytes = t.get(c.id.as_str().as_bytes()).unwrap().unwrap().value().to_vec();
+    let field = |i: usize| u64::from_le_bytes(bytes[5 + i * 8..13 + i * 8].try_into().unwrap());
+    assert_eq!(bytes[0], 1, "format byte");
+    assert_eq!(field(0), common::T0, "created");
+    assert_eq!(field(3), common::T0 + 15_000, "remove_at: idle 10 s + grace 5 s");
+    assert_eq!((field(4), field(5), field(6)), (2, 1, 0), "version, latest, oldest");
+    // token hash (32), two empty options, then the data with its u64 length
+    assert_eq!(&bytes[5 + 56 + 32..], &[0, 0, 4, 0, 0, 0, 0, 0, 0, 0, b'd', b'a', b't', b'a']);
+    Ok(())
+}
+
+#[test]
+fn hostile_counters_with_a_valid_crc_are_corrupted_not_overflowed() -> Result<(), Error> {
+    for (field, value) in [(5, u64::MAX), (4, u64::MAX)] {
+        let db = temp_db();
+        let (s, _clock) = store(&db);
+        let c = s.create(b"", b"")?;
+        drop(s);
+        damage_value(&db.path, raw::SESSIONS, c.id.as_str().as_bytes(), |b| {
+            craft_field(b, field, value);
+        });
+        let (s, _clock) = store(&db);
+        assert!(matches!(s.load(&c.id, &c.token), Err(Error::Corrupted { .. })));
+        let save = sessiondb::Save::new(b"", b"");
+        assert!(matches!(s.store_state(&c.id, &c.token, save), Err(Error::Corrupted { .. })));
+        let save = sessiondb::Save::new(b"", b"").same_state(true);
+        assert!(matches!(s.store_state(&c.id, &c.token, save), Err(Error::Corrupted { .. })));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_huge_gap_in_state_ids_is_evicted_by_range() -> Result<(), Error> {
+    let db = temp_db();
+    let (s, _clock) = store(&db); // max_states 16
+    let c = s.create(b"", b"zero")?;
+    drop(s);
+    // The record claims states 0..=2^40 exist; only state 0 does. A one-by-one eviction would
+    // spin for 2^40 iterations under the file's write lock.
+    damage_value(&db.path, raw::SESSIONS, c.id.as_str().as_bytes(), |b| {
+        craft_field(b, 5, 1 << 40);
+    });
+    let (s, _clock) = store(&db);
+    let stored = s.store_state(&c.id, &c.token, sessiondb::Save::new(b"", b"new"))?;
+    assert_eq!(stored.state_id, (1 << 40) + 1);
+    let kept: Vec<u64> = s.states(&c.id)?.iter().map(|st| st.id).collect();
+    assert_eq!(kept, vec![(1 << 40) + 1]);
+    assert_eq!(s.load(&c.id, &c.token)?.state_data, b"new");
+    Ok(())
+}
+
+#[test]
+fn a_damaged_expired_session_is_swept_with_everything_it_owns() -> Result<(), Error> {
+    let db = temp_db();
+    let (s, clock) = store(&db);
+    let c = s.create(b"", b"")?;
+    s.store_state(&c.id, &c.token, sessiondb::Save::new(b"", b""))?;
+    drop(s);
+    damage_value(&db.path, raw::SESSIONS, c.id.as_str().as_bytes(), |b| b[20] ^= 1);
+    let (s, _) = common::store_with_clock(&db, &clock);
+    clock.advance(16_000);
+    let report = s.cleanup()?;
+    assert_eq!((report.sessions, report.corrupted, report.states), (0, 1, 2));
+    let info = s.info()?;
+    assert_eq!((info.sessions, info.states, info.expiry_entries), (0, 0, 0));
+    Ok(())
+}
+
+#[test]
+fn a_redb_file_with_only_multimap_tables_is_not_ours() -> Result<(), Error> {
+    let db = temp_db();
+    {
+        let rdb = redb::Database::create(&db.path).unwrap();
+        let txn = rdb.begin_write().unwrap();
+        {
+            let def: redb::MultimapTableDefinition<&str, &str> =
+                redb::MultimapTableDefinition::new("tags");
+            txn.open_multimap_table(def).unwrap().insert("a", "b").unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let res = Store::open(&db.path);
+    assert!(matches!(res, Err(Error::NotSessionDb { .. })), "{res:?}");
+    let rdb = redb::Database::open(&db.path).unwrap();
+    let txn = rdb.begin_read().unwrap();
+    assert_eq!(txn.list_tables().unwrap().count(), 0, "no sessiondb table was added");
+    Ok(())
+}
+
+#[test]
+fn read_only_open_of_random_bytes_is_not_a_sessiondb_file() -> Result<(), Error> {
+    let db = temp_db();
+    std::fs::write(&db.path, vec![0xA5u8; 8192])?;
+    let res = Store::builder(&db.path).read_only(true).open();
+    assert!(matches!(res, Err(Error::NotSessionDb { .. })), "{res:?}");
     Ok(())
 }

@@ -11,8 +11,8 @@ fn a_forked_child_gets_forked_errors_and_the_parent_is_unaffected() -> Result<()
     let store = Store::open(dir.path().join("fork.redb"))?;
     let c = store.create(b"parent data", b"")?;
 
-    // SAFETY: the child runs no code that allocates or takes locks before `_exit`: the store
-    // returns `Error::Forked` from a process-id check, and the result is turned into an exit code.
+    // SAFETY: every store call in the child returns `Error::Forked` from a process-id check made
+    // before it allocates, draws randomness or touches redb; the results become an exit code.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {

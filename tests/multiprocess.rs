@@ -77,6 +77,8 @@ struct Acked {
     version: u64,
     state_id: u64,
     data: String,
+    /// Every acknowledged state: id → data.
+    states: HashMap<u64, String>,
 }
 
 #[test]
@@ -107,12 +109,14 @@ fn many_processes_write_one_file() -> Result<(), Error> {
                     let a = acked.entry((*id).to_string()).or_default();
                     a.token = Some(SecureToken::parse(token)?);
                     a.version = a.version.max(1);
+                    a.states.insert(0, "state 0".into());
                 }
                 ["SAVED", id, version, state, data] => {
                     let a = acked.entry((*id).to_string()).or_default();
                     a.version = version.parse().unwrap();
                     a.state_id = state.parse().unwrap();
                     a.data = (*data).to_string();
+                    a.states.insert(a.state_id, a.data.clone());
                 }
                 ["INCREMENTED"] => increments += 1,
                 other => panic!("unexpected line from a child: {other:?}"),
@@ -132,6 +136,15 @@ fn many_processes_write_one_file() -> Result<(), Error> {
         assert_eq!(got.state_id, a.state_id, "{id}");
         assert_eq!(String::from_utf8(got.session_data).unwrap(), a.data, "{id}");
         assert_eq!(String::from_utf8(got.state_data).unwrap(), a.data, "{id}");
+        assert_eq!(a.states.len(), SAVES_PER_SESSION + 1);
+        for (state_id, data) in &a.states {
+            let got = store.fetch_state(
+                &SessionId::parse(id)?,
+                a.token.as_ref().unwrap(),
+                Some(*state_id),
+            )?;
+            assert_eq!(String::from_utf8(got.state_data).unwrap(), *data, "{id} state {state_id}");
+        }
     }
     assert_eq!(increments, CHILDREN as u64 * INCREMENTS_PER_CHILD);
     let final_counter = counter_of(&store.load(&counter.id, &counter.token)?.session_data);

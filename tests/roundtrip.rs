@@ -161,3 +161,27 @@ fn store_is_send_and_sync_and_shared_by_threads() -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[test]
+fn single_process_mode_round_trips_and_excludes_other_handles() -> Result<(), Error> {
+    let db = temp_db();
+    let store = Store::builder(&db.path).sharing(sessiondb::Sharing::SingleProcess).open()?;
+    assert!(!store.is_multiprocess_safe());
+    let c = store.create(b"a", b"0")?;
+    store.store_state(&c.id, &c.token, Save::new(b"b", b"1"))?;
+    let got = store.load(&c.id, &c.token)?;
+    assert_eq!((got.session_data.as_slice(), got.state_id), (b"b".as_slice(), 1));
+    // The file is this handle's alone while it is open.
+    assert!(matches!(Store::open(&db.path), Err(Error::Storage(_))));
+    drop(store);
+    let again = Store::open(&db.path)?;
+    assert_eq!(again.fetch_state(&c.id, &c.token, Some(0))?.state_data, b"0");
+    Ok(())
+}
+
+#[test]
+fn values_over_the_hard_limit_do_not_encode() {
+    let huge = "x".repeat((64 << 20) + 1);
+    assert!(matches!(sessiondb::encode(&huge), Err(Error::Serde { .. })));
+    assert!(sessiondb::encode(&"x".repeat(1 << 20)).is_ok());
+}

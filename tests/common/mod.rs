@@ -38,6 +38,11 @@ pub fn store(db: &TempDb) -> (Store, ManualClock) {
     (store, clock)
 }
 
+/// A store with the settings of [`builder`] on an existing clock.
+pub fn store_with_clock(db: &TempDb, clock: &ManualClock) -> (Store, ManualClock) {
+    (builder(&db.path, clock).open().expect("open"), clock.clone())
+}
+
 /// Table definitions for tests that damage a file through a raw redb handle. They mirror
 /// `src/schema.rs` on purpose: a test that corrupts the file must name what it corrupts.
 pub mod raw {
