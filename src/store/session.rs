@@ -145,20 +145,29 @@ impl Store {
     }
 
     fn unused_id(&self, t: &crate::schema::WriteTables<'_>) -> Result<SessionId> {
-        const ATTEMPTS: usize = 8;
-        for _ in 0..ATTEMPTS {
-            let id = self.cfg.id_spec.generate()?;
-            if t.sessions.get(id.as_bytes())?.is_none()
-                && t.tombstones.get(id.as_bytes())?.is_none()
-            {
-                return Ok(id);
-            }
-        }
-        Err(Error::GenerateId {
-            reason: format!("{ATTEMPTS} random ids were all in use: use longer ids"),
-        })
+        unused_id_from(t, || self.cfg.id_spec.generate())
     }
+}
 
+/// Draws ids from `generate` until one is in neither `sessions` nor `tombstones`, a bounded
+/// number of times.
+fn unused_id_from(
+    t: &crate::schema::WriteTables<'_>,
+    mut generate: impl FnMut() -> Result<SessionId>,
+) -> Result<SessionId> {
+    const ATTEMPTS: usize = 8;
+    for _ in 0..ATTEMPTS {
+        let id = generate()?;
+        if t.sessions.get(id.as_bytes())?.is_none() && t.tombstones.get(id.as_bytes())?.is_none() {
+            return Ok(id);
+        }
+    }
+    Err(Error::GenerateId {
+        reason: format!("{ATTEMPTS} random ids were all in use: use longer ids"),
+    })
+}
+
+impl Store {
     /// Reads state `state_id` (`None`: the latest) of a session, with the session data.
     ///
     /// A live session's last-access time is persisted when it moved by at least the touch
@@ -329,5 +338,34 @@ impl Store {
         let tables = ReadTables::open(&txn)?;
         Ok(get_session(&tables.sessions, id.as_bytes())?
             .is_some_and(|rec| self.status(&rec, self.now()) == Status::Live))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At 128 bits or more a collision never happens in practice, so the bounded retry is
+    /// exercised with a generator that keeps returning ids already taken.
+    #[test]
+    fn taken_ids_are_retried_a_bounded_number_of_times() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path().join("ids.redb"))?;
+        let taken = store.create(b"", b"")?.id;
+        let mut calls = 0;
+        let res = store.write(|t| {
+            unused_id_from(t, || {
+                calls += 1;
+                Ok(taken.clone())
+            })
+        });
+        assert!(matches!(res, Err(Error::GenerateId { .. })), "{res:?}");
+        assert_eq!(calls, 8);
+
+        let fresh = SessionId::parse("fresh-id")?;
+        let mut ids = [taken.clone(), taken, fresh.clone()].into_iter();
+        let got = store.write(|t| unused_id_from(t, || Ok(ids.next().unwrap())))?;
+        assert_eq!(got, fresh);
+        Ok(())
     }
 }
