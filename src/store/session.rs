@@ -147,27 +147,6 @@ impl Store {
     fn unused_id(&self, t: &crate::schema::WriteTables<'_>) -> Result<SessionId> {
         unused_id_from(t, || self.cfg.id_spec.generate())
     }
-}
-
-/// Draws ids from `generate` until one is in neither `sessions` nor `tombstones`, a bounded
-/// number of times.
-fn unused_id_from(
-    t: &crate::schema::WriteTables<'_>,
-    mut generate: impl FnMut() -> Result<SessionId>,
-) -> Result<SessionId> {
-    const ATTEMPTS: usize = 8;
-    for _ in 0..ATTEMPTS {
-        let id = generate()?;
-        if t.sessions.get(id.as_bytes())?.is_none() && t.tombstones.get(id.as_bytes())?.is_none() {
-            return Ok(id);
-        }
-    }
-    Err(Error::GenerateId {
-        reason: format!("{ATTEMPTS} random ids were all in use: use longer ids"),
-    })
-}
-
-impl Store {
     /// Reads state `state_id` (`None`: the latest) of a session, with the session data.
     ///
     /// A live session's last-access time is persisted when it moved by at least the touch
@@ -339,6 +318,24 @@ impl Store {
         Ok(get_session(&tables.sessions, id.as_bytes())?
             .is_some_and(|rec| self.status(&rec, self.now()) == Status::Live))
     }
+}
+
+/// Draws ids from `generate` until one is in neither `sessions` nor `tombstones`, a bounded
+/// number of times.
+fn unused_id_from(
+    t: &crate::schema::WriteTables<'_>,
+    mut generate: impl FnMut() -> Result<SessionId>,
+) -> Result<SessionId> {
+    const ATTEMPTS: usize = 8;
+    for _ in 0..ATTEMPTS {
+        let id = generate()?;
+        if t.sessions.get(id.as_bytes())?.is_none() && t.tombstones.get(id.as_bytes())?.is_none() {
+            return Ok(id);
+        }
+    }
+    Err(Error::GenerateId {
+        reason: format!("{ATTEMPTS} random ids were all in use: use longer ids"),
+    })
 }
 
 #[cfg(test)]
