@@ -147,6 +147,7 @@ impl Store {
     fn unused_id(&self, t: &crate::schema::WriteTables<'_>) -> Result<SessionId> {
         unused_id_from(t, || self.cfg.id_spec.generate())
     }
+
     /// Reads state `state_id` (`None`: the latest) of a session, with the session data.
     ///
     /// A live session's last-access time is persisted when it moved by at least the touch
