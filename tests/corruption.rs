@@ -6,6 +6,15 @@ use common::{raw, store, temp_db};
 use redb::{ReadableDatabase, ReadableTable};
 use sessiondb::{Error, Store};
 
+/// Runs `f` in one committed write transaction of a raw redb handle on `path` (created if
+/// missing): how these tests write what sessiondb never would.
+fn raw_write(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    f(&txn);
+    txn.commit().unwrap();
+}
+
 /// Applies `damage` to the stored bytes of `table[key]` through a raw redb handle.
 fn damage_value<K: redb::Key + 'static>(
     path: &std::path::Path,
@@ -13,15 +22,12 @@ fn damage_value<K: redb::Key + 'static>(
     key: K::SelfType<'_>,
     damage: impl FnOnce(&mut Vec<u8>),
 ) {
-    let db = redb::Database::open(path).unwrap();
-    let txn = db.begin_write().unwrap();
-    {
+    raw_write(path, |txn| {
         let mut t = txn.open_table(table).unwrap();
         let mut bytes = t.get(&key).unwrap().expect("record present").value().to_vec();
         damage(&mut bytes);
         t.insert(&key, bytes.as_slice()).unwrap();
-    }
-    txn.commit().unwrap();
+    });
 }
 
 #[test]
@@ -102,15 +108,10 @@ fn a_session_listing_reports_damaged_records_and_goes_on() -> Result<(), Error> 
 #[test]
 fn another_programs_redb_file_is_not_a_sessiondb_file() -> Result<(), Error> {
     let db = temp_db();
-    {
-        let rdb = redb::Database::create(&db.path).unwrap();
-        let txn = rdb.begin_write().unwrap();
-        {
-            let def: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("orders");
-            txn.open_table(def).unwrap().insert(1, 2).unwrap();
-        }
-        txn.commit().unwrap();
-    }
+    raw_write(&db.path, |txn| {
+        let def: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("orders");
+        txn.open_table(def).unwrap().insert(1, 2).unwrap();
+    });
     let res = Store::open(&db.path);
     assert!(matches!(res, Err(Error::NotSessionDb { .. })), "{res:?}");
     let res = Store::builder(&db.path).read_only(true).open();
@@ -144,15 +145,12 @@ fn random_bytes_are_not_a_sessiondb_file() -> Result<(), Error> {
 fn another_format_version_is_unsupported() -> Result<(), Error> {
     let db = temp_db();
     drop(store(&db));
-    {
-        let rdb = redb::Database::open(&db.path).unwrap();
-        let txn = rdb.begin_write().unwrap();
+    raw_write(&db.path, |txn| {
         txn.open_table(raw::META)
             .unwrap()
             .insert("format", 99u32.to_le_bytes().as_slice())
             .unwrap();
-        txn.commit().unwrap();
-    }
+    });
     let res = Store::open(&db.path);
     assert!(matches!(res, Err(Error::UnsupportedFormat { found: 99, expected: 1 })), "{res:?}");
     let msg = res.unwrap_err().to_string();
@@ -275,16 +273,11 @@ fn a_damaged_expired_session_is_swept_with_everything_it_owns() -> Result<(), Er
 #[test]
 fn a_redb_file_with_only_multimap_tables_is_not_ours() -> Result<(), Error> {
     let db = temp_db();
-    {
-        let rdb = redb::Database::create(&db.path).unwrap();
-        let txn = rdb.begin_write().unwrap();
-        {
-            let def: redb::MultimapTableDefinition<&str, &str> =
-                redb::MultimapTableDefinition::new("tags");
-            txn.open_multimap_table(def).unwrap().insert("a", "b").unwrap();
-        }
-        txn.commit().unwrap();
-    }
+    raw_write(&db.path, |txn| {
+        let def: redb::MultimapTableDefinition<&str, &str> =
+            redb::MultimapTableDefinition::new("tags");
+        txn.open_multimap_table(def).unwrap().insert("a", "b").unwrap();
+    });
     let res = Store::open(&db.path);
     assert!(matches!(res, Err(Error::NotSessionDb { .. })), "{res:?}");
     let rdb = redb::Database::open(&db.path).unwrap();
