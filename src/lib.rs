@@ -2,8 +2,8 @@
 //! processes at once.
 //!
 //! It keeps sessions, numbered per-session state snapshots (a states history, so the back
-//! button works), expiry indexes and tombstones in one file that CGI programs, pre-fork workers
-//! and multi-threaded servers open together. Every write is one durable redb transaction.
+//! button works) and expiry indexes in one file that CGI programs, pre-fork workers and
+//! multi-threaded servers open together. Every write is one durable redb transaction.
 //!
 //! It is not a cache (nothing is lost on restart) and not a network server: every process opens
 //! the file itself.
