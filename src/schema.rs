@@ -71,27 +71,26 @@ impl<'t> WriteTables<'t> {
     }
 }
 
-/// The tables of a read transaction.
-pub(crate) struct ReadTables {
-    pub(crate) sessions: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    pub(crate) states: ReadOnlyTable<(&'static [u8], u64), &'static [u8]>,
-    pub(crate) expiry: ReadOnlyTable<(u64, u64, &'static [u8]), ()>,
+/// A read-only table of a read transaction, with `K` and `V` its key and value types.
+pub(crate) type ReadTable<K, V> = Result<ReadOnlyTable<K, V>, redb::TableError>;
+
+/// Opens the `sessions` table for reading. Readers open only the tables they use: each open is
+/// a lookup in redb's table tree.
+pub(crate) fn read_sessions(txn: &ReadTransaction) -> ReadTable<&'static [u8], &'static [u8]> {
+    txn.open_table(SESSIONS)
 }
 
-impl ReadTables {
-    /// Opens the tables a reader needs.
-    pub(crate) fn open(txn: &ReadTransaction) -> Result<Self, redb::TableError> {
-        Ok(Self {
-            sessions: txn.open_table(SESSIONS)?,
-            states: txn.open_table(STATES)?,
-            expiry: txn.open_table(EXPIRY)?,
-        })
-    }
+/// Opens the `states` table for reading.
+pub(crate) fn read_states(txn: &ReadTransaction) -> ReadTable<(&'static [u8], u64), &'static [u8]> {
+    txn.open_table(STATES)
+}
+
+/// Opens the `expiry` table for reading.
+pub(crate) fn read_expiry(txn: &ReadTransaction) -> ReadTable<(u64, u64, &'static [u8]), ()> {
+    txn.open_table(EXPIRY)
 }
 
 /// Opens the `meta` table for reading.
-pub(crate) fn read_meta(
-    txn: &ReadTransaction,
-) -> Result<ReadOnlyTable<&'static str, &'static [u8]>, redb::TableError> {
+pub(crate) fn read_meta(txn: &ReadTransaction) -> ReadTable<&'static str, &'static [u8]> {
     txn.open_table(META)
 }

@@ -3,14 +3,14 @@
 use std::collections::VecDeque;
 use std::ops::Bound;
 
-use redb::ReadableTableMetadata;
+use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::Store;
 use super::expiry::Status;
 use super::record::{decode_session, printable};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
-use crate::schema::{self, META_CREATED, META_FORMAT, ReadTables, SESSIONS_NAME};
+use crate::schema::{self, META_CREATED, META_FORMAT, SESSIONS_NAME};
 
 /// Where a session stands, as an admin sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,14 +117,14 @@ pub struct Sessions<'s> {
 impl Sessions<'_> {
     fn fill(&mut self) -> Result<()> {
         let txn = self.store.read()?;
-        let tables = ReadTables::open(&txn)?;
+        let sessions = schema::read_sessions(&txn)?;
         let lower = match &self.after {
             Some(after) => Bound::Excluded(after.as_slice()),
             None => Bound::Unbounded,
         };
         let now = self.store.now();
         let mut n = 0;
-        for entry in tables.sessions.range::<&[u8]>((lower, Bound::Unbounded))?.take(PAGE) {
+        for entry in sessions.range::<&[u8]>((lower, Bound::Unbounded))?.take(PAGE) {
             let (k, v) = entry?;
             let sid = k.value();
             n += 1;
@@ -151,10 +151,13 @@ impl Iterator for Sessions<'_> {
     }
 }
 
-fn states_of(tables: &ReadTables, id: &SessionId) -> Result<Vec<StateInfo>> {
+fn states_of(
+    states: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
+    id: &SessionId,
+) -> Result<Vec<StateInfo>> {
     let sid = id.as_bytes();
     let mut out = Vec::new();
-    for entry in tables.states.range((sid, 0)..=(sid, u64::MAX))? {
+    for entry in states.range((sid, 0)..=(sid, u64::MAX))? {
         let (k, v) = entry?;
         out.push(StateInfo { id: k.value().1, size: v.value().len() as u64 });
     }
@@ -199,8 +202,8 @@ impl Store {
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
     pub fn session_info(&self, id: &SessionId) -> Result<Option<SessionInfo>> {
         let txn = self.read()?;
-        let tables = ReadTables::open(&txn)?;
-        let Some(guard) = tables.sessions.get(id.as_bytes())? else {
+        let sessions = schema::read_sessions(&txn)?;
+        let Some(guard) = sessions.get(id.as_bytes())? else {
             return Ok(None);
         };
         self.info_of(id.as_bytes(), guard.value(), self.now()).map(Some)
@@ -212,7 +215,7 @@ impl Store {
     /// [`Error::Storage`] from redb.
     pub fn states(&self, id: &SessionId) -> Result<Vec<StateInfo>> {
         let txn = self.read()?;
-        states_of(&ReadTables::open(&txn)?, id)
+        states_of(&schema::read_states(&txn)?, id)
     }
 
     /// A session's metadata and its stored states, read in one transaction so that they agree
@@ -222,12 +225,12 @@ impl Store {
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
     pub fn inspect(&self, id: &SessionId) -> Result<Option<(SessionInfo, Vec<StateInfo>)>> {
         let txn = self.read()?;
-        let tables = ReadTables::open(&txn)?;
-        let Some(guard) = tables.sessions.get(id.as_bytes())? else {
+        let sessions = schema::read_sessions(&txn)?;
+        let Some(guard) = sessions.get(id.as_bytes())? else {
             return Ok(None);
         };
         let info = self.info_of(id.as_bytes(), guard.value(), self.now())?;
-        Ok(Some((info, states_of(&tables, id)?)))
+        Ok(Some((info, states_of(&schema::read_states(&txn)?, id)?)))
     }
 
     /// How many sessions the file holds, including expired ones not yet swept. Constant time.
@@ -236,7 +239,7 @@ impl Store {
     /// [`Error::Storage`] from redb.
     pub fn count(&self) -> Result<u64> {
         let txn = self.read()?;
-        Ok(ReadTables::open(&txn)?.sessions.len()?)
+        Ok(schema::read_sessions(&txn)?.len()?)
     }
 
     /// File-wide facts: format, counts, size.
@@ -245,7 +248,6 @@ impl Store {
     /// [`Error::Storage`] from redb, [`Error::Io`] if the file size cannot be read.
     pub fn info(&self) -> Result<StoreInfo> {
         let txn = self.read()?;
-        let tables = ReadTables::open(&txn)?;
         let meta = schema::read_meta(&txn)?;
         let read = |key: &'static str| -> Result<Vec<u8>> {
             let value = meta
@@ -263,9 +265,9 @@ impl Store {
         Ok(StoreInfo {
             format_version,
             created,
-            sessions: tables.sessions.len()?,
-            states: tables.states.len()?,
-            expiry_entries: tables.expiry.len()?,
+            sessions: schema::read_sessions(&txn)?.len()?,
+            states: schema::read_states(&txn)?.len()?,
+            expiry_entries: schema::read_expiry(&txn)?.len()?,
             file_size: std::fs::metadata(self.path())?.len(),
         })
     }

@@ -11,7 +11,7 @@ use super::Store;
 use super::record::{SessionRecord, decode_session, get_session, put_session, remove_session};
 use crate::config::CapPolicy;
 use crate::error::{Error, Result};
-use crate::schema::{ExpiryKey, ReadTables, WriteTables};
+use crate::schema::{self, ExpiryKey, WriteTables};
 
 /// Where a session stands at some time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,8 +203,7 @@ impl Store {
         let mut candidates = Vec::new();
         {
             let txn = self.read()?;
-            let tables = ReadTables::open(&txn)?;
-            for entry in tables.sessions.iter()? {
+            for entry in schema::read_sessions(&txn)?.iter()? {
                 let (k, v) = entry?;
                 if let Ok(rec) = decode_session(k.value(), v.value())
                     && rec.last_access < cutoff
@@ -253,15 +252,16 @@ impl Store {
                 let rec = decode_session(&sid, v.value())?;
                 all.push((sid, rec));
             }
-            for (sid, old) in &all {
-                let mut rec = old.clone();
-                rec.created = shift(old.created);
-                rec.last_access = shift(old.last_access);
-                rec.expires_at = shift(old.expires_at);
-                rec.remove_at = shift(old.remove_at);
-                put_session(t, sid, Some(old), &rec)?;
+            let adjusted = all.len() as u64;
+            for (sid, mut rec) in all {
+                let old_key = rec.expiry_key(&sid);
+                rec.created = shift(rec.created);
+                rec.last_access = shift(rec.last_access);
+                rec.expires_at = shift(rec.expires_at);
+                rec.remove_at = shift(rec.remove_at);
+                put_session(t, &sid, Some(old_key), &rec)?;
             }
-            Ok(all.len() as u64)
+            Ok(adjusted)
         })
     }
 }

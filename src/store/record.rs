@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::schema::{ExpiryKey, SESSIONS_NAME, STATES_NAME, WriteTables};
 
 /// One session: everything but its states.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
 pub(crate) struct SessionRecord {
     /// Creation time, ms.
     pub(crate) created: u64,
@@ -125,18 +125,18 @@ pub(crate) fn put_state(
     Ok(())
 }
 
-/// Writes a session record and keeps the `expiry` index in step with it.
+/// Writes a session record and keeps the `expiry` index in step with it: `old_key` is the
+/// record's entry before this write (`None` for a new session).
 pub(crate) fn put_session(
     t: &mut WriteTables<'_>,
     sid: &[u8],
-    old: Option<&SessionRecord>,
+    old_key: Option<ExpiryKey<'_>>,
     new: &SessionRecord,
 ) -> Result<()> {
     let bytes = codec::encode(new).map_err(|e| encode_err(&e))?;
     t.sessions.insert(sid, bytes.as_slice())?;
     let new_key = new.expiry_key(sid);
-    if let Some(old) = old {
-        let old_key = old.expiry_key(sid);
+    if let Some(old_key) = old_key {
         if old_key == new_key {
             return Ok(());
         }

@@ -7,7 +7,7 @@ use super::record::{
 };
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId};
-use crate::schema::ReadTables;
+use crate::schema;
 use redb::ReadableTable;
 
 /// What [`Store::create`] returns: the new id and its secure token (shown only this once).
@@ -168,8 +168,7 @@ impl Store {
         let now = self.now();
         let (rec, state_id, state_data) = {
             let txn = self.read()?;
-            let tables = ReadTables::open(&txn)?;
-            let rec = get_session(&tables.sessions, sid)?.ok_or(Error::NotFound)?;
+            let rec = get_session(&schema::read_sessions(&txn)?, sid)?.ok_or(Error::NotFound)?;
             self.admit(&rec, token, now)?;
             let state_id = state_id.unwrap_or(rec.latest_state);
             if state_id > rec.latest_state {
@@ -178,7 +177,7 @@ impl Store {
             if state_id < rec.oldest_state {
                 return Err(Error::StateEvicted { requested: state_id, oldest: rec.oldest_state });
             }
-            let state_data = get_state(&tables.states, sid, state_id)?;
+            let state_data = get_state(&schema::read_states(&txn)?, sid, state_id)?;
             (rec, state_id, state_data)
         };
         let mut expires_at = self.effective_expiry(&rec);
@@ -210,16 +209,15 @@ impl Store {
     fn persist_touch(&self, id: &SessionId, now: u64) -> Result<Option<u64>> {
         let sid = id.as_bytes();
         self.write(|t| {
-            let Some(old) = get_session(&t.sessions, sid)? else {
+            let Some(rec) = get_session(&t.sessions, sid)? else {
                 return Ok(None);
             };
-            if self.status(&old, now) != Status::Live || now <= old.last_access {
+            if self.status(&rec, now) != Status::Live || now <= rec.last_access {
                 return Ok(None);
             }
-            let mut rec = old.clone();
-            rec.last_access = now;
-            let rec = self.with_deadlines(rec);
-            put_session(t, sid, Some(&old), &rec)?;
+            let old_key = rec.expiry_key(sid);
+            let rec = self.with_deadlines(SessionRecord { last_access: now, ..rec });
+            put_session(t, sid, Some(old_key), &rec)?;
             Ok(Some(rec.expires_at))
         })
     }
@@ -232,12 +230,12 @@ impl Store {
         let sid = id.as_bytes();
         self.write(|t| {
             let now = self.now();
-            let old = get_session(&t.sessions, sid)?.ok_or(Error::NotFound)?;
-            self.admit(&old, token, now)?;
-            let mut rec = old.clone();
-            rec.last_access = rec.last_access.max(now);
-            let rec = self.with_deadlines(rec);
-            put_session(t, sid, Some(&old), &rec)
+            let rec = get_session(&t.sessions, sid)?.ok_or(Error::NotFound)?;
+            self.admit(&rec, token, now)?;
+            let old_key = rec.expiry_key(sid);
+            let last_access = rec.last_access.max(now);
+            let rec = self.with_deadlines(SessionRecord { last_access, ..rec });
+            put_session(t, sid, Some(old_key), &rec)
         })
     }
 
@@ -260,16 +258,16 @@ impl Store {
         let sid = id.as_bytes();
         self.write(|t| {
             let now = self.now();
-            let old = get_session(&t.sessions, sid)?.ok_or(Error::NotFound)?;
-            self.admit(&old, token, now)?;
+            let mut rec = get_session(&t.sessions, sid)?.ok_or(Error::NotFound)?;
+            self.admit(&rec, token, now)?;
             if let Some(expected) = save.expected_version
-                && expected != old.version
+                && expected != rec.version
             {
-                return Err(Error::Conflict { expected, found: old.version });
+                return Err(Error::Conflict { expected, found: rec.version });
             }
-            let mut rec = old.clone();
+            let old_key = rec.expiry_key(sid);
             let overwrite = save.use_same_state || !self.cfg.states_history;
-            let state_id = if overwrite { old.latest_state } else { old.latest_state + 1 };
+            let state_id = if overwrite { rec.latest_state } else { rec.latest_state + 1 };
             put_state(t, sid, state_id, save.state_data)?;
             rec.latest_state = state_id;
             if rec.state_count() > self.cfg.max_states {
@@ -281,11 +279,11 @@ impl Store {
                 }
                 rec.oldest_state = keep_from;
             }
-            rec.version = old.version + 1;
+            rec.version += 1;
             rec.data = save.session_data.to_vec();
-            rec.last_access = old.last_access.max(now);
+            rec.last_access = rec.last_access.max(now);
             let rec = self.with_deadlines(rec);
-            put_session(t, sid, Some(&old), &rec)?;
+            put_session(t, sid, Some(old_key), &rec)?;
             Ok(Stored { state_id, version: rec.version })
         })
     }
@@ -315,8 +313,7 @@ impl Store {
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
     pub fn exists(&self, id: &SessionId) -> Result<bool> {
         let txn = self.read()?;
-        let tables = ReadTables::open(&txn)?;
-        Ok(get_session(&tables.sessions, id.as_bytes())?
+        Ok(get_session(&schema::read_sessions(&txn)?, id.as_bytes())?
             .is_some_and(|rec| self.status(&rec, self.now()) == Status::Live))
     }
 }
