@@ -3,10 +3,9 @@
 use std::collections::VecDeque;
 use std::ops::Bound;
 
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::Store;
-use super::expiry::Status;
 use super::record::{decode_session, printable};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
@@ -165,17 +164,22 @@ fn states_of(
 }
 
 impl Store {
+    /// One session's metadata as `txn` sees it, `None` if there is no record.
+    fn info_in(&self, txn: &ReadTransaction, id: &SessionId) -> Result<Option<SessionInfo>> {
+        let sessions = schema::read_sessions(txn)?;
+        let Some(guard) = sessions.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        self.info_of(id.as_bytes(), guard.value(), self.now()).map(Some)
+    }
+
     fn info_of(&self, sid: &[u8], bytes: &[u8], now: u64) -> Result<SessionInfo> {
         let rec = decode_session(sid, bytes)?;
         let id = std::str::from_utf8(sid)
             .ok()
             .and_then(|s| SessionId::parse(s).ok())
             .ok_or_else(|| Error::Corrupted { table: SESSIONS_NAME, key: printable(sid) })?;
-        let status = match self.status(&rec, now) {
-            Status::Live => SessionStatus::Live,
-            Status::Expired => SessionStatus::Expired,
-            Status::Gone => SessionStatus::Gone,
-        };
+        let status = self.status(&rec, now);
         Ok(SessionInfo {
             id,
             created: rec.created,
@@ -201,12 +205,7 @@ impl Store {
     /// # Errors
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
     pub fn session_info(&self, id: &SessionId) -> Result<Option<SessionInfo>> {
-        let txn = self.read()?;
-        let sessions = schema::read_sessions(&txn)?;
-        let Some(guard) = sessions.get(id.as_bytes())? else {
-            return Ok(None);
-        };
-        self.info_of(id.as_bytes(), guard.value(), self.now()).map(Some)
+        self.info_in(&self.read()?, id)
     }
 
     /// The states stored for a session, oldest first, with their sizes. Needs no token.
@@ -225,11 +224,9 @@ impl Store {
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
     pub fn inspect(&self, id: &SessionId) -> Result<Option<(SessionInfo, Vec<StateInfo>)>> {
         let txn = self.read()?;
-        let sessions = schema::read_sessions(&txn)?;
-        let Some(guard) = sessions.get(id.as_bytes())? else {
+        let Some(info) = self.info_in(&txn, id)? else {
             return Ok(None);
         };
-        let info = self.info_of(id.as_bytes(), guard.value(), self.now())?;
         Ok(Some((info, states_of(&schema::read_states(&txn)?, id)?)))
     }
 

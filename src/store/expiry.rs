@@ -7,22 +7,11 @@ use std::time::Duration;
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::Store;
 use super::record::{SessionRecord, decode_session, get_session, put_session, remove_session};
+use super::{SessionStatus, Store};
 use crate::config::CapPolicy;
 use crate::error::{Error, Result};
 use crate::schema::{self, ExpiryKey, WriteTables};
-
-/// Where a session stands at some time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Status {
-    /// Usable.
-    Live,
-    /// Past its expiry but inside the grace window: loads return `Expired` with the data.
-    Expired,
-    /// Past the grace window: reads as unknown; awaiting the sweep.
-    Gone,
-}
 
 /// What a clean-up removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -132,14 +121,14 @@ impl Store {
     /// apply, the stricter winning, so a process with shorter timeouts never returns a session
     /// it considers expired. Removal, by contrast, follows the stored `remove_at` alone, so
     /// what a process may destroy does not depend on its own settings.
-    pub(crate) fn status(&self, rec: &SessionRecord, now: u64) -> Status {
-        let (_, remove_at) = self.deadlines(rec.created, rec.last_access);
-        if now < self.effective_expiry(rec) {
-            Status::Live
+    pub(crate) fn status(&self, rec: &SessionRecord, now: u64) -> SessionStatus {
+        let (expires_at, remove_at) = self.deadlines(rec.created, rec.last_access);
+        if now < expires_at.min(rec.expires_at) {
+            SessionStatus::Live
         } else if now < remove_at.min(rec.remove_at) {
-            Status::Expired
+            SessionStatus::Expired
         } else {
-            Status::Gone
+            SessionStatus::Gone
         }
     }
 

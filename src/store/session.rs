@@ -1,7 +1,7 @@
 //! Per-session operations: create, fetch a state, store a state, touch, delete.
 
+use super::SessionStatus;
 use super::Store;
-use super::expiry::Status;
 use super::record::{
     SessionRecord, get_session, get_state, put_session, put_state, remove_session,
 };
@@ -92,13 +92,13 @@ impl Store {
     /// Refuses a session that is gone, a wrong token, and an expired session, in that order.
     fn admit(&self, rec: &SessionRecord, token: &SecureToken, now: u64) -> Result<()> {
         let status = self.status(rec, now);
-        if status == Status::Gone {
+        if status == SessionStatus::Gone {
             return Err(Error::NotFound);
         }
         if !token.matches(&rec.token_hash) {
             return Err(Error::Security);
         }
-        if status == Status::Expired {
+        if status == SessionStatus::Expired {
             return Err(Error::Expired { data: rec.data.clone() });
         }
         Ok(())
@@ -212,7 +212,7 @@ impl Store {
             let Some(rec) = get_session(&t.sessions, sid)? else {
                 return Ok(None);
             };
-            if self.status(&rec, now) != Status::Live || now <= rec.last_access {
+            if self.status(&rec, now) != SessionStatus::Live || now <= rec.last_access {
                 return Ok(None);
             }
             let old_key = rec.expiry_key(sid);
@@ -314,7 +314,7 @@ impl Store {
     pub fn exists(&self, id: &SessionId) -> Result<bool> {
         let txn = self.read()?;
         Ok(get_session(&schema::read_sessions(&txn)?, id.as_bytes())?
-            .is_some_and(|rec| self.status(&rec, self.now()) == Status::Live))
+            .is_some_and(|rec| self.status(&rec, self.now()) == SessionStatus::Live))
     }
 }
 
