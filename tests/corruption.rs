@@ -30,6 +30,21 @@ fn damage_value<K: redb::Key + 'static>(
     });
 }
 
+/// Creates one session in the file at `db`, closes the store, then applies `damage` to the
+/// session's record through a raw redb handle. Returns the session, for the test to reopen.
+fn create_then_damage(
+    db: &common::TempDb,
+    session_data: &[u8],
+    state_data: &[u8],
+    damage: impl FnOnce(&mut Vec<u8>),
+) -> Result<sessiondb::Created, Error> {
+    let (s, _clock) = store(db);
+    let c = s.create(session_data, state_data)?;
+    drop(s);
+    damage_value(&db.path, raw::SESSIONS, c.id.as_str().as_bytes(), damage);
+    Ok(c)
+}
+
 #[test]
 fn a_flipped_byte_in_a_session_record_is_corrupted() -> Result<(), Error> {
     let db = temp_db();
@@ -65,10 +80,7 @@ fn a_flipped_byte_in_a_session_record_is_corrupted() -> Result<(), Error> {
 #[test]
 fn truncated_and_extended_records_are_corrupted() -> Result<(), Error> {
     let db = temp_db();
-    let (s, _clock) = store(&db);
-    let c = s.create(b"data", b"")?;
-    drop(s);
-    damage_value(&db.path, raw::SESSIONS, c.id.as_str().as_bytes(), |b| b.truncate(b.len() / 2));
+    let c = create_then_damage(&db, b"data", b"", |b| b.truncate(b.len() / 2))?;
     let (s, _clock) = store(&db);
     assert!(matches!(s.load(&c.id, &c.token), Err(Error::Corrupted { .. })));
     // A damaged session can still be deleted, with its states and its index entry.
@@ -217,12 +229,7 @@ fn the_documented_layout_matches_the_file() -> Result<(), Error> {
 fn hostile_counters_with_a_valid_crc_are_corrupted_not_overflowed() -> Result<(), Error> {
     for (field, value) in [(5, u64::MAX), (4, u64::MAX)] {
         let db = temp_db();
-        let (s, _clock) = store(&db);
-        let c = s.create(b"", b"")?;
-        drop(s);
-        damage_value(&db.path, raw::SESSIONS, c.id.as_str().as_bytes(), |b| {
-            craft_field(b, field, value);
-        });
+        let c = create_then_damage(&db, b"", b"", |b| craft_field(b, field, value))?;
         let (s, _clock) = store(&db);
         assert!(matches!(s.load(&c.id, &c.token), Err(Error::Corrupted { .. })));
         let save = sessiondb::Save::new(b"", b"");
@@ -236,14 +243,9 @@ fn hostile_counters_with_a_valid_crc_are_corrupted_not_overflowed() -> Result<()
 #[test]
 fn a_huge_gap_in_state_ids_is_evicted_by_range() -> Result<(), Error> {
     let db = temp_db();
-    let (s, _clock) = store(&db); // max_states 16
-    let c = s.create(b"", b"zero")?;
-    drop(s);
     // The record claims states 0..=2^40 exist; only state 0 does. A one-by-one eviction would
-    // spin for 2^40 iterations under the file's write lock.
-    damage_value(&db.path, raw::SESSIONS, c.id.as_str().as_bytes(), |b| {
-        craft_field(b, 5, 1 << 40);
-    });
+    // spin for 2^40 iterations under the file's write lock. (max_states is 16.)
+    let c = create_then_damage(&db, b"", b"zero", |b| craft_field(b, 5, 1 << 40))?;
     let (s, _clock) = store(&db);
     let stored = s.store_state(&c.id, &c.token, sessiondb::Save::new(b"", b"new"))?;
     assert_eq!(stored.state_id, (1 << 40) + 1);
