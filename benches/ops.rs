@@ -39,23 +39,27 @@ fn ops(c: &mut Criterion) {
     group.sample_size(20).measurement_time(Duration::from_secs(3));
     for (sharing, name) in modes() {
         let (_dir, store, made) = populated(sharing);
+        // Each session's current version: every save states it, so none is a conflict.
+        let mut versions: Vec<u64> = made.iter().map(|s| s.version).collect();
         let mut i = 0usize;
         let mut next = || {
             i = (i + 7919) % made.len();
-            &made[i]
+            i
         };
         group.bench_function(BenchmarkId::new("load", name), |b| {
             b.iter(|| {
-                let s = next();
+                let s = &made[next()];
                 black_box(store.load(&s.id, &s.token).expect("load"));
             });
         });
         group.bench_function(BenchmarkId::new("store_state", name), |b| {
             b.iter(|| {
-                let s = next();
-                black_box(
-                    store.store_state(&s.id, &s.token, Save::new(&data, &data)).expect("save"),
-                );
+                let k = next();
+                let s = &made[k];
+                let save = Save::new(versions[k], &data, &data);
+                let stored = store.store_state(&s.id, &s.token, save).expect("save");
+                versions[k] = stored.version;
+                black_box(stored);
             });
         });
         group.bench_function(BenchmarkId::new("create", name), |b| {

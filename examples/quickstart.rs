@@ -114,14 +114,14 @@ fn child(n: u32, path: &Path) -> Result<(), Box<dyn Error>> {
         let mut version = created.version;
         for page in 1..=3 {
             let page = format!("page {page}");
-            let save = Save::new(user, page.as_bytes()).expect_version(version);
+            let save = Save::new(version, user, page.as_bytes());
             let stored = store.store_state(id, token, save)?;
             version = stored.version;
             println!("child {n}: {id}: stored state {} (version {version})", stored.state_id);
         }
 
         // A form posted back to the same page: overwrite the latest state in place.
-        let save = Save::new(user, b"page 3 + form").same_state(true).expect_version(version);
+        let save = Save::new(version, user, b"page 3 + form").same_state(true);
         let stored = store.store_state(id, token, save)?;
         println!(
             "child {n}: {id}: overwrote state {} in place (version {})",
@@ -139,7 +139,7 @@ fn child(n: u32, path: &Path) -> Result<(), Box<dyn Error>> {
         );
 
         // Going on from the old page adds a state after the latest one.
-        let save = Save::new(user, b"page 1 -> page 4").expect_version(back.version);
+        let save = Save::new(back.version, user, b"page 1 -> page 4");
         let stored = store.store_state(id, token, save)?;
         println!(
             "child {n}: {id}: stored state {} from state {} (version {})",
@@ -147,7 +147,7 @@ fn child(n: u32, path: &Path) -> Result<(), Box<dyn Error>> {
         );
 
         // A second tab that read the same version saves too late: it is refused, nothing written.
-        let stale = Save::new(user, b"other tab").expect_version(back.version);
+        let stale = Save::new(back.version, user, b"other tab");
         match store.store_state(id, token, stale) {
             Err(DbError::Conflict { expected, found }) => println!(
                 "child {n}: {id}: stale save refused (expected version {expected}, found {found})"

@@ -52,6 +52,12 @@ pub(crate) struct Config {
     pub(crate) id_spec: IdSpec,
     pub(crate) cache_size: usize,
     pub(crate) cleanup_batch: usize,
+    pub(crate) cleanup_interval: Option<Duration>,
+    pub(crate) group_commit: bool,
+    pub(crate) max_batch: usize,
+    pub(crate) max_merge_attempts: u32,
+    pub(crate) lock_stripes: usize,
+    pub(crate) lock_poll_interval: Duration,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
@@ -78,6 +84,12 @@ pub struct Builder {
     id_spec: IdSpec,
     cache_size: usize,
     cleanup_batch: usize,
+    cleanup_interval: Option<Duration>,
+    group_commit: bool,
+    max_batch: usize,
+    max_merge_attempts: u32,
+    lock_stripes: usize,
+    lock_poll_interval: Duration,
     clock: Arc<dyn Clock>,
 }
 
@@ -99,6 +111,12 @@ impl Builder {
             id_spec: IdSpec::default(),
             cache_size: 16 << 20,
             cleanup_batch: 1000,
+            cleanup_interval: Some(Duration::from_secs(60)),
+            group_commit: true,
+            max_batch: 64,
+            max_merge_attempts: 8,
+            lock_stripes: 64,
+            lock_poll_interval: Duration::from_millis(5),
             clock: Arc::new(SystemClock),
         }
     }
@@ -202,6 +220,49 @@ impl Builder {
         self
     }
 
+    /// How often the clean-up thread sweeps expired sessions; `None` starts no thread (sweep
+    /// with [`Store::cleanup`] then, or let another process's thread do it). The first sweep
+    /// comes one interval after open, so short-lived processes (CGI) never sweep. Read-only
+    /// stores start no thread. Default = 60 seconds.
+    pub fn cleanup_interval(mut self, every: Option<Duration>) -> Self {
+        self.cleanup_interval = every;
+        self
+    }
+
+    /// Whether concurrent writes from this process's threads share one write transaction
+    /// (and its fsyncs). Each write still gets its own result. Default = `true`.
+    pub fn group_commit(mut self, enabled: bool) -> Self {
+        self.group_commit = enabled;
+        self
+    }
+
+    /// The most writes one group commit holds. Clamped to at least 1. Default = 64.
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
+    }
+
+    /// How many times [`Store::store_state_merging`] merges and retries after a conflict
+    /// before returning it. Default = 8.
+    pub fn max_merge_attempts(mut self, n: u32) -> Self {
+        self.max_merge_attempts = n;
+        self
+    }
+
+    /// How many lock files the session locks are spread over ([`Store::lock`]). Every process
+    /// sharing a file must use the same number. Clamped to 1..=1024. Default = 64.
+    pub fn lock_stripes(mut self, n: usize) -> Self {
+        self.lock_stripes = n.clamp(1, 1024);
+        self
+    }
+
+    /// How often a waiting [`Store::lock`] retries the OS lock (Nagare's `poll_time`). Clamped
+    /// to at least 1 ms. Default = 5 ms.
+    pub fn lock_poll_interval(mut self, every: Duration) -> Self {
+        self.lock_poll_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
     /// The clock the store reads time from. Default = the system clock.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -239,6 +300,12 @@ impl Builder {
             id_spec: self.id_spec,
             cache_size: self.cache_size,
             cleanup_batch: self.cleanup_batch,
+            cleanup_interval: self.cleanup_interval,
+            group_commit: self.group_commit,
+            max_batch: self.max_batch,
+            max_merge_attempts: self.max_merge_attempts,
+            lock_stripes: self.lock_stripes,
+            lock_poll_interval: self.lock_poll_interval,
             clock: self.clock,
         }
     }

@@ -85,6 +85,20 @@ pub enum Error {
     InvalidInput(String),
     /// The process was forked after the store was opened; open a new store in the child.
     Forked,
+    /// A session lock was not acquired within its maximum wait: another request of the same
+    /// session (or of a session sharing its lock stripe) held it the whole time.
+    LockTimeout {
+        /// How long the caller waited.
+        waited: std::time::Duration,
+    },
+    /// sessiondb panicked (a bug, or a damaged file redb could not read) in a place that is
+    /// not the caller's thread. Reported once, to the next call.
+    Panicked {
+        /// Where: the clean-up thread, or a write transaction run for several threads.
+        place: &'static str,
+        /// The panic message.
+        message: String,
+    },
     /// An error from the redb storage engine.
     Storage(redb::Error),
     /// An I/O error outside redb.
@@ -132,6 +146,15 @@ impl fmt::Display for Error {
             Error::Forked => {
                 f.write_str("store used in a forked child process: open a new store after fork")
             }
+            Error::LockTimeout { waited } => write!(
+                f,
+                "session lock not acquired after {} ms: another request holds it; retry later or wait longer",
+                waited.as_millis()
+            ),
+            Error::Panicked { place, message } => write!(
+                f,
+                "sessiondb panicked in {place}: {message}; run `dump --verify` on the file and report the bug"
+            ),
             Error::Storage(_) => f.write_str("storage engine error"),
             Error::Io(_) => f.write_str("i/o error"),
         }

@@ -22,7 +22,7 @@
 //! let saved = store.store_state(
 //!     &created.id,
 //!     &created.token,
-//!     Save::new(b"user=ann", b"page 2").expect_version(got.version),
+//!     Save::new(got.version, b"user=ann", b"page 2"),
 //! )?;
 //! assert_eq!(saved.state_id, 1);
 //!
@@ -44,19 +44,22 @@
 #![warn(clippy::pedantic)]
 #![allow(clippy::module_name_repetitions, clippy::must_use_candidate)]
 
+mod cleanup;
 mod codec;
 mod config;
 mod error;
 mod id;
+mod lock;
 mod schema;
 mod store;
 mod time;
 
+pub use cleanup::CLEANUP_THREAD_NAME;
 pub use config::{Builder, CapPolicy, Sharing};
 pub use error::{Error, Result};
 pub use id::{BASE64URL, IdSpec, MAX_ID_LEN, MIN_ENTROPY_BITS, SecureToken, SessionId};
 pub use store::{
-    CleanupReport, Created, Fetched, Save, SessionInfo, SessionStatus, Sessions, StateInfo, Store,
-    StoreInfo, Stored, decode, encode,
+    BatchStats, CleanupReport, CleanupStats, Created, Fetched, Save, SessionInfo, SessionLock,
+    SessionStatus, Sessions, StateInfo, Stats, Store, StoreInfo, Stored, decode, encode,
 };
 pub use time::{Clock, ManualClock, SystemClock};

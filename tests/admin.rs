@@ -27,7 +27,7 @@ fn inspect_and_info_describe_the_file() -> Result<(), Error> {
     let db = temp_db();
     let (store, clock) = store(&db);
     let c = store.create(b"12345", b"s0")?;
-    store.store_state(&c.id, &c.token, Save::new(b"1234567", b"state one"))?;
+    store.store_state(&c.id, &c.token, Save::new(c.version, b"1234567", b"state one"))?;
     let (info, states) = store.inspect(&c.id)?.expect("present");
     assert_eq!(info.id, c.id);
     assert_eq!((info.version, info.oldest_state, info.latest_state), (2, 0, 1));

@@ -48,7 +48,7 @@ fn evict_policy_removes_the_session_closest_to_expiry() -> Result<(), Error> {
     let c = store.create(b"c", b"")?;
     clock.advance(1000);
     // Using `a` moves its deadline past b's and c's: `b` is now closest to expiry.
-    store.store_state(&a.id, &a.token, Save::new(b"a", b"1"))?;
+    store.store_state(&a.id, &a.token, Save::new(a.version, b"a", b"1"))?;
     let d = store.create(b"d", b"")?;
     assert_eq!(store.count()?, 3);
     assert!(matches!(store.load(&b.id, &b.token), Err(Error::NotFound)));
@@ -71,9 +71,9 @@ fn oversize_data_is_refused_and_writes_nothing() -> Result<(), Error> {
     assert!(matches!(store.create(b"", &big), Err(Error::InvalidInput(_))));
     assert_eq!(store.count()?, 0);
     let c = store.create(&fits, &fits)?;
-    let res = store.store_state(&c.id, &c.token, Save::new(&big, b"new"));
+    let res = store.store_state(&c.id, &c.token, Save::new(c.version, &big, b"new"));
     assert!(matches!(res, Err(Error::InvalidInput(_))), "{res:?}");
-    let res = store.store_state(&c.id, &c.token, Save::new(b"new", &big));
+    let res = store.store_state(&c.id, &c.token, Save::new(c.version, b"new", &big));
     assert!(matches!(res, Err(Error::InvalidInput(_))), "{res:?}");
     let got = store.load(&c.id, &c.token)?;
     assert_eq!((got.session_data, got.state_id, got.version), (fits, 0, 1));

@@ -209,7 +209,7 @@ fn the_documented_layout_matches_the_file() -> Result<(), Error> {
     let db = temp_db();
     let (s, _clock) = store(&db);
     let c = s.create(b"data", b"")?;
-    s.store_state(&c.id, &c.token, sessiondb::Save::new(b"data", b""))?;
+    s.store_state(&c.id, &c.token, sessiondb::Save::new(c.version, b"data", b""))?;
     drop(s);
     let rdb = redb::Database::open(&db.path).unwrap();
     let txn = rdb.begin_read().unwrap();
@@ -232,9 +232,9 @@ fn hostile_counters_with_a_valid_crc_are_corrupted_not_overflowed() -> Result<()
         let c = create_then_damage(&db, b"", b"", |b| craft_field(b, field, value))?;
         let (s, _clock) = store(&db);
         assert!(matches!(s.load(&c.id, &c.token), Err(Error::Corrupted { .. })));
-        let save = sessiondb::Save::new(b"", b"");
+        let save = sessiondb::Save::new(c.version, b"", b"");
         assert!(matches!(s.store_state(&c.id, &c.token, save), Err(Error::Corrupted { .. })));
-        let save = sessiondb::Save::new(b"", b"").same_state(true);
+        let save = sessiondb::Save::new(c.version, b"", b"").same_state(true);
         assert!(matches!(s.store_state(&c.id, &c.token, save), Err(Error::Corrupted { .. })));
     }
     Ok(())
@@ -247,7 +247,7 @@ fn a_huge_gap_in_state_ids_is_evicted_by_range() -> Result<(), Error> {
     // spin for 2^40 iterations under the file's write lock. (max_states is 16.)
     let c = create_then_damage(&db, b"", b"zero", |b| craft_field(b, 5, 1 << 40))?;
     let (s, _clock) = store(&db);
-    let stored = s.store_state(&c.id, &c.token, sessiondb::Save::new(b"", b"new"))?;
+    let stored = s.store_state(&c.id, &c.token, sessiondb::Save::new(c.version, b"", b"new"))?;
     assert_eq!(stored.state_id, (1 << 40) + 1);
     let kept: Vec<u64> = s.states(&c.id)?.iter().map(|st| st.id).collect();
     assert_eq!(kept, vec![(1 << 40) + 1]);
@@ -260,7 +260,7 @@ fn a_damaged_expired_session_is_swept_with_everything_it_owns() -> Result<(), Er
     let db = temp_db();
     let (s, clock) = store(&db);
     let c = s.create(b"", b"")?;
-    s.store_state(&c.id, &c.token, sessiondb::Save::new(b"", b""))?;
+    s.store_state(&c.id, &c.token, sessiondb::Save::new(c.version, b"", b""))?;
     drop(s);
     damage_value(&db.path, raw::SESSIONS, c.id.as_str().as_bytes(), |b| b[20] ^= 1);
     let (s, _) = common::store_with_clock(&db, &clock);

@@ -27,7 +27,7 @@ fn idle_expiry_then_grace_then_gone_without_any_sweep() -> Result<(), Error> {
     assert!(matches!(&res, Err(Error::Expired { data }) if data == b"data"), "{res:?}");
     assert!(!store.exists(&c.id)?);
     // Saves and touches are refused too, with the data.
-    let res = store.store_state(&c.id, &c.token, Save::new(b"new", b""));
+    let res = store.store_state(&c.id, &c.token, Save::new(c.version, b"new", b""));
     assert!(matches!(res, Err(Error::Expired { .. })), "{res:?}");
     assert!(matches!(store.touch(&c.id, &c.token), Err(Error::Expired { .. })));
     // After the grace window: unknown, though nothing was swept.
@@ -60,9 +60,11 @@ fn absolute_lifetime_ends_an_active_session() -> Result<(), Error> {
     let store =
         builder(&db.path, &clock).absolute_lifetime(Some(Duration::from_secs(25))).open()?;
     let c = store.create(b"x", b"")?;
+    let mut version = c.version;
     for _ in 0..4 {
         clock.advance(6 * SEC);
-        store.store_state(&c.id, &c.token, Save::new(b"x", b""))?; // keeps it idle-fresh
+        // Keeps it idle-fresh.
+        version = store.store_state(&c.id, &c.token, Save::new(version, b"x", b""))?.version;
     }
     clock.set(T0 + 25 * SEC);
     assert!(matches!(store.load(&c.id, &c.token), Err(Error::Expired { .. })));
@@ -126,7 +128,7 @@ fn explicit_touch_and_clock_going_backwards() -> Result<(), Error> {
     assert_eq!(store.session_info(&c.id)?.unwrap().last_access, T0 + 5);
     clock.set(T0 - 60 * SEC);
     store.touch(&c.id, &c.token)?;
-    store.store_state(&c.id, &c.token, Save::new(b"y", b""))?;
+    store.store_state(&c.id, &c.token, Save::new(c.version, b"y", b""))?;
     assert_eq!(store.session_info(&c.id)?.unwrap().last_access, T0 + 5, "never moves back");
     Ok(())
 }
@@ -139,7 +141,7 @@ fn cleanup_removes_only_sessions_past_grace_in_batches() -> Result<(), Error> {
     let mut old = Vec::new();
     for _ in 0..30 {
         let c = store.create(b"old", b"")?;
-        store.store_state(&c.id, &c.token, Save::new(b"old", b""))?;
+        store.store_state(&c.id, &c.token, Save::new(c.version, b"old", b""))?;
         old.push(c);
     }
     clock.advance(8 * SEC);

@@ -22,6 +22,12 @@ fn a_forked_child_gets_forked_errors_and_the_parent_is_unaffected() -> Result<()
             matches!(store.create(b"", b""), Err(Error::Forked)),
             matches!(store.delete(&c.id), Err(Error::Forked)),
             matches!(store.cleanup(), Err(Error::Forked)),
+            matches!(store.touch(&c.id, &c.token), Err(Error::Forked)),
+            matches!(
+                store.store_state(&c.id, &c.token, sessiondb::Save::new(1, b"", b"")),
+                Err(Error::Forked)
+            ),
+            matches!(store.lock(&c.id, std::time::Duration::from_secs(1)), Err(Error::Forked)),
         ];
         let code = if refused.iter().all(|&r| r) { 0 } else { 1 };
         // SAFETY: `_exit` ends the child at once, without destructors or atexit handlers.

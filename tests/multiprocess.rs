@@ -33,18 +33,21 @@ fn child_writer() -> Result<(), Error> {
     for i in 0..SESSIONS_PER_CHILD {
         let c = store.create(format!("c{me}-s{i}-v1").as_bytes(), b"state 0")?;
         println!("ack CREATED {} {}", c.id, c.token.as_str());
+        let mut version = c.version;
         for v in 2..=SAVES_PER_SESSION + 1 {
             let data = format!("c{me}-s{i}-v{v}");
-            let s =
-                store.store_state(&c.id, &c.token, Save::new(data.as_bytes(), data.as_bytes()))?;
+            let save = Save::new(version, data.as_bytes(), data.as_bytes());
+            let s = store.store_state(&c.id, &c.token, save)?;
+            version = s.version;
             println!("ack SAVED {} {} {} {data}", c.id, s.version, s.state_id);
         }
         if i % 2 == 0 && increments < INCREMENTS_PER_CHILD {
             for _ in 0..2 {
                 loop {
+                    // Reloaded on every attempt: a conflict means the version read is stale.
                     let got = store.load(&counter_id, &counter_token)?;
                     let next = (counter_of(&got.session_data) + 1).to_le_bytes();
-                    let save = Save::new(&next, b"").same_state(true).expect_version(got.version);
+                    let save = Save::new(got.version, &next, b"").same_state(true);
                     match store.store_state(&counter_id, &counter_token, save) {
                         Ok(_) => break,
                         Err(Error::Conflict { .. }) => {}

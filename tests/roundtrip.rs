@@ -18,7 +18,7 @@ fn create_load_store_round_trip() -> Result<(), Error> {
     assert_eq!(got.state_data, b"state-0");
     assert_eq!((got.state_id, got.latest_state_id, got.version), (0, 0, 1));
 
-    let s = store.store_state(&c.id, &c.token, Save::new(b"session-1", b"state-1"))?;
+    let s = store.store_state(&c.id, &c.token, Save::new(got.version, b"session-1", b"state-1"))?;
     assert_eq!((s.state_id, s.version), (1, 2));
     let got = store.load(&c.id, &c.token)?;
     assert_eq!(got.session_data, b"session-1");
@@ -32,7 +32,8 @@ fn create_load_store_round_trip() -> Result<(), Error> {
     assert_eq!(back.latest_state_id, 1);
 
     // A new state after going back continues from the latest.
-    let s = store.store_state(&c.id, &c.token, Save::new(b"session-2", b"state-2"))?;
+    let s =
+        store.store_state(&c.id, &c.token, Save::new(back.version, b"session-2", b"state-2"))?;
     assert_eq!(s.state_id, 2);
     Ok(())
 }
@@ -42,8 +43,9 @@ fn same_state_overwrites_the_latest() -> Result<(), Error> {
     let db = temp_db();
     let (store, _clock) = store(&db);
     let c = store.create(b"", b"a")?;
-    store.store_state(&c.id, &c.token, Save::new(b"", b"b"))?;
-    let s = store.store_state(&c.id, &c.token, Save::new(b"x", b"c").same_state(true))?;
+    let s = store.store_state(&c.id, &c.token, Save::new(c.version, b"", b"b"))?;
+    let s =
+        store.store_state(&c.id, &c.token, Save::new(s.version, b"x", b"c").same_state(true))?;
     assert_eq!(s.state_id, 1);
     assert_eq!(store.fetch_state(&c.id, &c.token, Some(1))?.state_data, b"c");
     assert_eq!(store.fetch_state(&c.id, &c.token, Some(0))?.state_data, b"a");
@@ -57,9 +59,8 @@ fn stale_version_is_a_conflict_and_writes_nothing() -> Result<(), Error> {
     let (store, _clock) = store(&db);
     let c = store.create(b"v1", b"")?;
     let read = store.load(&c.id, &c.token)?;
-    store.store_state(&c.id, &c.token, Save::new(b"v2", b"").expect_version(read.version))?;
-    let res =
-        store.store_state(&c.id, &c.token, Save::new(b"v3", b"").expect_version(read.version));
+    store.store_state(&c.id, &c.token, Save::new(read.version, b"v2", b""))?;
+    let res = store.store_state(&c.id, &c.token, Save::new(read.version, b"v3", b""));
     assert!(matches!(res, Err(Error::Conflict { expected: 1, found: 2 })), "{res:?}");
     assert_eq!(store.load(&c.id, &c.token)?.session_data, b"v2");
     Ok(())
@@ -93,7 +94,7 @@ fn reopen_after_drop_keeps_everything() -> Result<(), Error> {
         let (store, _clock) = store(&db);
         for i in 0..50u32 {
             let c = store.create(&i.to_le_bytes(), b"s0")?;
-            store.store_state(&c.id, &c.token, Save::new(&i.to_le_bytes(), b"s1"))?;
+            store.store_state(&c.id, &c.token, Save::new(c.version, &i.to_le_bytes(), b"s1"))?;
             made.push((i, c));
         }
     }
@@ -113,7 +114,7 @@ fn delete_and_exists() -> Result<(), Error> {
     let db = temp_db();
     let (store, _clock) = store(&db);
     let c = store.create(b"x", b"y")?;
-    store.store_state(&c.id, &c.token, Save::new(b"x", b"z"))?;
+    store.store_state(&c.id, &c.token, Save::new(c.version, b"x", b"z"))?;
     assert!(store.exists(&c.id)?);
     assert!(store.delete(&c.id)?);
     assert!(!store.delete(&c.id)?);
@@ -168,7 +169,7 @@ fn single_process_mode_round_trips_and_excludes_other_handles() -> Result<(), Er
     let store = Store::builder(&db.path).sharing(sessiondb::Sharing::SingleProcess).open()?;
     assert!(!store.is_multiprocess_safe());
     let c = store.create(b"a", b"0")?;
-    store.store_state(&c.id, &c.token, Save::new(b"b", b"1"))?;
+    store.store_state(&c.id, &c.token, Save::new(c.version, b"b", b"1"))?;
     let got = store.load(&c.id, &c.token)?;
     assert_eq!((got.session_data.as_slice(), got.state_id), (b"b".as_slice(), 1));
     // The file is this handle's alone while it is open.

@@ -14,7 +14,7 @@ fn wrong_token_is_a_security_error_everywhere() -> Result<(), Error> {
     assert!(matches!(store.load(&c.id, &wrong), Err(Error::Security)));
     assert!(matches!(store.fetch_state(&c.id, &wrong, Some(0)), Err(Error::Security)));
     assert!(matches!(store.touch(&c.id, &wrong), Err(Error::Security)));
-    let res = store.store_state(&c.id, &wrong, Save::new(b"stolen", b""));
+    let res = store.store_state(&c.id, &wrong, Save::new(c.version, b"stolen", b""));
     assert!(matches!(res, Err(Error::Security)), "{res:?}");
     assert_eq!(store.load(&c.id, &c.token)?.session_data, b"secret");
     // Another session's genuine token does not open this one.
@@ -45,7 +45,7 @@ fn unknown_ids_are_not_found() -> Result<(), Error> {
     let unknown = SessionId::parse("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")?;
     assert!(matches!(store.load(&unknown, &c.token), Err(Error::NotFound)));
     assert!(matches!(store.touch(&unknown, &c.token), Err(Error::NotFound)));
-    let res = store.store_state(&unknown, &c.token, Save::new(b"", b""));
+    let res = store.store_state(&unknown, &c.token, Save::new(c.version, b"", b""));
     assert!(matches!(res, Err(Error::NotFound)), "{res:?}");
     assert!(!store.exists(&unknown)?);
     assert!(!store.delete(&unknown)?);

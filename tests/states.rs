@@ -11,9 +11,11 @@ fn oldest_states_are_evicted_beyond_max_states() -> Result<(), Error> {
     let clock = ManualClock::new(T0);
     let store = builder(&db.path, &clock).max_states(3).open()?;
     let c = store.create(b"", b"0")?;
+    let mut version = c.version;
     for i in 1..=5u8 {
-        let s = store.store_state(&c.id, &c.token, Save::new(b"", &[b'0' + i]))?;
+        let s = store.store_state(&c.id, &c.token, Save::new(version, b"", &[b'0' + i]))?;
         assert_eq!(s.state_id, u64::from(i));
+        version = s.version;
     }
     let kept: Vec<u64> = store.states(&c.id)?.iter().map(|s| s.id).collect();
     assert_eq!(kept, vec![3, 4, 5]);
@@ -41,7 +43,7 @@ fn a_state_never_stored_is_not_found_not_evicted() -> Result<(), Error> {
     let db = temp_db();
     let (store, _clock) = store(&db);
     let c = store.create(b"", b"0")?;
-    store.store_state(&c.id, &c.token, Save::new(b"", b"1"))?;
+    store.store_state(&c.id, &c.token, Save::new(c.version, b"", b"1"))?;
     let res = store.fetch_state(&c.id, &c.token, Some(2));
     assert!(matches!(res, Err(Error::StateNotFound { requested: 2, latest: 1 })), "{res:?}");
     let res = store.fetch_state(&c.id, &c.token, Some(u64::MAX));
@@ -55,9 +57,11 @@ fn without_history_exactly_one_state_is_kept() -> Result<(), Error> {
     let clock = ManualClock::new(T0);
     let store = builder(&db.path, &clock).states_history(false).open()?;
     let c = store.create(b"", b"first")?;
+    let mut version = c.version;
     for i in 0..5u8 {
-        let s = store.store_state(&c.id, &c.token, Save::new(b"", &[i]))?;
+        let s = store.store_state(&c.id, &c.token, Save::new(version, b"", &[i]))?;
         assert_eq!(s.state_id, 0);
+        version = s.version;
     }
     let states = store.states(&c.id)?;
     assert_eq!(states.len(), 1);
@@ -69,17 +73,18 @@ fn without_history_exactly_one_state_is_kept() -> Result<(), Error> {
 fn lowering_max_states_trims_on_the_next_save() -> Result<(), Error> {
     let db = temp_db();
     let clock = ManualClock::new(T0);
-    let c = {
+    let (c, version) = {
         let store = builder(&db.path, &clock).max_states(10).open()?;
         let c = store.create(b"", b"")?;
+        let mut version = c.version;
         for _ in 0..9 {
-            store.store_state(&c.id, &c.token, Save::new(b"", b""))?;
+            version = store.store_state(&c.id, &c.token, Save::new(version, b"", b""))?.version;
         }
         assert_eq!(store.states(&c.id)?.len(), 10);
-        c
+        (c, version)
     };
     let store = builder(&db.path, &clock).max_states(2).open()?;
-    store.store_state(&c.id, &c.token, Save::new(b"", b""))?;
+    store.store_state(&c.id, &c.token, Save::new(version, b"", b""))?;
     let kept: Vec<u64> = store.states(&c.id)?.iter().map(|s| s.id).collect();
     assert_eq!(kept, vec![9, 10]);
     Ok(())

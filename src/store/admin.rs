@@ -5,8 +5,8 @@ use std::ops::Bound;
 
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
-use super::Store;
 use super::record::{decode_session, printable};
+use super::{Core, Store};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::schema::{self, META_CREATED, META_FORMAT, SESSIONS_NAME};
@@ -115,20 +115,20 @@ pub struct Sessions<'s> {
 
 impl Sessions<'_> {
     fn fill(&mut self) -> Result<()> {
-        let txn = self.store.read()?;
+        let txn = self.store.core.read()?;
         let sessions = schema::read_sessions(&txn)?;
         let lower = match &self.after {
             Some(after) => Bound::Excluded(after.as_slice()),
             None => Bound::Unbounded,
         };
-        let now = self.store.now();
+        let now = self.store.core.now();
         let mut n = 0;
         for entry in sessions.range::<&[u8]>((lower, Bound::Unbounded))?.take(PAGE) {
             let (k, v) = entry?;
             let sid = k.value();
             n += 1;
             self.after = Some(sid.to_vec());
-            self.buf.push_back(self.store.info_of(sid, v.value(), now));
+            self.buf.push_back(self.store.core.info_of(sid, v.value(), now));
         }
         self.done = n < PAGE;
         Ok(())
@@ -163,7 +163,7 @@ fn states_of(
     Ok(out)
 }
 
-impl Store {
+impl Core {
     /// One session's metadata as `txn` sees it, `None` if there is no record.
     fn info_in(&self, txn: &ReadTransaction, id: &SessionId) -> Result<Option<SessionInfo>> {
         let sessions = schema::read_sessions(txn)?;
@@ -193,7 +193,9 @@ impl Store {
             status,
         })
     }
+}
 
+impl Store {
     /// Every session's metadata, for admin tools (session2's `iter_sessions`). Needs no tokens.
     #[must_use]
     pub fn sessions(&self) -> Sessions<'_> {
@@ -205,7 +207,7 @@ impl Store {
     /// # Errors
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
     pub fn session_info(&self, id: &SessionId) -> Result<Option<SessionInfo>> {
-        self.info_in(&self.read()?, id)
+        self.core.info_in(&self.core.read()?, id)
     }
 
     /// The states stored for a session, oldest first, with their sizes. Needs no token.
@@ -213,7 +215,7 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb.
     pub fn states(&self, id: &SessionId) -> Result<Vec<StateInfo>> {
-        let txn = self.read()?;
+        let txn = self.core.read()?;
         states_of(&schema::read_states(&txn)?, id)
     }
 
@@ -223,8 +225,8 @@ impl Store {
     /// # Errors
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
     pub fn inspect(&self, id: &SessionId) -> Result<Option<(SessionInfo, Vec<StateInfo>)>> {
-        let txn = self.read()?;
-        let Some(info) = self.info_in(&txn, id)? else {
+        let txn = self.core.read()?;
+        let Some(info) = self.core.info_in(&txn, id)? else {
             return Ok(None);
         };
         Ok(Some((info, states_of(&schema::read_states(&txn)?, id)?)))
@@ -235,7 +237,7 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb.
     pub fn count(&self) -> Result<u64> {
-        let txn = self.read()?;
+        let txn = self.core.read()?;
         Ok(schema::read_sessions(&txn)?.len()?)
     }
 
@@ -244,7 +246,7 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb, [`Error::Io`] if the file size cannot be read.
     pub fn info(&self) -> Result<StoreInfo> {
-        let txn = self.read()?;
+        let txn = self.core.read()?;
         let meta = schema::read_meta(&txn)?;
         let read = |key: &'static str| -> Result<Vec<u8>> {
             let value = meta

@@ -3,12 +3,15 @@
 //! The `expiry` table is keyed by (remove at, last access, session id), so everything here
 //! walks it from its start: a range scan that stops at the first entry not yet due.
 
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
+use super::commit::Job;
 use super::record::{SessionRecord, decode_session, get_session, put_session, remove_session};
-use super::{SessionStatus, Store};
+use super::session::Reply;
+use super::{Core, SessionStatus, Store};
 use crate::config::CapPolicy;
 use crate::error::{Error, Result};
 use crate::schema::{self, ExpiryKey, WriteTables};
@@ -27,6 +30,9 @@ pub struct CleanupReport {
     pub stale_entries: u64,
     /// Write transactions used.
     pub batches: u64,
+    /// Whether the sweep was skipped because another thread or process held the clean-up lock
+    /// (it is sweeping, so there is nothing to add).
+    pub skipped: bool,
 }
 
 impl CleanupReport {
@@ -36,7 +42,25 @@ impl CleanupReport {
         self.corrupted += other.corrupted;
         self.stale_entries += other.stale_entries;
         self.batches += other.batches;
+        self.skipped |= other.skipped;
     }
+}
+
+/// What the clean-up sweeps (the thread's and [`Store::cleanup`]'s) did since the store was
+/// opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CleanupStats {
+    /// Sweeps run to the end (skipped ones included).
+    pub runs: u64,
+    /// Sweeps skipped because another thread or process was sweeping.
+    pub skipped: u64,
+    /// Sweeps that failed; the last message is in `last_error`.
+    pub errors: u64,
+    /// The message of the last failed sweep of the clean-up thread.
+    pub last_error: Option<String>,
+    /// Everything removed, summed over the sweeps.
+    pub removed: CleanupReport,
 }
 
 /// What [`remove_indexed`] found behind an `expiry` entry.
@@ -95,7 +119,7 @@ fn sweep_batch(t: &mut WriteTables<'_>, now: u64, limit: usize) -> Result<Cleanu
     Ok(report)
 }
 
-impl Store {
+impl Core {
     /// When a session created at `created` and last used at `last_access` stops being live,
     /// and when it may be removed, by this process's settings.
     fn deadlines(&self, created: u64, last_access: u64) -> (u64, u64) {
@@ -132,38 +156,20 @@ impl Store {
         }
     }
 
-    /// Removes every session past its grace window, in batches of `cleanup_batch` sessions,
-    /// one write transaction each, so other writers wait at most one batch.
-    ///
-    /// # Errors
-    /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store. Batches
-    /// committed before an error stay committed.
-    pub fn cleanup(&self) -> Result<CleanupReport> {
-        let mut total = CleanupReport::default();
-        loop {
-            let batch = self.write(|t| sweep_batch(t, self.now(), self.cfg.cleanup_batch))?;
-            total.add(batch);
-            if batch.sessions + batch.corrupted + batch.stale_entries
-                < self.cfg.cleanup_batch as u64
-            {
-                return Ok(total);
-            }
-        }
-    }
-
     /// Makes room for one more session under `max_sessions`: sweeps some dead sessions, then
-    /// applies the cap policy.
-    pub(crate) fn make_room(&self, t: &mut WriteTables<'_>, now: u64) -> Result<()> {
+    /// applies the cap policy. Returns the cap if the policy refuses the new session; the sweep
+    /// is committed either way.
+    pub(crate) fn make_room(&self, t: &mut WriteTables<'_>, now: u64) -> Result<Option<u64>> {
         let Some(max) = self.cfg.max_sessions else {
-            return Ok(());
+            return Ok(None);
         };
         if t.sessions.len()? < max {
-            return Ok(());
+            return Ok(None);
         }
         sweep_batch(t, now, 64)?;
         while t.sessions.len()? >= max {
             if self.cfg.cap_policy == CapPolicy::Reject || max == 0 {
-                return Err(Error::MaxSessionsExceeded { max });
+                return Ok(Some(max));
             }
             let (remove_at, last_access, sid) = {
                 let first = t.expiry.first()?.ok_or_else(|| Error::Corrupted {
@@ -175,7 +181,69 @@ impl Store {
             };
             remove_indexed(t, (remove_at, last_access, &sid))?;
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Sweeps in batches until nothing is due, unless another thread or process holds the
+    /// clean-up lock; `stop` is asked between batches.
+    pub(crate) fn sweep(&self, stop: &dyn Fn() -> bool) -> Result<CleanupReport> {
+        self.rw()?;
+        let Some(_lock) = self.locks.try_cleanup()? else {
+            return Ok(CleanupReport { skipped: true, ..CleanupReport::default() });
+        };
+        let mut total = CleanupReport::default();
+        let limit = self.cfg.cleanup_batch;
+        loop {
+            // Through the group committer: request writes queued meanwhile go first (FIFO), so
+            // a writer of this process waits for at most one batch.
+            let job: Job =
+                Box::new(move |c, t| Ok(Ok(Reply::Swept(sweep_batch(t, c.now(), limit)?))));
+            let Reply::Swept(batch) = self.submit(job)? else {
+                return Err(Error::Panicked { place: "clean-up", message: "wrong reply".into() });
+            };
+            total.add(batch);
+            let removed = batch.sessions + batch.corrupted + batch.stale_entries;
+            if removed < limit as u64 || stop() {
+                return Ok(total);
+            }
+            // Writers of other processes wait on redb's file lock: let them in between batches.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Core {
+    /// Adds a finished sweep to the statistics.
+    pub(crate) fn record_cleanup(&self, report: &CleanupReport) {
+        let mut stats = self.cleanup_stats.lock().unwrap_or_else(PoisonError::into_inner);
+        stats.runs += 1;
+        stats.skipped += u64::from(report.skipped);
+        stats.removed.add(*report);
+    }
+
+    /// Records a failed sweep of the clean-up thread.
+    pub(crate) fn record_cleanup_error(&self, e: &Error) {
+        let mut stats = self.cleanup_stats.lock().unwrap_or_else(PoisonError::into_inner);
+        stats.errors += 1;
+        stats.last_error = Some(e.to_string());
+    }
+}
+
+impl Store {
+    /// Removes every session past its grace window, in batches of `cleanup_batch` sessions,
+    /// one write transaction each, so other writers wait at most one batch (pyweblib's
+    /// `cleanUp`, Aquarium's `cleanup`). The clean-up thread runs the same sweep.
+    ///
+    /// Only one thread or process sweeps at a time: if another holds the clean-up lock, this
+    /// returns at once with [`CleanupReport::skipped`] set.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store. Batches
+    /// committed before an error stay committed.
+    pub fn cleanup(&self) -> Result<CleanupReport> {
+        let report = self.core.sweep(&|| false)?;
+        self.core.record_cleanup(&report);
+        Ok(report)
     }
 
     /// Deletes every session not used for more than `idle` (session2's `delete_old_sessions`),
@@ -188,10 +256,11 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
     pub fn delete_idle(&self, idle: Duration) -> Result<u64> {
-        let cutoff = self.now().saturating_sub(u64::try_from(idle.as_millis()).unwrap_or(u64::MAX));
+        let cutoff =
+            self.core.now().saturating_sub(u64::try_from(idle.as_millis()).unwrap_or(u64::MAX));
         let mut candidates = Vec::new();
         {
-            let txn = self.read()?;
+            let txn = self.core.read()?;
             for entry in schema::read_sessions(&txn)?.iter()? {
                 let (k, v) = entry?;
                 if let Ok(rec) = decode_session(k.value(), v.value())
@@ -202,8 +271,8 @@ impl Store {
             }
         }
         let mut deleted = 0;
-        for chunk in candidates.chunks(self.cfg.cleanup_batch) {
-            deleted += self.write(|t| {
+        for chunk in candidates.chunks(self.core.cfg.cleanup_batch) {
+            deleted += self.core.write(|t| {
                 let mut n = 0;
                 for sid in chunk {
                     // Re-checked: the session may have been used since the scan.
@@ -233,7 +302,7 @@ impl Store {
             u64::MAX => u64::MAX,
             t => t.saturating_add_signed(delta_ms),
         };
-        self.write(|t| {
+        self.core.write(|t| {
             let mut all = Vec::new();
             for entry in t.sessions.iter()? {
                 let (k, v) = entry?;

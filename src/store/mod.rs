@@ -1,25 +1,41 @@
 //! The engine: a [`Store`] keeps sessions, their states and expiry indexes in one redb file.
+//!
+//! A `Store` is a thin handle on a shared [`Core`] (the redb handle, the settings, the group
+//! committer and the lock files) plus the clean-up thread it owns. The thread holds only a weak
+//! reference to the core, so it never keeps the store alive; dropping the `Store` stops and
+//! joins it.
 
 mod admin;
+mod commit;
 mod expiry;
+mod locking;
 mod open;
 mod record;
 mod session;
 mod typed;
 
 pub use admin::{SessionInfo, SessionStatus, Sessions, StateInfo, StoreInfo};
-pub use expiry::CleanupReport;
+pub use commit::BatchStats;
+pub use expiry::{CleanupReport, CleanupStats};
+pub use locking::SessionLock;
 pub use session::{Created, Fetched, Save, Stored};
 pub use typed::{decode, encode};
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
 
+use crate::cleanup::Cleaner;
 use crate::config::{Builder, Config};
 use crate::error::{Error, Result};
+use crate::lock::LockDir;
 use crate::schema::WriteTables;
+use commit::Committer;
+pub(crate) use commit::panic_message;
 
 /// The redb handle: read-write, or read-only for inspection.
 enum Db {
@@ -32,20 +48,46 @@ enum Db {
 ///
 /// Open it with [`Store::builder`] (or [`Store::open`] for the defaults). With the default
 /// [`Sharing::MultiProcess`](crate::Sharing::MultiProcess), any number of processes may open the
-/// same file at once; each write is one durable redb transaction.
+/// same file at once; each write is one durable redb transaction, shared by the concurrent
+/// writes of this process's threads (group commit).
 pub struct Store {
+    core: Arc<Core>,
+    cleaner: Option<Cleaner>,
+}
+
+/// What a store's operations share with its clean-up thread.
+pub(crate) struct Core {
     /// Always `Some` until dropped; see the `Drop` impl.
     db: Option<Db>,
-    cfg: Config,
+    pub(crate) cfg: Config,
     pid: u32,
+    committer: Committer,
+    pub(crate) locks: LockDir,
+    /// Set when the clean-up thread panicked; the message waits in `cleanup_panic`.
+    cleanup_failed: AtomicBool,
+    cleanup_panic: Mutex<Option<String>>,
+    cleanup_stats: Mutex<CleanupStats>,
+}
+
+/// Counters of a store since it was opened, for monitoring. See [`Store::stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Whether group commit is on.
+    pub group_commit: bool,
+    /// How request writes were batched into write transactions.
+    pub batches: BatchStats,
+    /// What the clean-up sweeps did.
+    pub cleanup: CleanupStats,
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.cfg.path)
-            .field("sharing", &self.cfg.sharing)
-            .field("read_only", &self.cfg.read_only)
+            .field("path", &self.core.cfg.path)
+            .field("sharing", &self.core.cfg.sharing)
+            .field("read_only", &self.core.cfg.read_only)
+            .field("cleanup_thread", &self.cleaner.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -66,22 +108,37 @@ impl Store {
 
     pub(crate) fn open_with(cfg: Config) -> Result<Self> {
         let db = open::open_db(&cfg)?;
-        let store = Self { db: Some(db), cfg, pid: std::process::id() };
-        open::check_or_init_meta(&store)?;
-        Ok(store)
+        let locks = LockDir::new(&cfg.path, cfg.lock_stripes, cfg.lock_poll_interval);
+        let committer = Committer::new(cfg.group_commit, cfg.max_batch);
+        let core = Arc::new(Core {
+            db: Some(db),
+            cfg,
+            pid: std::process::id(),
+            committer,
+            locks,
+            cleanup_failed: AtomicBool::new(false),
+            cleanup_panic: Mutex::new(None),
+            cleanup_stats: Mutex::new(CleanupStats::default()),
+        });
+        open::check_or_init_meta(&core)?;
+        let cleaner = match core.cfg.cleanup_interval {
+            Some(every) if !core.cfg.read_only => Some(Cleaner::start(&core, every)?),
+            _ => None,
+        };
+        Ok(Self { core, cleaner })
     }
 
     /// The path of the database file.
     #[must_use]
     pub fn path(&self) -> &Path {
-        &self.cfg.path
+        &self.core.cfg.path
     }
 
     /// Whether several processes may use the file at once (session2's `is_multiprocess_safe`):
     /// true for [`Sharing::MultiProcess`](crate::Sharing::MultiProcess).
     #[must_use]
     pub fn is_multiprocess_safe(&self) -> bool {
-        self.cfg.sharing == crate::Sharing::MultiProcess
+        self.core.cfg.sharing == crate::Sharing::MultiProcess
     }
 
     /// Whether several threads may use this handle at once (session2's `is_thread_safe`):
@@ -91,16 +148,48 @@ impl Store {
         true
     }
 
-    /// The redb handle, refused in a process forked after open: its locks and cached state
-    /// belong to the parent.
+    /// Counters since the store was opened: the batch sizes of group commit and what the
+    /// clean-up sweeps removed.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        let c = &self.core;
+        Stats {
+            group_commit: c.committer.enabled(),
+            batches: c.committer.stats(),
+            cleanup: c.cleanup_stats.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+        }
+    }
+
+    /// Whether this store runs a clean-up thread.
+    #[must_use]
+    pub fn has_cleanup_thread(&self) -> bool {
+        self.cleaner.is_some()
+    }
+}
+
+impl Core {
+    /// The redb handle, refused in a process forked after open (its locks and cached state
+    /// belong to the parent), and after a clean-up thread panic, which is reported once.
     fn db(&self) -> Result<&Db> {
         if std::process::id() != self.pid {
             return Err(Error::Forked);
         }
+        if self.cleanup_failed.load(Ordering::Relaxed) {
+            let taken = self.cleanup_panic.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(message) = taken {
+                return Err(Error::Panicked { place: "the clean-up thread", message });
+            }
+        }
         self.db.as_ref().ok_or_else(|| Error::InvalidInput("the store is closed".into()))
     }
 
-    fn now(&self) -> u64 {
+    /// Records a panic of the clean-up thread, for the next call to report.
+    pub(crate) fn report_cleanup_panic(&self, message: String) {
+        *self.cleanup_panic.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
+        self.cleanup_failed.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn now(&self) -> u64 {
         self.cfg.clock.now_ms()
     }
 
@@ -112,14 +201,20 @@ impl Store {
         })
     }
 
-    /// Runs `f` in one write transaction, committing if it returns `Ok` and aborting otherwise.
-    fn write<T>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> Result<T>) -> Result<T> {
-        let Db::ReadWrite(db) = self.db()? else {
-            return Err(Error::InvalidInput(
+    /// The read-write redb handle, or the error a read-only store gives for writes.
+    fn rw(&self) -> Result<&Database> {
+        match self.db()? {
+            Db::ReadWrite(db) => Ok(db),
+            Db::ReadOnly(_) => Err(Error::InvalidInput(
                 "this store was opened read-only: open it without read_only to write".into(),
-            ));
-        };
-        let txn = db.begin_write()?;
+            )),
+        }
+    }
+
+    /// Runs `f` in one write transaction of its own, committing if it returns `Ok` and aborting
+    /// otherwise. For maintenance; request writes go through [`Core::submit`].
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> Result<T>) -> Result<T> {
+        let txn = self.rw()?.begin_write()?;
         let out = {
             let mut tables = WriteTables::open(&txn)?;
             f(&mut tables)?
@@ -142,6 +237,20 @@ impl Store {
 }
 
 impl Drop for Store {
+    /// Stops and joins the clean-up thread, except in a process forked after open, where that
+    /// thread does not exist.
+    fn drop(&mut self) {
+        if let Some(cleaner) = self.cleaner.take() {
+            if std::process::id() == self.core.pid {
+                cleaner.stop();
+            } else {
+                std::mem::forget(cleaner);
+            }
+        }
+    }
+}
+
+impl Drop for Core {
     /// Closes the file, except in a process forked after open: there the redb handle shares its
     /// OFD byte-range locks with the parent and holds the parent's cached header, so closing it
     /// would release the parent's locks (and could write a stale header). It is leaked instead;

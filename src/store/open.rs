@@ -5,7 +5,7 @@ use redb::{
     TableHandle,
 };
 
-use super::{Db, Store};
+use super::{Core, Db};
 use crate::config::{Config, Sharing};
 use crate::error::{Error, Result};
 use crate::schema::{
@@ -76,7 +76,7 @@ fn check_meta(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<
 ///
 /// The common case — an initialised file — costs one read transaction and no write, so that a
 /// CGI process pays no commit for opening.
-pub(super) fn check_or_init_meta(store: &Store) -> Result<()> {
+pub(super) fn check_or_init_meta(store: &Core) -> Result<()> {
     {
         let txn = store.read()?;
         match schema::read_meta(&txn) {

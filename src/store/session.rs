@@ -1,10 +1,10 @@
 //! Per-session operations: create, fetch a state, store a state, touch, delete.
 
-use super::SessionStatus;
-use super::Store;
+use super::commit::Job;
 use super::record::{
     SessionRecord, get_session, get_state, put_session, put_state, remove_session,
 };
+use super::{Core, SessionStatus, Store};
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId};
 use crate::schema;
@@ -34,7 +34,7 @@ pub struct Fetched {
     pub latest_state_id: u64,
     /// The oldest state id still kept.
     pub oldest_state_id: u64,
-    /// The session's version: pass it to [`Save::expect_version`] to detect concurrent saves.
+    /// The session's version: pass it to [`Save::new`] so that a concurrent save is detected.
     pub version: u64,
     /// The session data.
     pub session_data: Vec<u8>,
@@ -47,33 +47,29 @@ pub struct Fetched {
     pub expires_at: u64,
 }
 
-/// What [`Store::store_state`] writes.
+/// What [`Store::store_state`] writes: the data, and the version it was computed from.
 #[derive(Debug, Clone, Copy)]
 #[must_use]
 pub struct Save<'a> {
+    version: u64,
     session_data: &'a [u8],
     state_data: &'a [u8],
     use_same_state: bool,
-    expected_version: Option<u64>,
 }
 
 impl<'a> Save<'a> {
-    /// Saves `session_data` and `state_data` as a new state (latest + 1).
-    pub fn new(session_data: &'a [u8], state_data: &'a [u8]) -> Self {
-        Self { session_data, state_data, use_same_state: false, expected_version: None }
+    /// Saves `session_data` and `state_data` as a new state (latest + 1), if the session's
+    /// version is still `version`, the one read ([`Fetched::version`], [`Created::version`] or
+    /// [`Stored::version`]). Otherwise the save fails with [`Error::Conflict`] and writes
+    /// nothing: there is no way to save blindly over another process's save.
+    pub fn new(version: u64, session_data: &'a [u8], state_data: &'a [u8]) -> Self {
+        Self { version, session_data, state_data, use_same_state: false }
     }
 
     /// With `true`, overwrites the latest state instead of adding one (Nagare's
     /// `use_same_state`).
     pub fn same_state(mut self, yes: bool) -> Self {
         self.use_same_state = yes;
-        self
-    }
-
-    /// Saves only if the session's version is still `version` (the one read); otherwise the
-    /// save fails with [`Error::Conflict`] and writes nothing.
-    pub fn expect_version(mut self, version: u64) -> Self {
-        self.expected_version = Some(version);
         self
     }
 }
@@ -88,9 +84,35 @@ pub struct Stored {
     pub version: u64,
 }
 
-impl Store {
+/// What a write job hands back through the group committer.
+pub(crate) enum Reply {
+    Created(SessionId),
+    Stored(Stored),
+    Touched(Option<u64>),
+    Done,
+    Existed(bool),
+    Swept(super::CleanupReport),
+}
+
+/// Inside a [`Job`]: returns a refusal decided before anything was written, so that the other
+/// jobs of the batch go on.
+macro_rules! refuse_unless {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
+/// A reply of the wrong kind can only be a bug in this module.
+fn wrong_reply() -> Error {
+    Error::Panicked { place: "group commit", message: "a job returned the wrong reply".into() }
+}
+
+impl Core {
     /// Refuses a session that is gone, a wrong token, and an expired session, in that order.
-    fn admit(&self, rec: &SessionRecord, token: &SecureToken, now: u64) -> Result<()> {
+    pub(crate) fn admit(&self, rec: &SessionRecord, token: &SecureToken, now: u64) -> Result<()> {
         let status = self.status(rec, now);
         if status == SessionStatus::Gone {
             return Err(Error::NotFound);
@@ -104,6 +126,45 @@ impl Store {
         Ok(())
     }
 
+    /// Runs a request write through the group committer.
+    pub(crate) fn submit(&self, job: Job) -> Result<Reply> {
+        self.rw()?; // refuse a forked child or a read-only store before touching the queue
+        self.committer.submit(self, job)
+    }
+
+    /// The admitted record of a session, read without recording access.
+    fn admitted(&self, id: &SessionId, token: &SecureToken) -> Result<SessionRecord> {
+        let txn = self.read()?;
+        let rec =
+            get_session(&schema::read_sessions(&txn)?, id.as_bytes())?.ok_or(Error::NotFound)?;
+        self.admit(&rec, token, self.now())?;
+        Ok(rec)
+    }
+
+    /// Moves the last-access time of a live session to now; returns its new expiry, or `None`
+    /// if the session is no longer live (a concurrent delete or expiry: not an error here).
+    fn persist_touch(&self, id: &SessionId, now: u64) -> Result<Option<u64>> {
+        let sid = id.as_bytes().to_vec();
+        let job: Job = Box::new(move |c, t| {
+            let Some(rec) = get_session(&t.sessions, &sid)? else {
+                return Ok(Ok(Reply::Touched(None)));
+            };
+            if c.status(&rec, now) != SessionStatus::Live || now <= rec.last_access {
+                return Ok(Ok(Reply::Touched(None)));
+            }
+            let old_key = rec.expiry_key(&sid);
+            let rec = c.with_deadlines(SessionRecord { last_access: now, ..rec });
+            put_session(t, &sid, Some(old_key), &rec)?;
+            Ok(Ok(Reply::Touched(Some(rec.expires_at))))
+        });
+        match self.submit(job)? {
+            Reply::Touched(expiry) => Ok(expiry),
+            _ => Err(wrong_reply()),
+        }
+    }
+}
+
+impl Store {
     /// Creates a session holding `session_data`, with state 0 holding `state_data`.
     ///
     /// The id is drawn from the OS random source and checked unused (also against retired ids)
@@ -114,16 +175,22 @@ impl Store {
     /// [`Error::MaxSessionsExceeded`] at the cap with [`CapPolicy::Reject`](crate::CapPolicy),
     /// [`Error::GenerateId`] if no unused id was found, [`Error::Storage`] from redb.
     pub fn create(&self, session_data: &[u8], state_data: &[u8]) -> Result<Created> {
-        self.db()?; // refuse a forked child before drawing randomness
-        self.check_size("session data", session_data)?;
-        self.check_size("state data", state_data)?;
+        let c = &self.core;
+        c.rw()?; // refuse a forked child before drawing randomness
+        c.check_size("session data", session_data)?;
+        c.check_size("state data", state_data)?;
         let token = SecureToken::generate()?;
         let token_hash = token.hash();
-        let id = self.write(|t| {
-            let now = self.now();
-            self.make_room(t, now)?;
-            let id = self.unused_id(t)?;
-            let rec = SessionRecord {
+        let (session_data, state_data) = (session_data.to_vec(), state_data.to_vec());
+        let job: Job = Box::new(move |c, t| {
+            let now = c.now();
+            // Sweeping dead sessions to make room stands on its own: it may commit even when
+            // the cap then refuses this session.
+            if let Some(max) = c.make_room(t, now)? {
+                return Ok(Err(Error::MaxSessionsExceeded { max }));
+            }
+            let id = unused_id_from(t, || c.cfg.id_spec.generate())?;
+            let rec = c.with_deadlines(SessionRecord {
                 created: now,
                 last_access: now,
                 expires_at: 0,
@@ -134,18 +201,16 @@ impl Store {
                 token_hash,
                 fingerprint: None,
                 user: None,
-                data: session_data.to_vec(),
-            };
-            let rec = self.with_deadlines(rec);
-            put_state(t, id.as_bytes(), 0, state_data)?;
+                data: session_data.clone(),
+            });
+            put_state(t, id.as_bytes(), 0, &state_data)?;
             put_session(t, id.as_bytes(), None, &rec)?;
-            Ok(id)
-        })?;
-        Ok(Created { id, token, state_id: 0, version: 1 })
-    }
-
-    fn unused_id(&self, t: &crate::schema::WriteTables<'_>) -> Result<SessionId> {
-        unused_id_from(t, || self.cfg.id_spec.generate())
+            Ok(Ok(Reply::Created(id)))
+        });
+        match c.submit(job)? {
+            Reply::Created(id) => Ok(Created { id, token, state_id: 0, version: 1 }),
+            _ => Err(wrong_reply()),
+        }
     }
 
     /// Reads state `state_id` (`None`: the latest) of a session, with the session data.
@@ -164,12 +229,13 @@ impl Store {
         token: &SecureToken,
         state_id: Option<u64>,
     ) -> Result<Fetched> {
+        let c = &self.core;
         let sid = id.as_bytes();
-        let now = self.now();
+        let now = c.now();
         let (rec, state_id, state_data) = {
-            let txn = self.read()?;
+            let txn = c.read()?;
             let rec = get_session(&schema::read_sessions(&txn)?, sid)?.ok_or(Error::NotFound)?;
-            self.admit(&rec, token, now)?;
+            c.admit(&rec, token, now)?;
             let state_id = state_id.unwrap_or(rec.latest_state);
             if state_id > rec.latest_state {
                 return Err(Error::StateNotFound { requested: state_id, latest: rec.latest_state });
@@ -180,9 +246,9 @@ impl Store {
             let state_data = get_state(&schema::read_states(&txn)?, sid, state_id)?;
             (rec, state_id, state_data)
         };
-        let mut expires_at = self.effective_expiry(&rec);
-        if !self.cfg.read_only && now.saturating_sub(rec.last_access) >= self.cfg.touch_resolution {
-            expires_at = self.persist_touch(id, now)?.unwrap_or(expires_at);
+        let mut expires_at = c.effective_expiry(&rec);
+        if !c.cfg.read_only && now.saturating_sub(rec.last_access) >= c.cfg.touch_resolution {
+            expires_at = c.persist_touch(id, now)?.unwrap_or(expires_at);
         }
         Ok(Fetched {
             state_id,
@@ -204,88 +270,114 @@ impl Store {
         self.fetch_state(id, token, None)
     }
 
-    /// Moves the last-access time of a live session to now; returns its new expiry, or `None`
-    /// if the session is no longer live (a concurrent delete or expiry: not an error here).
-    fn persist_touch(&self, id: &SessionId, now: u64) -> Result<Option<u64>> {
-        let sid = id.as_bytes();
-        self.write(|t| {
-            let Some(rec) = get_session(&t.sessions, sid)? else {
-                return Ok(None);
-            };
-            if self.status(&rec, now) != SessionStatus::Live || now <= rec.last_access {
-                return Ok(None);
-            }
-            let old_key = rec.expiry_key(sid);
-            let rec = self.with_deadlines(SessionRecord { last_access: now, ..rec });
-            put_session(t, sid, Some(old_key), &rec)?;
-            Ok(Some(rec.expires_at))
-        })
-    }
-
     /// Records an access now, whatever the touch resolution.
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Security`], [`Error::Expired`] as for loads.
     pub fn touch(&self, id: &SessionId, token: &SecureToken) -> Result<()> {
-        let sid = id.as_bytes();
-        self.write(|t| {
-            let now = self.now();
-            let rec = get_session(&t.sessions, sid)?.ok_or(Error::NotFound)?;
-            self.admit(&rec, token, now)?;
-            let old_key = rec.expiry_key(sid);
+        let (sid, token) = (id.as_bytes().to_vec(), token.clone());
+        let job: Job = Box::new(move |c, t| {
+            let now = c.now();
+            let rec = refuse_unless!(get_session(&t.sessions, &sid)?.ok_or(Error::NotFound));
+            refuse_unless!(c.admit(&rec, &token, now));
+            let old_key = rec.expiry_key(&sid);
             let last_access = rec.last_access.max(now);
-            let rec = self.with_deadlines(SessionRecord { last_access, ..rec });
-            put_session(t, sid, Some(old_key), &rec)
-        })
+            let rec = c.with_deadlines(SessionRecord { last_access, ..rec });
+            put_session(t, &sid, Some(old_key), &rec)?;
+            Ok(Ok(Reply::Done))
+        });
+        match self.core.submit(job)? {
+            Reply::Done => Ok(()),
+            _ => Err(wrong_reply()),
+        }
     }
 
-    /// Stores the session data and a state (Nagare's `store_state`).
+    /// Stores the session data and a state (Nagare's `store_state`), if the session is still at
+    /// the version the save was computed from.
     ///
     /// A new state gets id latest + 1 and evicts the oldest beyond `max_states`; with
     /// [`Save::same_state`], or when `states_history` is off, the latest state is overwritten.
+    /// The version check and the write happen in one write transaction.
     ///
     /// # Errors
-    /// [`Error::Conflict`] if [`Save::expect_version`] no longer holds, [`Error::InvalidInput`]
-    /// for oversize data, and the errors of [`Store::fetch_state`]. Nothing is written on error.
+    /// [`Error::Conflict`] if another save came first (reload and redo the change, or use
+    /// [`Store::store_state_merging`]), [`Error::InvalidInput`] for oversize data, and the
+    /// errors of [`Store::fetch_state`]. Nothing is written on error.
     pub fn store_state(
         &self,
         id: &SessionId,
         token: &SecureToken,
         save: Save<'_>,
     ) -> Result<Stored> {
-        self.check_size("session data", save.session_data)?;
-        self.check_size("state data", save.state_data)?;
-        let sid = id.as_bytes();
-        self.write(|t| {
-            let now = self.now();
-            let mut rec = get_session(&t.sessions, sid)?.ok_or(Error::NotFound)?;
-            self.admit(&rec, token, now)?;
-            if let Some(expected) = save.expected_version
-                && expected != rec.version
-            {
-                return Err(Error::Conflict { expected, found: rec.version });
+        let c = &self.core;
+        c.check_size("session data", save.session_data)?;
+        c.check_size("state data", save.state_data)?;
+        let (sid, token) = (id.as_bytes().to_vec(), token.clone());
+        let (session_data, state_data) = (save.session_data.to_vec(), save.state_data.to_vec());
+        let Save { version, use_same_state, .. } = save;
+        let job: Job = Box::new(move |c, t| {
+            let now = c.now();
+            let mut rec = refuse_unless!(get_session(&t.sessions, &sid)?.ok_or(Error::NotFound));
+            refuse_unless!(c.admit(&rec, &token, now));
+            if version != rec.version {
+                return Ok(Err(Error::Conflict { expected: version, found: rec.version }));
             }
-            let old_key = rec.expiry_key(sid);
-            let overwrite = save.use_same_state || !self.cfg.states_history;
+            let old_key = rec.expiry_key(&sid);
+            let overwrite = use_same_state || !c.cfg.states_history;
             let state_id = if overwrite { rec.latest_state } else { rec.latest_state + 1 };
-            put_state(t, sid, state_id, save.state_data)?;
+            put_state(t, &sid, state_id, &state_data)?;
             rec.latest_state = state_id;
-            if rec.state_count() > self.cfg.max_states {
+            if rec.state_count() > c.cfg.max_states {
                 // A range delete visits only the states that exist, however wide the gap.
-                let keep_from = rec.latest_state + 1 - self.cfg.max_states;
-                let range = (sid, rec.oldest_state)..(sid, keep_from);
+                let keep_from = rec.latest_state + 1 - c.cfg.max_states;
+                let range = (sid.as_slice(), rec.oldest_state)..(sid.as_slice(), keep_from);
                 for evicted in t.states.extract_from_if(range, |_, _| true)? {
                     evicted?;
                 }
                 rec.oldest_state = keep_from;
             }
             rec.version += 1;
-            rec.data = save.session_data.to_vec();
+            rec.data.clone_from(&session_data);
             rec.last_access = rec.last_access.max(now);
-            let rec = self.with_deadlines(rec);
-            put_session(t, sid, Some(old_key), &rec)?;
-            Ok(Stored { state_id, version: rec.version })
-        })
+            let rec = c.with_deadlines(rec);
+            put_session(t, &sid, Some(old_key), &rec)?;
+            Ok(Ok(Reply::Stored(Stored { state_id, version: rec.version })))
+        });
+        match c.submit(job)? {
+            Reply::Stored(stored) => Ok(stored),
+            _ => Err(wrong_reply()),
+        }
+    }
+
+    /// Like [`Store::store_state`], but a conflict goes through `merge` instead of failing:
+    /// `merge(ours, theirs)` gets the session data this save wanted to write and the session
+    /// data now stored, and returns the session data to write instead, at the version now
+    /// stored. Tried at most `max_merge_attempts` times (see the builder) before the conflict
+    /// is returned. The state data is saved as given.
+    ///
+    /// `merge` runs outside any transaction, so a slow merge holds up no other writer.
+    ///
+    /// # Errors
+    /// As [`Store::store_state`]; [`Error::Conflict`] only when every attempt met a newer save.
+    pub fn store_state_merging(
+        &self,
+        id: &SessionId,
+        token: &SecureToken,
+        save: Save<'_>,
+        mut merge: impl FnMut(&[u8], &[u8]) -> Vec<u8>,
+    ) -> Result<Stored> {
+        let attempts = self.core.cfg.max_merge_attempts;
+        let mut res = self.store_state(id, token, save);
+        for _ in 0..attempts {
+            if !matches!(res, Err(Error::Conflict { .. })) {
+                break;
+            }
+            let theirs = self.core.admitted(id, token)?;
+            let merged = merge(save.session_data, &theirs.data);
+            let retry = Save { version: theirs.version, session_data: &merged, ..save };
+            res = self.store_state(id, token, retry);
+        }
+        res
     }
 
     /// Deletes a session and its states. Returns whether it existed.
@@ -293,18 +385,22 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
     pub fn delete(&self, id: &SessionId) -> Result<bool> {
-        let sid = id.as_bytes();
-        self.write(|t| {
-            let rec = match get_session(&t.sessions, sid) {
+        let sid = id.as_bytes().to_vec();
+        let job: Job = Box::new(move |_, t| {
+            let rec = match get_session(&t.sessions, &sid) {
                 Ok(Some(rec)) => Some(rec),
-                Ok(None) => return Ok(false),
+                Ok(None) => return Ok(Ok(Reply::Existed(false))),
                 // A damaged record can still be deleted: its states are found by range.
                 Err(Error::Corrupted { .. }) => None,
                 Err(e) => return Err(e),
             };
-            remove_session(t, sid, rec.as_ref())?;
-            Ok(true)
-        })
+            remove_session(t, &sid, rec.as_ref())?;
+            Ok(Ok(Reply::Existed(true)))
+        });
+        match self.core.submit(job)? {
+            Reply::Existed(existed) => Ok(existed),
+            _ => Err(wrong_reply()),
+        }
     }
 
     /// Whether a session with this id is live (neither expired nor removed). Needs no token.
@@ -312,9 +408,10 @@ impl Store {
     /// # Errors
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
     pub fn exists(&self, id: &SessionId) -> Result<bool> {
-        let txn = self.read()?;
+        let c = &self.core;
+        let txn = c.read()?;
         Ok(get_session(&schema::read_sessions(&txn)?, id.as_bytes())?
-            .is_some_and(|rec| self.status(&rec, self.now()) == SessionStatus::Live))
+            .is_some_and(|rec| c.status(&rec, c.now()) == SessionStatus::Live))
     }
 }
 
@@ -348,7 +445,7 @@ mod tests {
         let store = Store::open(dir.path().join("ids.redb"))?;
         let taken = store.create(b"", b"")?.id;
         let mut calls = 0;
-        let res = store.write(|t| {
+        let res = store.core.write(|t| {
             unused_id_from(t, || {
                 calls += 1;
                 Ok(taken.clone())
@@ -359,7 +456,7 @@ mod tests {
 
         let fresh = SessionId::parse("fresh-id")?;
         let mut ids = [taken.clone(), taken, fresh.clone()].into_iter();
-        let got = store.write(|t| unused_id_from(t, || Ok(ids.next().unwrap())))?;
+        let got = store.core.write(|t| unused_id_from(t, || Ok(ids.next().unwrap())))?;
         assert_eq!(got, fresh);
         Ok(())
     }

@@ -1,0 +1,90 @@
+//! The clean-up thread: sweeps expired sessions every interval, in the background.
+//!
+//! It holds only a weak reference to the store's core, upgraded for the length of one sweep,
+//! so it never keeps a dropped store alive. Dropping the `Store` wakes it, and joins it; a
+//! sweep in progress stops after its current batch. A panic in a sweep is caught, handed to
+//! the store (the next call returns [`Error::Panicked`](crate::Error::Panicked)) and ends the
+//! thread: it would most likely recur.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::store::{Core, panic_message};
+
+/// The name of the clean-up thread, as `ps -L` and `/proc/*/task/*/comm` show it.
+pub const CLEANUP_THREAD_NAME: &str = "sessiondb-sweep";
+
+/// The stop flag, and the condition variable that wakes the thread when it is set.
+type StopSignal = Arc<(Mutex<bool>, Condvar)>;
+
+/// A running clean-up thread.
+pub(crate) struct Cleaner {
+    stop: StopSignal,
+    handle: JoinHandle<()>,
+}
+
+impl Cleaner {
+    /// Starts the thread; its first sweep is one `every` after the start.
+    pub(crate) fn start(core: &Arc<Core>, every: Duration) -> Result<Self> {
+        let stop: StopSignal = Arc::new((Mutex::new(false), Condvar::new()));
+        let weak = Arc::downgrade(core);
+        let signal = Arc::clone(&stop);
+        let handle = thread::Builder::new()
+            .name(CLEANUP_THREAD_NAME.into())
+            .spawn(move || run(&weak, &signal, every))?;
+        Ok(Self { stop, handle })
+    }
+
+    /// Asks the thread to stop and waits for it.
+    pub(crate) fn stop(self) {
+        let (flag, wake) = &*self.stop;
+        *flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        wake.notify_all();
+        // The thread catches its panics, so join only fails if that machinery itself failed;
+        // there is nothing left to clean up then.
+        let _ = self.handle.join();
+    }
+}
+
+fn stopped(signal: &StopSignal) -> bool {
+    *signal.0.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits `every` or until stopped; returns whether to go on.
+fn sleep(signal: &StopSignal, every: Duration) -> bool {
+    let (flag, wake) = &**signal;
+    let deadline = Instant::now() + every;
+    let mut stop = flag.lock().unwrap_or_else(PoisonError::into_inner);
+    while !*stop {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return true;
+        };
+        stop = wake.wait_timeout(stop, left).unwrap_or_else(PoisonError::into_inner).0;
+    }
+    false
+}
+
+fn run(core: &Weak<Core>, signal: &StopSignal, every: Duration) {
+    while sleep(signal, every) {
+        let Some(core) = core.upgrade() else {
+            return;
+        };
+        let swept = catch_unwind(AssertUnwindSafe(|| core.sweep(&|| stopped(signal))));
+        match swept {
+            Ok(Ok(report)) => core.record_cleanup(&report),
+            // A batch runs through the group committer, which turns a panic into this error.
+            Ok(Err(Error::Panicked { message, .. })) => {
+                core.report_cleanup_panic(message);
+                return;
+            }
+            Ok(Err(e)) => core.record_cleanup_error(&e),
+            Err(panic) => {
+                core.report_cleanup_panic(panic_message(panic.as_ref()));
+                return;
+            }
+        }
+    }
+}

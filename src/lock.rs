@@ -1,0 +1,161 @@
+//! Cross-process locks on small files beside the database, never on the database file itself.
+//! The only module that uses fs4.
+//!
+//! Layout: for a database `sessions.redb`, the directory `sessions.redb.locks/` holds
+//! `stripe-000` … (one per stripe; a session's stripe is a CRC-32 of its id) and
+//! `cleanup.lock`. The files stay empty; only their `flock` locks matter, and the OS releases
+//! those when the holding process dies, however it dies.
+//!
+//! An OS file lock is held by an open file description, which every thread of a process
+//! shares, so each lock has an in-process mutex in front of it: threads of one process queue
+//! on the mutex, processes on the OS lock.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fs4::fs_std::FileExt;
+
+use crate::error::{Error, Result};
+
+/// The directory of lock files for the database at `db`.
+pub(crate) fn lock_dir_for(db: &Path) -> PathBuf {
+    let mut name = db.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    name.push(".locks");
+    db.with_file_name(name)
+}
+
+/// One stripe: whether a thread of this process holds it, and its lock file.
+struct Stripe {
+    held: Mutex<bool>,
+    freed: Condvar,
+    file: OnceLock<File>,
+}
+
+/// The lock files of one store.
+pub(crate) struct LockDir {
+    dir: PathBuf,
+    stripes: Vec<Stripe>,
+    poll: Duration,
+    cleanup_file: OnceLock<File>,
+    cleanup_held: Mutex<()>,
+}
+
+impl LockDir {
+    pub(crate) fn new(db: &Path, stripes: usize, poll: Duration) -> Self {
+        let stripes = (0..stripes.max(1))
+            .map(|_| Stripe {
+                held: Mutex::new(false),
+                freed: Condvar::new(),
+                file: OnceLock::new(),
+            })
+            .collect();
+        Self {
+            dir: lock_dir_for(db),
+            stripes,
+            poll: poll.max(Duration::from_millis(1)),
+            cleanup_file: OnceLock::new(),
+            cleanup_held: Mutex::new(()),
+        }
+    }
+
+    /// Opens (creating if needed) a lock file, once per store.
+    fn file<'a>(&self, cell: &'a OnceLock<File>, name: &str) -> Result<&'a File> {
+        if let Some(file) = cell.get() {
+            return Ok(file);
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| lock_io(&self.dir, &e))?;
+        let path = self.dir.join(name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| lock_io(&path, &e))?;
+        Ok(cell.get_or_init(|| file))
+    }
+
+    /// Takes the lock of the stripe of `key`, waiting at most `max_wait`.
+    pub(crate) fn lock(&self, key: &[u8], max_wait: Duration) -> Result<StripeGuard<'_>> {
+        let start = Instant::now();
+        let index = crc32fast::hash(key) as usize % self.stripes.len();
+        let stripe = &self.stripes[index];
+        let file = self.file(&stripe.file, &format!("stripe-{index:03}"))?;
+        let timeout = || Error::LockTimeout { waited: start.elapsed() };
+        // First among the threads of this process...
+        {
+            let mut held = stripe.held.lock().unwrap_or_else(PoisonError::into_inner);
+            while *held {
+                let left = max_wait.checked_sub(start.elapsed()).ok_or_else(timeout)?;
+                held =
+                    stripe.freed.wait_timeout(held, left).unwrap_or_else(PoisonError::into_inner).0;
+            }
+            *held = true;
+        }
+        let mut guard = StripeGuard { stripe, file, locked: false };
+        // ...then among processes, polling: a blocking flock could not be given up in time.
+        loop {
+            if FileExt::try_lock_exclusive(file).map_err(|e| lock_io(&self.dir, &e))? {
+                guard.locked = true;
+                return Ok(guard);
+            }
+            let left = max_wait.checked_sub(start.elapsed()).ok_or_else(timeout)?;
+            thread::sleep(self.poll.min(left));
+        }
+    }
+
+    /// Takes the clean-up lock if no other thread or process holds it.
+    pub(crate) fn try_cleanup(&self) -> Result<Option<CleanupGuard<'_>>> {
+        let held = match self.cleanup_held.try_lock() {
+            Ok(held) => held,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(None),
+        };
+        let file = self.file(&self.cleanup_file, "cleanup.lock")?;
+        if !FileExt::try_lock_exclusive(file).map_err(|e| lock_io(&self.dir, &e))? {
+            return Ok(None);
+        }
+        Ok(Some(CleanupGuard { file, _held: held }))
+    }
+}
+
+fn lock_io(path: &Path, e: &std::io::Error) -> Error {
+    Error::Io(std::io::Error::new(
+        e.kind(),
+        format!("lock file {}: {e}; check that its directory is writable", path.display()),
+    ))
+}
+
+/// A held stripe lock; released (OS lock first, then the in-process one) on drop.
+pub(crate) struct StripeGuard<'a> {
+    stripe: &'a Stripe,
+    file: &'a File,
+    locked: bool,
+}
+
+impl Drop for StripeGuard<'_> {
+    fn drop(&mut self) {
+        if self.locked {
+            // If unlocking fails the descriptor stays locked until the store closes: nothing
+            // better can be done in a destructor, and no data depends on it.
+            let _ = FileExt::unlock(self.file);
+        }
+        *self.stripe.held.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        self.stripe.freed.notify_one();
+    }
+}
+
+/// The held clean-up lock; released on drop.
+pub(crate) struct CleanupGuard<'a> {
+    file: &'a File,
+    _held: MutexGuard<'a, ()>,
+}
+
+impl Drop for CleanupGuard<'_> {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(self.file);
+    }
+}

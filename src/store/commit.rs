@@ -1,0 +1,224 @@
+//! Group commit: concurrent writes from the threads of one process share one redb write
+//! transaction, so that the commit's fsyncs are paid once per batch.
+//!
+//! Leader/follower, no extra thread: a writer queues its job, and if no batch is running it
+//! becomes the leader, takes every queued job (up to `max_batch`), runs them in one transaction
+//! and commits; the others wait for their results. Writers arriving while a batch commits queue
+//! up for the next one, so batches grow with the load and a lone writer never waits for company.
+//!
+//! Each job is split in two by its result type ([`Job`]): an outer `Err` means the job may have
+//! written part of its change, so the transaction is abandoned, that job gets its error and the
+//! others run again in a new transaction; an inner `Err` is a refusal decided before the job
+//! wrote anything (a version conflict, a wrong token...), so the others in the batch go on. A
+//! failed commit is retried one job per transaction, so each job gets its own true result. A
+//! panic while running a batch becomes [`Error::Panicked`] for every job in it.
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use super::Core;
+use super::session::Reply;
+use crate::error::{Error, Result};
+use crate::schema::WriteTables;
+
+/// A queued write. `Ok(Err(e))`: refused before writing anything; `Err(e)`: failed part-way.
+/// Jobs own their data and may run more than once (after an abandoned transaction).
+pub(crate) type Job = Box<dyn FnMut(&Core, &mut WriteTables<'_>) -> Result<Result<Reply>> + Send>;
+
+/// How batches were formed, since the store was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchStats {
+    /// Write transactions committed for request writes.
+    pub commits: u64,
+    /// Writes that went through them: requests (create, save, touch, delete) and clean-up
+    /// batches.
+    pub operations: u64,
+    /// Transactions abandoned because a job failed part-way or the commit failed.
+    pub retries: u64,
+    /// `sizes[k]` counts commits whose batch held `2^k ..= 2^(k+1) - 1` operations
+    /// (`sizes[0]`: 1, `sizes[1]`: 2–3, `sizes[2]`: 4–7, ... the last bucket: everything larger).
+    pub sizes: [u64; 8],
+    /// The largest batch committed.
+    pub largest: u64,
+}
+
+impl BatchStats {
+    fn record(&mut self, size: usize) {
+        let size = size as u64;
+        self.commits += 1;
+        self.operations += size;
+        self.largest = self.largest.max(size);
+        let bucket = size.max(1).ilog2() as usize;
+        self.sizes[bucket.min(self.sizes.len() - 1)] += 1;
+    }
+
+    fn account(&mut self, done: &Done) {
+        self.retries += done.retries;
+        for size in &done.commits {
+            self.record(*size);
+        }
+    }
+
+    /// The mean number of operations per commit (0 before the first commit).
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn mean(&self) -> f64 {
+        if self.commits == 0 { 0.0 } else { self.operations as f64 / self.commits as f64 }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<(u64, Job)>,
+    results: HashMap<u64, Result<Reply>>,
+    leading: bool,
+    next_ticket: u64,
+    stats: BatchStats,
+}
+
+/// The group committer of one store.
+pub(crate) struct Committer {
+    enabled: bool,
+    max_batch: usize,
+    queue: Mutex<Queue>,
+    finished: Condvar,
+}
+
+impl Committer {
+    pub(crate) fn new(enabled: bool, max_batch: usize) -> Self {
+        Self {
+            enabled,
+            max_batch: max_batch.max(1),
+            queue: Mutex::new(Queue::default()),
+            finished: Condvar::new(),
+        }
+    }
+
+    /// Our own code never panics while holding the queue lock, so a poisoned lock is safe to
+    /// take over.
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn stats(&self) -> BatchStats {
+        self.lock().stats.clone()
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Runs `job` in a write transaction, shared with other threads' jobs when group commit is
+    /// on, and returns its result once that transaction committed (or failed).
+    pub(crate) fn submit(&self, core: &Core, job: Job) -> Result<Reply> {
+        if !self.enabled {
+            let done = run(core, VecDeque::from([(0, job)]));
+            self.lock().stats.account(&done);
+            return done.results.into_iter().next().map_or_else(|| Err(lost()), |(_, r)| r);
+        }
+        let mut q = self.lock();
+        let ticket = q.next_ticket;
+        q.next_ticket += 1;
+        q.jobs.push_back((ticket, job));
+        loop {
+            if let Some(result) = q.results.remove(&ticket) {
+                return result;
+            }
+            if q.leading {
+                q = self.finished.wait(q).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            q.leading = true;
+            let take = q.jobs.len().min(self.max_batch);
+            let batch: VecDeque<_> = q.jobs.drain(..take).collect();
+            drop(q);
+            let done = run(core, batch);
+            q = self.lock();
+            q.leading = false;
+            q.stats.account(&done);
+            q.results.extend(done.results);
+            self.finished.notify_all();
+        }
+    }
+}
+
+fn lost() -> Error {
+    Error::Panicked { place: "group commit", message: "a job's result was lost".into() }
+}
+
+/// What running one batch produced.
+struct Done {
+    results: Vec<(u64, Result<Reply>)>,
+    /// The size of each committed transaction.
+    commits: Vec<usize>,
+    retries: u64,
+}
+
+/// Runs `batch`, splitting it as jobs fail, until every job has a result.
+fn run(core: &Core, batch: VecDeque<(u64, Job)>) -> Done {
+    let mut done = Done { results: Vec::with_capacity(batch.len()), commits: vec![], retries: 0 };
+    let mut groups = VecDeque::from([batch]);
+    while let Some(mut group) = groups.pop_front() {
+        let attempt = catch_unwind(AssertUnwindSafe(|| attempt(core, &mut group)));
+        match attempt {
+            Ok(Ok(results)) => {
+                done.commits.push(group.len());
+                done.results.extend(group.iter().map(|(t, _)| *t).zip(results));
+            }
+            Ok(Err((Some(failed), e))) => {
+                done.retries += 1;
+                if let Some((ticket, _)) = group.remove(failed) {
+                    done.results.push((ticket, Err(e)));
+                }
+                if !group.is_empty() {
+                    groups.push_front(group);
+                }
+            }
+            Ok(Err((None, e))) if group.len() == 1 => {
+                done.results.push((group[0].0, Err(e)));
+            }
+            Ok(Err((None, _))) => {
+                done.retries += 1;
+                groups.extend(group.into_iter().map(|job| VecDeque::from([job])));
+            }
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                for (ticket, _) in group {
+                    let place = "a write transaction";
+                    done.results
+                        .push((ticket, Err(Error::Panicked { place, message: message.clone() })));
+                }
+            }
+        }
+    }
+    done
+}
+
+/// One transaction over `group`: every job's result if it committed; otherwise the index of
+/// the job that failed part-way (`None`: the transaction itself failed) and the error.
+fn attempt(
+    core: &Core,
+    group: &mut VecDeque<(u64, Job)>,
+) -> Result<Vec<Result<Reply>>, (Option<usize>, Error)> {
+    let txn = core.rw().and_then(|db| Ok(db.begin_write()?)).map_err(|e| (None, e))?;
+    let mut results = Vec::with_capacity(group.len());
+    {
+        let mut tables = WriteTables::open(&txn).map_err(|e| (None, e.into()))?;
+        for (i, (_, job)) in group.iter_mut().enumerate() {
+            results.push(job(core, &mut tables).map_err(|e| (Some(i), e))?);
+        }
+    }
+    txn.commit().map_err(|e| (None, e.into()))?;
+    Ok(results)
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
