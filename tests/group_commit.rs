@@ -1,0 +1,226 @@
+//! Group commit: concurrent saves share a write transaction, each gets its own result, and a
+//! refused or failing save does not fail the others in its batch. Also the merge function.
+//!
+//! Batches are made deterministic with a clock that sleeps when read: every save reads the
+//! clock inside the write transaction, so while the first save's batch sleeps, the others
+//! queue up and form the next batch together.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use redb::ReadableTable;
+use sessiondb::{Clock, Created, Error, ManualClock, Save, Store};
+
+mod common;
+use common::{T0, raw};
+
+#[derive(Debug)]
+struct SlowClock {
+    inner: ManualClock,
+    delay_ms: AtomicU64,
+    reads: AtomicUsize,
+}
+
+impl Clock for SlowClock {
+    fn now_ms(&self) -> u64 {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst)));
+        self.inner.now_ms()
+    }
+}
+
+fn slow_store(db: &common::TempDb) -> (Store, Arc<SlowClock>) {
+    let clock = Arc::new(SlowClock {
+        inner: ManualClock::new(T0),
+        delay_ms: AtomicU64::new(0),
+        reads: AtomicUsize::new(0),
+    });
+    let store = Store::builder(&db.path).clock(clock.clone()).cleanup_interval(None).open();
+    (store.expect("open"), clock)
+}
+
+/// Saves `first` alone, and while its batch sleeps inside the transaction, saves each of
+/// `rest` from its own thread; returns the results of `rest`, in order.
+fn batch_after_first(
+    store: &Store,
+    clock: &SlowClock,
+    first: &Created,
+    rest: &[(&Created, u64)],
+) -> Vec<Result<sessiondb::Stored, Error>> {
+    clock.delay_ms.store(300, Ordering::SeqCst);
+    let reads_before = clock.reads.load(Ordering::SeqCst);
+    thread::scope(|s| {
+        s.spawn(|| {
+            let save = Save::new(first.version, b"first", b"");
+            store.store_state(&first.id, &first.token, save).expect("first save");
+        });
+        // Wait until the first save is inside its transaction, sleeping on the clock.
+        while clock.reads.load(Ordering::SeqCst) == reads_before {
+            thread::yield_now();
+        }
+        let handles: Vec<_> = rest
+            .iter()
+            .map(|(c, version)| {
+                s.spawn(move || {
+                    let save = Save::new(*version, b"second", b"");
+                    store.store_state(&c.id, &c.token, save)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn concurrent_saves_share_one_transaction_and_a_conflict_fails_only_itself() {
+    let db = common::temp_db();
+    let (store, clock) = slow_store(&db);
+    let sessions: Vec<Created> = (0..8).map(|_| store.create(b"v1", b"").unwrap()).collect();
+    let before = store.stats().batches;
+    // Sessions 1..8: the even ones save with their real version, the odd ones with a stale one.
+    let rest: Vec<(&Created, u64)> = sessions[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c, if i % 2 == 0 { 1 } else { 0 }))
+        .collect();
+    let results = batch_after_first(&store, &clock, &sessions[0], &rest);
+    clock.delay_ms.store(0, Ordering::SeqCst);
+
+    for (i, (res, (c, version))) in results.iter().zip(&rest).enumerate() {
+        let got = store.load(&c.id, &c.token).unwrap();
+        if *version == 1 {
+            assert_eq!(res.as_ref().unwrap().version, 2, "save {i}");
+            assert_eq!(got.session_data, b"second", "save {i} committed");
+        } else {
+            assert!(matches!(res, Err(Error::Conflict { expected: 0, found: 1 })), "{i}: {res:?}");
+            assert_eq!(got.session_data, b"v1", "refused save {i} wrote nothing");
+        }
+    }
+    let after = store.stats().batches;
+    assert_eq!(after.commits - before.commits, 2, "the first save, then the other seven together");
+    assert_eq!(after.largest, 7, "{after:?}");
+    assert_eq!(after.sizes[2], 1, "one batch of 4-7 operations: {after:?}");
+    assert_eq!(after.retries, 0, "a refusal does not restart the transaction");
+}
+
+#[test]
+fn a_save_failing_part_way_is_taken_out_and_the_rest_of_its_batch_commits() {
+    let db = common::temp_db();
+    let sessions: Vec<Created> = {
+        let (store, _) = slow_store(&db);
+        (0..4).map(|_| store.create(b"v1", b"").unwrap()).collect()
+    };
+    // Session 2's record fails its checksum: its save fails with `Corrupted` while reading,
+    // which (unlike a refusal) abandons the shared transaction.
+    {
+        let raw = redb::Database::create(&db.path).unwrap();
+        let txn = raw.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(raw::SESSIONS).unwrap();
+            let key = sessions[2].id.as_str().as_bytes();
+            let mut bytes = t.get(key).unwrap().unwrap().value().to_vec();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+            t.insert(key, bytes.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let (store, clock) = slow_store(&db);
+    let rest: Vec<(&Created, u64)> = sessions[1..].iter().map(|c| (c, 1)).collect();
+    let results = batch_after_first(&store, &clock, &sessions[0], &rest);
+    clock.delay_ms.store(0, Ordering::SeqCst);
+
+    assert!(matches!(results[1], Err(Error::Corrupted { .. })), "{:?}", results[1]);
+    for i in [0, 2] {
+        assert_eq!(results[i].as_ref().unwrap().version, 2);
+        let c = rest[i].0;
+        assert_eq!(store.load(&c.id, &c.token).unwrap().session_data, b"second");
+    }
+    let stats = store.stats().batches;
+    assert!(stats.retries >= 1, "the batch was retried without the failing save: {stats:?}");
+}
+
+#[test]
+fn with_group_commit_off_every_save_is_its_own_transaction() {
+    let db = common::temp_db();
+    let store = Store::builder(&db.path).group_commit(false).cleanup_interval(None).open().unwrap();
+    let sessions: Vec<Created> = (0..4).map(|_| store.create(b"", b"").unwrap()).collect();
+    thread::scope(|s| {
+        for c in &sessions {
+            let store = &store;
+            s.spawn(move || {
+                let mut version = c.version;
+                for _ in 0..10 {
+                    let save = Save::new(version, b"x", b"");
+                    version = store.store_state(&c.id, &c.token, save).unwrap().version;
+                }
+            });
+        }
+    });
+    let stats = store.stats();
+    assert!(!stats.group_commit);
+    assert_eq!(stats.batches.commits, 4 + 40);
+    assert_eq!(stats.batches.largest, 1);
+}
+
+#[test]
+fn a_conflict_goes_through_the_merge_function() {
+    let db = common::temp_db();
+    let (store, _clock) = common::store(&db);
+    let c = store.create(b"a", b"").unwrap();
+    // Two requests read version 1; the first saves "a,b"...
+    store.store_state(&c.id, &c.token, Save::new(1, b"a,b", b"")).unwrap();
+    // ...the second wanted "a,c": merged with what is stored now.
+    let mut calls = Vec::new();
+    let merge = |ours: &[u8], theirs: &[u8]| {
+        calls.push((ours.to_vec(), theirs.to_vec()));
+        [theirs, b",c"].concat()
+    };
+    let stored = store.store_state_merging(&c.id, &c.token, Save::new(1, b"a,c", b""), merge);
+    assert_eq!(stored.unwrap().version, 3);
+    assert_eq!(calls, vec![(b"a,c".to_vec(), b"a,b".to_vec())]);
+    assert_eq!(store.load(&c.id, &c.token).unwrap().session_data, b"a,b,c");
+
+    // No conflict: the merge function is not called.
+    let stored = store.store_state_merging(&c.id, &c.token, Save::new(3, b"d", b""), |_, _| {
+        panic!("no conflict, no merge")
+    });
+    assert_eq!(stored.unwrap().version, 4);
+}
+
+#[test]
+fn merging_gives_up_after_the_configured_attempts() {
+    let db = common::temp_db();
+    let clock = ManualClock::new(T0);
+    let store = common::builder(&db.path, &clock).max_merge_attempts(3).open().unwrap();
+    let c = store.create(b"0", b"").unwrap();
+    store.store_state(&c.id, &c.token, Save::new(1, b"1", b"")).unwrap();
+    // Another writer always saves between the merge and its retry.
+    let mut merges = 0;
+    let res =
+        store.store_state_merging(&c.id, &c.token, Save::new(1, b"mine", b""), |_, theirs| {
+            merges += 1;
+            let v = store.load(&c.id, &c.token).unwrap().version;
+            store.store_state(&c.id, &c.token, Save::new(v, b"racer", b"")).unwrap();
+            theirs.to_vec()
+        });
+    assert!(matches!(res, Err(Error::Conflict { .. })), "{res:?}");
+    assert_eq!(merges, 3);
+    assert_eq!(store.load(&c.id, &c.token).unwrap().session_data, b"racer");
+
+    // A wrong token is refused before any merge.
+    let wrong = sessiondb::SecureToken::parse(&"A".repeat(43)).unwrap();
+    let res = store.store_state_merging(&c.id, &wrong, Save::new(1, b"x", b""), |_, _| {
+        panic!("never merged for a wrong token")
+    });
+    assert!(matches!(res, Err(Error::Security)), "{res:?}");
+}
+
+#[test]
+fn store_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+    assert_send_sync::<sessiondb::SessionLock<'static>>();
+}
