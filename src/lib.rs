@@ -33,11 +33,23 @@
 //! ```
 //!
 //! # Guarantees
-//! - `is_multiprocess_safe`: with [`Sharing::MultiProcess`] (the default) any number of
-//!   processes may open the file read-write; redb serialises write transactions between them.
-//! - `is_thread_safe`: [`Store`] is `Send + Sync`.
-//! - An expired session is never returned as live, whether or not a clean-up has run.
-//! - A damaged record is [`Error::Corrupted`], never a panic or a wrong value.
+//! Each is checked by the tests named; `docs/concurrency.md` explains the mechanisms.
+//! - `is_multiprocess_safe` ([`Store::is_multiprocess_safe`]): with [`Sharing::MultiProcess`]
+//!   (the default) any number of processes may open the file read-write at once; redb
+//!   serialises their write transactions. Every write acknowledged to a caller survives a
+//!   SIGKILL of its process (`tests/kill.rs`, `tests/multiprocess.rs`).
+//! - `is_thread_safe` ([`Store::is_thread_safe`]): [`Store`] is `Send + Sync`; one per
+//!   process, shared by its threads, whose concurrent writes share transactions (group
+//!   commit, `tests/group_commit.rs`).
+//! - No lost update: every save states the version it read ([`Save::new`]); a stale save is
+//!   [`Error::Conflict`] or goes through [`Store::store_state_merging`]. 4 processes × 4
+//!   threads incrementing shared counters lose nothing (`tests/stress.rs`).
+//! - [`Store::lock`] serialises a session across processes with a bounded wait; a killed
+//!   holder's lock is released by the OS (`tests/locks.rs`).
+//! - An expired session is never returned as live, whether or not a clean-up has run
+//!   (`tests/expiry.rs`).
+//! - A damaged record is [`Error::Corrupted`], never a wrong value (`tests/corruption.rs`).
+//! - A store used in a process forked after open returns [`Error::Forked`] (`tests/fork.rs`).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

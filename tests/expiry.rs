@@ -223,3 +223,28 @@ fn removal_follows_the_stored_grace_not_the_sweepers_settings() -> Result<(), Er
     assert_eq!(hasty.cleanup()?.sessions, 1);
     Ok(())
 }
+
+#[test]
+fn touch_coalescing_makes_expiry_at_most_one_resolution_early_never_late() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    // Idle 10 s; asking for a 5 s resolution is clamped to 1% of idle: 100 ms.
+    let store = builder(&db.path, &clock).touch_resolution(Duration::from_secs(5)).open()?;
+    let c = store.create(b"x", b"")?;
+    clock.advance(99); // used at T0 + 99 ms: under the resolution, not persisted
+    store.load(&c.id, &c.token)?;
+    assert_eq!(store.session_info(&c.id)?.unwrap().last_access, T0);
+    // Its true idle deadline is T0 + 10.099 s; it expires at T0 + 10 s: 99 ms early, within
+    // one resolution.
+    clock.set(T0 + 10 * SEC - 1);
+    assert!(store.exists(&c.id)?, "live (checked without a load, which would record access)");
+    clock.set(T0 + 10 * SEC);
+    assert!(matches!(store.load(&c.id, &c.token), Err(Error::Expired { .. })));
+
+    // A load 100 ms after the last persisted access moves the deadline: never late.
+    let d = store.create(b"y", b"")?;
+    clock.advance(100);
+    store.load(&d.id, &d.token)?;
+    assert_eq!(store.session_info(&d.id)?.unwrap().expires_at, T0 + 20 * SEC + 100);
+    Ok(())
+}
