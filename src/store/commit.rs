@@ -22,6 +22,17 @@ use super::session::Reply;
 use crate::error::{Error, Result};
 use crate::schema::WriteTables;
 
+/// Inside a [`Job`]: returns a refusal decided before anything was written, so that the other
+/// jobs of the batch go on.
+macro_rules! refuse_unless {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
 /// A queued write. `Ok(Err(e))`: refused before writing anything; `Err(e)`: failed part-way.
 /// Jobs own their data and may run more than once (after an abandoned transaction).
 pub(crate) type Job = Box<dyn FnMut(&Core, &mut WriteTables<'_>) -> Result<Result<Reply>> + Send>;

@@ -5,12 +5,14 @@
 //! reference to the core, so it never keeps the store alive; dropping the `Store` stops and
 //! joins it.
 
-mod admin;
+#[macro_use]
 mod commit;
+mod admin;
 mod expiry;
 mod locking;
 mod open;
 mod record;
+mod save;
 mod session;
 mod typed;
 
@@ -18,7 +20,8 @@ pub use admin::{SessionInfo, SessionStatus, Sessions, StateInfo, StoreInfo};
 pub use commit::BatchStats;
 pub use expiry::{CleanupReport, CleanupStats};
 pub use locking::SessionLock;
-pub use session::{Created, Fetched, Save, Stored};
+pub use save::{Save, Stored};
+pub use session::{Created, Fetched};
 pub use typed::{decode, encode};
 
 use std::fmt;

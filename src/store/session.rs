@@ -47,66 +47,18 @@ pub struct Fetched {
     pub expires_at: u64,
 }
 
-/// What [`Store::store_state`] writes: the data, and the version it was computed from.
-#[derive(Debug, Clone, Copy)]
-#[must_use]
-pub struct Save<'a> {
-    version: u64,
-    session_data: &'a [u8],
-    state_data: &'a [u8],
-    use_same_state: bool,
-}
-
-impl<'a> Save<'a> {
-    /// Saves `session_data` and `state_data` as a new state (latest + 1), if the session's
-    /// version is still `version`, the one read ([`Fetched::version`], [`Created::version`] or
-    /// [`Stored::version`]). Otherwise the save fails with [`Error::Conflict`] and writes
-    /// nothing: there is no way to save blindly over another process's save.
-    pub fn new(version: u64, session_data: &'a [u8], state_data: &'a [u8]) -> Self {
-        Self { version, session_data, state_data, use_same_state: false }
-    }
-
-    /// With `true`, overwrites the latest state instead of adding one (Nagare's
-    /// `use_same_state`).
-    pub fn same_state(mut self, yes: bool) -> Self {
-        self.use_same_state = yes;
-        self
-    }
-}
-
-/// What [`Store::store_state`] returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stored {
-    /// The id the state was stored under.
-    pub state_id: u64,
-    /// The session's new version.
-    pub version: u64,
-}
-
 /// What a write job hands back through the group committer.
 pub(crate) enum Reply {
     Created(SessionId),
-    Stored(Stored),
+    Stored(super::Stored),
     Touched(Option<u64>),
     Done,
     Existed(bool),
     Swept(super::CleanupReport),
 }
 
-/// Inside a [`Job`]: returns a refusal decided before anything was written, so that the other
-/// jobs of the batch go on.
-macro_rules! refuse_unless {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        }
-    };
-}
-
 /// A reply of the wrong kind can only be a bug in this module.
-fn wrong_reply() -> Error {
+pub(crate) fn wrong_reply() -> Error {
     Error::Panicked { place: "group commit", message: "a job returned the wrong reply".into() }
 }
 
@@ -133,7 +85,7 @@ impl Core {
     }
 
     /// The admitted record of a session, read without recording access.
-    fn admitted(&self, id: &SessionId, token: &SecureToken) -> Result<SessionRecord> {
+    pub(crate) fn admitted(&self, id: &SessionId, token: &SecureToken) -> Result<SessionRecord> {
         let txn = self.read()?;
         let rec =
             get_session(&schema::read_sessions(&txn)?, id.as_bytes())?.ok_or(Error::NotFound)?;
@@ -290,94 +242,6 @@ impl Store {
             Reply::Done => Ok(()),
             _ => Err(wrong_reply()),
         }
-    }
-
-    /// Stores the session data and a state (Nagare's `store_state`), if the session is still at
-    /// the version the save was computed from.
-    ///
-    /// A new state gets id latest + 1 and evicts the oldest beyond `max_states`; with
-    /// [`Save::same_state`], or when `states_history` is off, the latest state is overwritten.
-    /// The version check and the write happen in one write transaction.
-    ///
-    /// # Errors
-    /// [`Error::Conflict`] if another save came first (reload and redo the change, or use
-    /// [`Store::store_state_merging`]), [`Error::InvalidInput`] for oversize data, and the
-    /// errors of [`Store::fetch_state`]. Nothing is written on error.
-    pub fn store_state(
-        &self,
-        id: &SessionId,
-        token: &SecureToken,
-        save: Save<'_>,
-    ) -> Result<Stored> {
-        let c = &self.core;
-        c.check_size("session data", save.session_data)?;
-        c.check_size("state data", save.state_data)?;
-        let (sid, token) = (id.as_bytes().to_vec(), token.clone());
-        let (session_data, state_data) = (save.session_data.to_vec(), save.state_data.to_vec());
-        let Save { version, use_same_state, .. } = save;
-        let job: Job = Box::new(move |c, t| {
-            let now = c.now();
-            let mut rec = refuse_unless!(get_session(&t.sessions, &sid)?.ok_or(Error::NotFound));
-            refuse_unless!(c.admit(&rec, &token, now));
-            if version != rec.version {
-                return Ok(Err(Error::Conflict { expected: version, found: rec.version }));
-            }
-            let old_key = rec.expiry_key(&sid);
-            let overwrite = use_same_state || !c.cfg.states_history;
-            let state_id = if overwrite { rec.latest_state } else { rec.latest_state + 1 };
-            put_state(t, &sid, state_id, &state_data)?;
-            rec.latest_state = state_id;
-            if rec.state_count() > c.cfg.max_states {
-                // A range delete visits only the states that exist, however wide the gap.
-                let keep_from = rec.latest_state + 1 - c.cfg.max_states;
-                let range = (sid.as_slice(), rec.oldest_state)..(sid.as_slice(), keep_from);
-                for evicted in t.states.extract_from_if(range, |_, _| true)? {
-                    evicted?;
-                }
-                rec.oldest_state = keep_from;
-            }
-            rec.version += 1;
-            rec.data.clone_from(&session_data);
-            rec.last_access = rec.last_access.max(now);
-            let rec = c.with_deadlines(rec);
-            put_session(t, &sid, Some(old_key), &rec)?;
-            Ok(Ok(Reply::Stored(Stored { state_id, version: rec.version })))
-        });
-        match c.submit(job)? {
-            Reply::Stored(stored) => Ok(stored),
-            _ => Err(wrong_reply()),
-        }
-    }
-
-    /// Like [`Store::store_state`], but a conflict goes through `merge` instead of failing:
-    /// `merge(ours, theirs)` gets the session data this save wanted to write and the session
-    /// data now stored, and returns the session data to write instead, at the version now
-    /// stored. Tried at most `max_merge_attempts` times (see the builder) before the conflict
-    /// is returned. The state data is saved as given.
-    ///
-    /// `merge` runs outside any transaction, so a slow merge holds up no other writer.
-    ///
-    /// # Errors
-    /// As [`Store::store_state`]; [`Error::Conflict`] only when every attempt met a newer save.
-    pub fn store_state_merging(
-        &self,
-        id: &SessionId,
-        token: &SecureToken,
-        save: Save<'_>,
-        mut merge: impl FnMut(&[u8], &[u8]) -> Vec<u8>,
-    ) -> Result<Stored> {
-        let attempts = self.core.cfg.max_merge_attempts;
-        let mut res = self.store_state(id, token, save);
-        for _ in 0..attempts {
-            if !matches!(res, Err(Error::Conflict { .. })) {
-                break;
-            }
-            let theirs = self.core.admitted(id, token)?;
-            let merged = merge(save.session_data, &theirs.data);
-            let retry = Save { version: theirs.version, session_data: &merged, ..save };
-            res = self.store_state(id, token, retry);
-        }
-        res
     }
 
     /// Deletes a session and its states. Returns whether it existed.
