@@ -7,7 +7,10 @@
 //! The parent opens (or creates) the store, then re-executes itself as 4 child processes that
 //! work on the same file at the same time, as CGI programs or pre-fork workers would: each
 //! creates sessions, saves states (adding new ones and overwriting the latest), goes back to
-//! an older state, and guards its saves with the version it read. Then the parent shows expiry
+//! an older state, and guards its saves with the version it read. All of them also increment
+//! one shared counter session from two threads each — one thread under the cross-process
+//! session lock, the other through the merge function — and no increment is lost. Then the
+//! parent shows expiry
 //! on a second handle with a hand-moved clock, and prints what the file holds.
 //!
 //! Run it again and the new sessions join those of the previous runs.
@@ -22,12 +25,19 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sessiondb::{Clock, Error as DbError, ManualClock, Save, Store, SystemClock};
+use sessiondb::{
+    Clock, Error as DbError, ManualClock, Save, SecureToken, SessionId, Store, SystemClock,
+};
+
+/// Errors of this program; `Send` so that they cross threads.
+type BoxError = Box<dyn Error + Send + Sync>;
 
 /// How many child processes share the file.
 const CHILDREN: u32 = 4;
 /// How many sessions each child creates.
 const SESSIONS_PER_CHILD: u32 = 2;
+/// How many times each of a child's two threads increments the shared counter.
+const INCREMENTS: u64 = 5;
 /// The hidden first argument that makes this program a child.
 const CHILD_FLAG: &str = "--child";
 /// Idle timeout and grace period of the expiry demonstration.
@@ -49,12 +59,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn try_main() -> Result<(), Box<dyn Error>> {
+fn try_main() -> Result<(), BoxError> {
     let args: Vec<OsString> = env::args_os().skip(1).collect();
     match args.as_slice() {
-        [flag, n, path] if flag == CHILD_FLAG => {
+        [flag, n, path, counter] if flag == CHILD_FLAG => {
             let n = n.to_str().and_then(|n| n.parse().ok()).ok_or("bad child number")?;
-            child(n, Path::new(path))
+            let (id, token) =
+                counter.to_str().and_then(|c| c.split_once(':')).ok_or("bad counter")?;
+            let counter = (SessionId::parse(id)?, SecureToken::parse(token)?);
+            let store = Store::open(path)?;
+            std::thread::scope(|s| {
+                let locked = s.spawn(|| count(&store, &counter, true));
+                let merged = s.spawn(|| count(&store, &counter, false));
+                child(n, &store)?;
+                locked.join().map_err(|_| "counter thread panicked")??;
+                merged.join().map_err(|_| "counter thread panicked")??;
+                println!("child {n}: counted {} times, from two threads", 2 * INCREMENTS);
+                Ok(())
+            })
         }
         [] => parent(Path::new("sessions.redb")),
         [path] if path != "-h" && path != "--help" => parent(Path::new(path)),
@@ -62,7 +84,7 @@ fn try_main() -> Result<(), Box<dyn Error>> {
     }
 }
 
-fn parent(path: &Path) -> Result<(), Box<dyn Error>> {
+fn parent(path: &Path) -> Result<(), BoxError> {
     // The default sharing is `Sharing::MultiProcess`: other processes may open the file too.
     let store = Store::open(path)?;
     println!(
@@ -72,12 +94,22 @@ fn parent(path: &Path) -> Result<(), Box<dyn Error>> {
         store.count()?
     );
 
+    // A session all the children count in at once.
+    let counter = store.create(&0u64.to_le_bytes(), b"")?;
+    let counter_arg = format!("{}:{}", counter.id, counter.token.as_str());
+
     // Each child is this program again: a separate process that opens the file itself.
     let exe = env::current_exe()?;
     let mut children = Vec::new();
     let mut failures = Vec::new();
     for n in 1..=CHILDREN {
-        match Command::new(&exe).arg(CHILD_FLAG).arg(n.to_string()).arg(path).spawn() {
+        match Command::new(&exe)
+            .arg(CHILD_FLAG)
+            .arg(n.to_string())
+            .arg(path)
+            .arg(&counter_arg)
+            .spawn()
+        {
             Ok(process) => children.push((n, process)),
             Err(e) => failures.push(format!("child {n} did not start: {e}")),
         }
@@ -93,14 +125,45 @@ fn parent(path: &Path) -> Result<(), Box<dyn Error>> {
         return Err(failures.join("; ").into());
     }
     println!("parent: all {CHILDREN} children done, {} sessions in the file", store.count()?);
+    let total = u64_of(&store.load(&counter.id, &counter.token)?.session_data)?;
+    let expected = u64::from(CHILDREN) * 2 * INCREMENTS;
+    println!("parent: shared counter = {total} (expected {expected}: no increment lost)");
+    if total != expected {
+        return Err(format!("the shared counter lost {} increments", expected - total).into());
+    }
 
     expiry(path)?;
     summary(&store)
 }
 
+fn u64_of(data: &[u8]) -> Result<u64, BoxError> {
+    Ok(u64::from_le_bytes(data.try_into().map_err(|_| "the counter is not 8 bytes")?))
+}
+
+/// Increments the shared counter `INCREMENTS` times: serialised by the session lock (PHP-style,
+/// but with a bounded wait), or optimistically, with a merge when another save came first.
+fn count(
+    store: &Store,
+    (id, token): &(SessionId, SecureToken),
+    with_lock: bool,
+) -> Result<(), BoxError> {
+    for _ in 0..INCREMENTS {
+        let _lock = if with_lock { Some(store.lock(id, Duration::from_secs(10))?) } else { None };
+        let got = store.load(id, token)?;
+        let next = (u64_of(&got.session_data)? + 1).to_le_bytes();
+        let save = Save::new(got.version, &next, b"").same_state(true);
+        // On a conflict: their value + 1. (Under the lock no conflict comes from a locked
+        // thread, but the merging threads do not take the lock.)
+        store.store_state_merging(id, token, save, |_ours, theirs| {
+            let theirs = u64::from_le_bytes(theirs.try_into().unwrap_or([0; 8]));
+            (theirs + 1).to_le_bytes().to_vec()
+        })?;
+    }
+    Ok(())
+}
+
 /// One child process: a couple of sessions, each through a few requests.
-fn child(n: u32, path: &Path) -> Result<(), Box<dyn Error>> {
-    let store = Store::open(path)?;
+fn child(n: u32, store: &Store) -> Result<(), BoxError> {
     for s in 1..=SESSIONS_PER_CHILD {
         let user = format!("user=child{n}.{s}");
         let user = user.as_bytes();
@@ -163,7 +226,7 @@ fn child(n: u32, path: &Path) -> Result<(), Box<dyn Error>> {
 /// the defaults), so the demonstration does not depend on how fast this machine is. Its clock
 /// starts 46 minutes in the past and ends 1 minute before now, so its clean-up cannot remove
 /// the sessions the children just wrote.
-fn expiry(path: &Path) -> Result<(), Box<dyn Error>> {
+fn expiry(path: &Path) -> Result<(), BoxError> {
     // The clock moves 30 + 5 + 10 minutes below: start 46 minutes back, end 1 minute back.
     let start = SystemClock.now_ms().saturating_sub(millis(IDLE + GRACE + GRACE / 2) + 60_000);
     let clock = ManualClock::new(start);
@@ -209,7 +272,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// What the file holds now.
-fn summary(store: &Store) -> Result<(), Box<dyn Error>> {
+fn summary(store: &Store) -> Result<(), BoxError> {
     let info = store.info()?;
     println!();
     println!(
