@@ -21,6 +21,7 @@ use super::Core;
 use super::session::Reply;
 use crate::error::{Error, Result};
 use crate::schema::WriteTables;
+use redb::WriteTransaction;
 
 /// Inside a [`Job`]: returns a refusal decided before anything was written, so that the other
 /// jobs of the batch go on.
@@ -125,7 +126,7 @@ impl Committer {
     /// on, and returns its result once that transaction committed (or failed).
     pub(crate) fn submit(&self, core: &Core, job: Job) -> Result<Reply> {
         if !self.enabled {
-            let done = run(core, VecDeque::from([(0, job)]));
+            let done = run(core, begin(core), VecDeque::from([(0, job)]));
             self.lock().stats.account(&done);
             return done.results.into_iter().next().map_or_else(|| Err(lost()), |(_, r)| r);
         }
@@ -142,10 +143,16 @@ impl Committer {
                 continue;
             }
             q.leading = true;
+            drop(q);
+            // Begin first, take the batch after: in MultiWriter mode `begin_write` waits for
+            // the other processes' write transactions, and what queues up meanwhile joins this
+            // batch instead of waiting for the next one.
+            let txn = begin(core);
+            q = self.lock();
             let take = q.jobs.len().min(self.max_batch);
             let batch: VecDeque<_> = q.jobs.drain(..take).collect();
             drop(q);
-            let done = run(core, batch);
+            let done = run(core, txn, batch);
             q = self.lock();
             q.leading = false;
             q.stats.account(&done);
@@ -167,12 +174,23 @@ struct Done {
     retries: u64,
 }
 
-/// Runs `batch`, splitting it as jobs fail, until every job has a result.
-fn run(core: &Core, batch: VecDeque<(u64, Job)>) -> Done {
+/// Begins a write transaction. A panic becomes an error: the leader must never unwind while
+/// followers wait for it.
+fn begin(core: &Core) -> Result<WriteTransaction> {
+    catch_unwind(AssertUnwindSafe(|| Ok(core.rw()?.begin_write()?))).unwrap_or_else(|panic| {
+        Err(Error::Panicked { place: "a write transaction", message: panic_message(&*panic) })
+    })
+}
+
+/// Runs `batch`, the first time in `txn`, splitting it as jobs fail, until every job has a
+/// result.
+fn run(core: &Core, txn: Result<WriteTransaction>, batch: VecDeque<(u64, Job)>) -> Done {
     let mut done = Done { results: Vec::with_capacity(batch.len()), commits: vec![], retries: 0 };
     let mut groups = VecDeque::from([batch]);
+    let mut first = Some(txn);
     while let Some(mut group) = groups.pop_front() {
-        let attempt = catch_unwind(AssertUnwindSafe(|| attempt(core, &mut group)));
+        let txn = first.take().unwrap_or_else(|| begin(core));
+        let attempt = catch_unwind(AssertUnwindSafe(|| attempt(core, txn, &mut group)));
         match attempt {
             Ok(Ok(results)) => {
                 done.commits.push(group.len());
@@ -211,9 +229,10 @@ fn run(core: &Core, batch: VecDeque<(u64, Job)>) -> Done {
 /// the job that failed part-way (`None`: the transaction itself failed) and the error.
 fn attempt(
     core: &Core,
+    txn: Result<WriteTransaction>,
     group: &mut VecDeque<(u64, Job)>,
 ) -> Result<Vec<Result<Reply>>, (Option<usize>, Error)> {
-    let txn = core.rw().and_then(|db| Ok(db.begin_write()?)).map_err(|e| (None, e))?;
+    let txn = txn.map_err(|e| (None, e))?;
     let mut results = Vec::with_capacity(group.len());
     {
         let mut tables = WriteTables::open(&txn).map_err(|e| (None, e.into()))?;
