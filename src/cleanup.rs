@@ -38,6 +38,11 @@ impl Cleaner {
         Ok(Self { stop, handle })
     }
 
+    /// Whether the thread still runs (it ends after a panic).
+    pub(crate) fn is_running(&self) -> bool {
+        !self.handle.is_finished()
+    }
+
     /// Asks the thread to stop and waits for it.
     pub(crate) fn stop(self) {
         let (flag, wake) = &*self.stop;

@@ -27,9 +27,18 @@ pub(crate) fn lock_dir_for(db: &Path) -> PathBuf {
     db.with_file_name(name)
 }
 
-/// One stripe: whether a thread of this process holds it, and its lock file.
+/// The in-process side of a stripe.
+#[derive(Default)]
+struct Local {
+    /// Whether a thread of this process holds the stripe.
+    held: bool,
+    /// When a thread of this process last released it.
+    handed_over: Option<Instant>,
+}
+
+/// One stripe: its in-process state, and its lock file.
 struct Stripe {
-    held: Mutex<bool>,
+    local: Mutex<Local>,
     freed: Condvar,
     file: OnceLock<File>,
 }
@@ -37,6 +46,9 @@ struct Stripe {
 /// The lock files of one store.
 pub(crate) struct LockDir {
     dir: PathBuf,
+    /// The process that opened the lock files: a forked child shares their open file
+    /// descriptions, so a guard dropped there must not unlock the parent's lock.
+    pid: u32,
     stripes: Vec<Stripe>,
     poll: Duration,
     cleanup_file: OnceLock<File>,
@@ -47,13 +59,16 @@ impl LockDir {
     pub(crate) fn new(db: &Path, stripes: usize, poll: Duration) -> Self {
         let stripes = (0..stripes.max(1))
             .map(|_| Stripe {
-                held: Mutex::new(false),
+                local: Mutex::new(Local::default()),
                 freed: Condvar::new(),
                 file: OnceLock::new(),
             })
             .collect();
+        // Absolute now, so that a later change of working directory cannot split the locks.
+        let db = std::path::absolute(db).unwrap_or_else(|_| db.to_path_buf());
         Self {
-            dir: lock_dir_for(db),
+            dir: lock_dir_for(&db),
+            pid: std::process::id(),
             stripes,
             poll: poll.max(Duration::from_millis(1)),
             cleanup_file: OnceLock::new(),
@@ -86,16 +101,27 @@ impl LockDir {
         let file = self.file(&stripe.file, &format!("stripe-{index:03}"))?;
         let timeout = || Error::LockTimeout { waited: start.elapsed() };
         // First among the threads of this process...
-        {
-            let mut held = stripe.held.lock().unwrap_or_else(PoisonError::into_inner);
-            while *held {
+        let handed_over = {
+            let mut local = stripe.local.lock().unwrap_or_else(PoisonError::into_inner);
+            while local.held {
                 let left = max_wait.checked_sub(start.elapsed()).ok_or_else(timeout)?;
-                held =
-                    stripe.freed.wait_timeout(held, left).unwrap_or_else(PoisonError::into_inner).0;
+                local = stripe
+                    .freed
+                    .wait_timeout(local, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
-            *held = true;
+            local.held = true;
+            local.handed_over.take()
+        };
+        let mut guard = StripeGuard { dir: self, stripe, file, locked: false };
+        // Released by a thread of this process less than a poll interval ago: give other
+        // processes, which poll, the rest of that interval to take the OS lock first; otherwise
+        // this process's threads could pass it among themselves forever.
+        if let Some(at) = handed_over {
+            let fair = (at + self.poll).saturating_duration_since(Instant::now());
+            thread::sleep(fair.min(max_wait.saturating_sub(start.elapsed())));
         }
-        let mut guard = StripeGuard { stripe, file, locked: false };
         // ...then among processes, polling: a blocking flock could not be given up in time.
         loop {
             if FileExt::try_lock_exclusive(file).map_err(|e| lock_io(&self.dir, &e))? {
@@ -118,7 +144,7 @@ impl LockDir {
         if !FileExt::try_lock_exclusive(file).map_err(|e| lock_io(&self.dir, &e))? {
             return Ok(None);
         }
-        Ok(Some(CleanupGuard { file, _held: held }))
+        Ok(Some(CleanupGuard { dir: self, file, _held: held }))
     }
 }
 
@@ -131,6 +157,7 @@ fn lock_io(path: &Path, e: &std::io::Error) -> Error {
 
 /// A held stripe lock; released (OS lock first, then the in-process one) on drop.
 pub(crate) struct StripeGuard<'a> {
+    dir: &'a LockDir,
     stripe: &'a Stripe,
     file: &'a File,
     locked: bool,
@@ -138,24 +165,32 @@ pub(crate) struct StripeGuard<'a> {
 
 impl Drop for StripeGuard<'_> {
     fn drop(&mut self) {
-        if self.locked {
+        // In a forked child the lock file's open file description is the parent's: unlocking
+        // it would release the parent's lock.
+        if self.locked && std::process::id() == self.dir.pid {
             // If unlocking fails the descriptor stays locked until the store closes: nothing
             // better can be done in a destructor, and no data depends on it.
             let _ = FileExt::unlock(self.file);
         }
-        *self.stripe.held.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        let mut local = self.stripe.local.lock().unwrap_or_else(PoisonError::into_inner);
+        local.held = false;
+        local.handed_over = Some(Instant::now());
+        drop(local);
         self.stripe.freed.notify_one();
     }
 }
 
 /// The held clean-up lock; released on drop.
 pub(crate) struct CleanupGuard<'a> {
+    dir: &'a LockDir,
     file: &'a File,
     _held: MutexGuard<'a, ()>,
 }
 
 impl Drop for CleanupGuard<'_> {
     fn drop(&mut self) {
-        let _ = FileExt::unlock(self.file);
+        if std::process::id() == self.dir.pid {
+            let _ = FileExt::unlock(self.file);
+        }
     }
 }

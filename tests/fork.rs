@@ -78,3 +78,35 @@ fn a_forked_child_dropping_the_store_keeps_the_parents_locks() -> Result<(), Err
     assert_eq!(reopened.load(&c.id, &c.token)?.session_data, b"parent data");
     Ok(())
 }
+
+#[test]
+fn a_forked_child_dropping_a_lock_guard_keeps_the_parents_lock() -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("fork.redb");
+    let store = Store::builder(&path).cleanup_interval(None).open()?;
+    let c = store.create(b"", b"")?;
+    let guard = store.lock(&c.id, std::time::Duration::from_secs(1))?;
+
+    // SAFETY: the child only drops its copy of the guard (no allocation, no redb) and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // The child's copy of the guard shares the parent's lock file description: dropping it
+        // must not unlock the parent's lock.
+        drop(guard);
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above; `status` is a valid out-pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &raw mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+
+    // Another handle (own open file descriptions, like another process) still cannot take it.
+    let other = Store::builder(&path).cleanup_interval(None).open()?;
+    let res = other.lock(&c.id, std::time::Duration::from_millis(50));
+    assert!(matches!(res, Err(Error::LockTimeout { .. })), "the parent lost its lock: {res:?}");
+    drop(guard);
+    let _relocked = other.lock(&c.id, std::time::Duration::from_secs(5))?;
+    Ok(())
+}

@@ -1,12 +1,12 @@
 //! Group commit: concurrent saves share a write transaction, each gets its own result, and a
 //! refused or failing save does not fail the others in its batch. Also the merge function.
 //!
-//! Batches are made deterministic with a clock that sleeps when read: every save reads the
-//! clock inside the write transaction, so while the first save's batch sleeps, the others
-//! queue up and form the next batch together.
+//! Batches are made deterministic with a clock that can hold its first reader: every save reads
+//! the clock inside the write transaction, so while the first save's batch is held, the others
+//! queue up and form the next batch together. The clock can also panic on a chosen read.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -17,46 +17,54 @@ mod common;
 use common::{T0, raw};
 
 #[derive(Debug)]
-struct SlowClock {
+struct GateClock {
     inner: ManualClock,
-    delay_ms: AtomicU64,
+    /// While set, the next read waits until it is cleared.
+    hold: AtomicBool,
+    /// Reads so far.
     reads: AtomicUsize,
+    /// The read (counted from 1) that panics; 0: none.
+    panic_at: AtomicUsize,
 }
 
-impl Clock for SlowClock {
+impl Clock for GateClock {
     fn now_ms(&self) -> u64 {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        thread::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst)));
+        let n = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+        while self.hold.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_ne!(n, self.panic_at.load(Ordering::SeqCst), "clock read {n} panics, as asked");
         self.inner.now_ms()
     }
 }
 
-fn slow_store(db: &common::TempDb) -> (Store, Arc<SlowClock>) {
-    let clock = Arc::new(SlowClock {
+fn gated_store(db: &common::TempDb) -> (Store, Arc<GateClock>) {
+    let clock = Arc::new(GateClock {
         inner: ManualClock::new(T0),
-        delay_ms: AtomicU64::new(0),
+        hold: AtomicBool::new(false),
         reads: AtomicUsize::new(0),
+        panic_at: AtomicUsize::new(0),
     });
     let store = Store::builder(&db.path).clock(clock.clone()).cleanup_interval(None).open();
     (store.expect("open"), clock)
 }
 
-/// Saves `first` alone, and while its batch sleeps inside the transaction, saves each of
-/// `rest` from its own thread; returns the results of `rest`, in order.
+/// Saves `first` alone, and while its batch is held inside the transaction, saves each of
+/// `rest` from its own thread; then lets go. Returns the results of `rest`, in order.
 fn batch_after_first(
     store: &Store,
-    clock: &SlowClock,
+    clock: &GateClock,
     first: &Created,
     rest: &[(&Created, u64)],
 ) -> Vec<Result<sessiondb::Stored, Error>> {
-    clock.delay_ms.store(300, Ordering::SeqCst);
+    clock.hold.store(true, Ordering::SeqCst);
     let reads_before = clock.reads.load(Ordering::SeqCst);
     thread::scope(|s| {
         s.spawn(|| {
             let save = Save::new(first.version, b"first", b"");
             store.store_state(&first.id, &first.token, save).expect("first save");
         });
-        // Wait until the first save is inside its transaction, sleeping on the clock.
+        // Wait until the first save is inside its transaction, held by the clock.
         while clock.reads.load(Ordering::SeqCst) == reads_before {
             thread::yield_now();
         }
@@ -69,6 +77,9 @@ fn batch_after_first(
                 })
             })
             .collect();
+        // Generous time for every thread to queue its save behind the held batch.
+        thread::sleep(Duration::from_millis(500));
+        clock.hold.store(false, Ordering::SeqCst);
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
 }
@@ -76,7 +87,7 @@ fn batch_after_first(
 #[test]
 fn concurrent_saves_share_one_transaction_and_a_conflict_fails_only_itself() {
     let db = common::temp_db();
-    let (store, clock) = slow_store(&db);
+    let (store, clock) = gated_store(&db);
     let sessions: Vec<Created> = (0..8).map(|_| store.create(b"v1", b"").unwrap()).collect();
     let before = store.stats().batches;
     // Sessions 1..8: the even ones save with their real version, the odd ones with a stale one.
@@ -86,7 +97,6 @@ fn concurrent_saves_share_one_transaction_and_a_conflict_fails_only_itself() {
         .map(|(i, c)| (c, if i % 2 == 0 { 1 } else { 0 }))
         .collect();
     let results = batch_after_first(&store, &clock, &sessions[0], &rest);
-    clock.delay_ms.store(0, Ordering::SeqCst);
 
     for (i, (res, (c, version))) in results.iter().zip(&rest).enumerate() {
         let got = store.load(&c.id, &c.token).unwrap();
@@ -109,7 +119,7 @@ fn concurrent_saves_share_one_transaction_and_a_conflict_fails_only_itself() {
 fn a_save_failing_part_way_is_taken_out_and_the_rest_of_its_batch_commits() {
     let db = common::temp_db();
     let sessions: Vec<Created> = {
-        let (store, _) = slow_store(&db);
+        let (store, _) = gated_store(&db);
         (0..4).map(|_| store.create(b"v1", b"").unwrap()).collect()
     };
     // Session 2's record fails its checksum: its save fails with `Corrupted` while reading,
@@ -127,10 +137,10 @@ fn a_save_failing_part_way_is_taken_out_and_the_rest_of_its_batch_commits() {
         }
         txn.commit().unwrap();
     }
-    let (store, clock) = slow_store(&db);
+    let (store, clock) = gated_store(&db);
+    let before = store.stats().batches;
     let rest: Vec<(&Created, u64)> = sessions[1..].iter().map(|c| (c, 1)).collect();
     let results = batch_after_first(&store, &clock, &sessions[0], &rest);
-    clock.delay_ms.store(0, Ordering::SeqCst);
 
     assert!(matches!(results[1], Err(Error::Corrupted { .. })), "{:?}", results[1]);
     for i in [0, 2] {
@@ -138,8 +148,41 @@ fn a_save_failing_part_way_is_taken_out_and_the_rest_of_its_batch_commits() {
         let c = rest[i].0;
         assert_eq!(store.load(&c.id, &c.token).unwrap().session_data, b"second");
     }
-    let stats = store.stats().batches;
-    assert!(stats.retries >= 1, "the batch was retried without the failing save: {stats:?}");
+    // The first save alone, then the three together: the damaged one failed the shared
+    // transaction, which was retried once without it, and the other two committed together.
+    let after = store.stats().batches;
+    assert_eq!(after.commits - before.commits, 2, "{after:?}");
+    assert_eq!(after.retries - before.retries, 1, "{after:?}");
+    assert_eq!(after.largest, 2, "{after:?}");
+}
+
+#[test]
+fn a_save_that_panics_fails_alone() {
+    let db = common::temp_db();
+    let (store, clock) = gated_store(&db);
+    let sessions: Vec<Created> = (0..5).map(|_| store.create(b"v1", b"").unwrap()).collect();
+    // The first save reads the clock once; the next read is the first job of the next batch.
+    clock.panic_at.store(clock.reads.load(Ordering::SeqCst) + 2, Ordering::SeqCst);
+    let rest: Vec<(&Created, u64)> = sessions[1..].iter().map(|c| (c, 1)).collect();
+    let results = batch_after_first(&store, &clock, &sessions[0], &rest);
+    let panicked: Vec<_> =
+        results.iter().filter(|r| matches!(r, Err(Error::Panicked { .. }))).collect();
+    assert_eq!(panicked.len(), 1, "{results:?}");
+    for (res, (c, _)) in results.iter().zip(&rest) {
+        let data = store.load(&c.id, &c.token).unwrap().session_data;
+        match res {
+            Ok(stored) => {
+                assert_eq!(stored.version, 2);
+                assert_eq!(data, b"second");
+            }
+            Err(Error::Panicked { message, .. }) => {
+                assert!(message.contains("panics, as asked"), "{message}");
+                assert_eq!(data, b"v1", "the panicking save wrote nothing");
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(store.stats().batches.largest, 3, "the other three committed together");
 }
 
 #[test]

@@ -177,9 +177,12 @@ struct Done {
 /// Begins a write transaction. A panic becomes an error: the leader must never unwind while
 /// followers wait for it.
 fn begin(core: &Core) -> Result<WriteTransaction> {
-    catch_unwind(AssertUnwindSafe(|| Ok(core.rw()?.begin_write()?))).unwrap_or_else(|panic| {
-        Err(Error::Panicked { place: "a write transaction", message: panic_message(&*panic) })
-    })
+    // `rw_unreported`: a clean-up thread panic is for the callers to see, not for the leader.
+    catch_unwind(AssertUnwindSafe(|| Ok(core.rw_unreported()?.begin_write()?))).unwrap_or_else(
+        |panic| {
+            Err(Error::Panicked { place: "a write transaction", message: panic_message(&*panic) })
+        },
+    )
 }
 
 /// Runs `batch`, the first time in `txn`, splitting it as jobs fail, until every job has a
@@ -237,7 +240,13 @@ fn attempt(
     {
         let mut tables = WriteTables::open(&txn).map_err(|e| (None, e.into()))?;
         for (i, (_, job)) in group.iter_mut().enumerate() {
-            results.push(job(core, &mut tables).map_err(|e| (Some(i), e))?);
+            // A panicking job is taken out like one that failed part-way; the others run again.
+            let result =
+                catch_unwind(AssertUnwindSafe(|| job(core, &mut tables))).unwrap_or_else(|panic| {
+                    let message = panic_message(panic.as_ref());
+                    Err(Error::Panicked { place: "a write transaction", message })
+                });
+            results.push(result.map_err(|e| (Some(i), e))?);
         }
     }
     txn.commit().map_err(|e| (None, e.into()))?;

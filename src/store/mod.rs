@@ -163,10 +163,11 @@ impl Store {
         }
     }
 
-    /// Whether this store runs a clean-up thread.
+    /// Whether this store's clean-up thread is running: false when disabled, and after the
+    /// thread ended on a panic.
     #[must_use]
     pub fn has_cleanup_thread(&self) -> bool {
-        self.cleaner.is_some()
+        self.cleaner.as_ref().is_some_and(Cleaner::is_running)
     }
 }
 
@@ -174,14 +175,20 @@ impl Core {
     /// The redb handle, refused in a process forked after open (its locks and cached state
     /// belong to the parent), and after a clean-up thread panic, which is reported once.
     fn db(&self) -> Result<&Db> {
-        if std::process::id() != self.pid {
-            return Err(Error::Forked);
-        }
-        if self.cleanup_failed.load(Ordering::Relaxed) {
+        if self.cleanup_failed.load(Ordering::Relaxed) && std::process::id() == self.pid {
             let taken = self.cleanup_panic.lock().unwrap_or_else(PoisonError::into_inner).take();
             if let Some(message) = taken {
                 return Err(Error::Panicked { place: "the clean-up thread", message });
             }
+        }
+        self.db_unreported()
+    }
+
+    /// The redb handle, refused in a forked child, leaving a clean-up thread panic for the
+    /// next caller to see: for the group commit leader, which runs other callers' writes.
+    fn db_unreported(&self) -> Result<&Db> {
+        if std::process::id() != self.pid {
+            return Err(Error::Forked);
         }
         self.db.as_ref().ok_or_else(|| Error::InvalidInput("the store is closed".into()))
     }
@@ -206,7 +213,13 @@ impl Core {
 
     /// The read-write redb handle, or the error a read-only store gives for writes.
     fn rw(&self) -> Result<&Database> {
-        match self.db()? {
+        self.db()?;
+        self.rw_unreported()
+    }
+
+    /// [`Core::rw`] without reporting a clean-up thread panic; see [`Core::db_unreported`].
+    fn rw_unreported(&self) -> Result<&Database> {
+        match self.db_unreported()? {
             Db::ReadWrite(db) => Ok(db),
             Db::ReadOnly(_) => Err(Error::InvalidInput(
                 "this store was opened read-only: open it without read_only to write".into(),

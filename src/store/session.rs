@@ -101,7 +101,9 @@ impl Core {
             let Some(rec) = get_session(&t.sessions, &sid)? else {
                 return Ok(Ok(Reply::Touched(None)));
             };
-            if c.status(&rec, now) != SessionStatus::Live || now <= rec.last_access {
+            // Re-checked here: concurrent loads that all read the old time need one touch.
+            let due = now.saturating_sub(rec.last_access) >= c.cfg.touch_resolution;
+            if c.status(&rec, now) != SessionStatus::Live || !due || now <= rec.last_access {
                 return Ok(Ok(Reply::Touched(None)));
             }
             let old_key = rec.expiry_key(&sid);
