@@ -6,12 +6,15 @@
 //! and commits; the others wait for their results. Writers arriving while a batch commits queue
 //! up for the next one, so batches grow with the load and a lone writer never waits for company.
 //!
-//! Each job is split in two by its result type ([`Job`]): an outer `Err` means the job may have
-//! written part of its change, so the transaction is abandoned, that job gets its error and the
-//! others run again in a new transaction; an inner `Err` is a refusal decided before the job
-//! wrote anything (a version conflict, a wrong token...), so the others in the batch go on. A
-//! failed commit is retried one job per transaction, so each job gets its own true result. A
-//! panic while running a batch becomes [`Error::Panicked`] for every job in it.
+//! Each job is split in two by its result type ([`Job`]): an outer `Err` (or a panic) means the
+//! job may have written part of its change, so the transaction is abandoned, that job gets its
+//! error and the others run again in a new transaction; an inner `Err` is a refusal decided
+//! before the job wrote anything (a version conflict, a wrong token...), so the others in the
+//! batch go on. The one exception is deliberate: `create` refused by the session cap keeps the
+//! sweep it did to make room, which stands on its own. A
+//! failed commit is retried one job per transaction, so each job gets its own result. A panic
+//! outside the jobs (in redb's commit, say) becomes [`Error::Panicked`] for every job of the
+//! batch. Jobs run on the leader's thread.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -42,7 +45,8 @@ pub(crate) type Job = Box<dyn FnMut(&Core, &mut WriteTables<'_>) -> Result<Resul
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BatchStats {
-    /// Write transactions committed for request writes.
+    /// Write transactions committed through the committer (request writes and clean-up
+    /// batches).
     pub commits: u64,
     /// Writes that went through them: requests (create, save, touch, delete) and clean-up
     /// batches.
