@@ -19,7 +19,7 @@ pub struct Save<'a> {
 
 impl<'a> Save<'a> {
     /// Saves `session_data` and `state_data` as a new state (latest + 1), if the session's
-    /// version is still `version`, the one read ([`Fetched::version`], [`Created::version`] or
+    /// version is still `version`, the one read ([`Fetched::version`](super::Fetched::version), [`Created::version`](super::Created::version) or
     /// [`Stored::version`]). Otherwise the save fails with [`Error::Conflict`] and writes
     /// nothing: there is no way to save blindly over another process's save.
     pub fn new(version: u64, session_data: &'a [u8], state_data: &'a [u8]) -> Self {

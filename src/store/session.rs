@@ -34,7 +34,7 @@ pub struct Fetched {
     pub latest_state_id: u64,
     /// The oldest state id still kept.
     pub oldest_state_id: u64,
-    /// The session's version: pass it to [`Save::new`] so that a concurrent save is detected.
+    /// The session's version: pass it to [`Save::new`](super::Save::new) so that a concurrent save is detected.
     pub version: u64,
     /// The session data.
     pub session_data: Vec<u8>,
