@@ -149,15 +149,23 @@ fn count(
 ) -> Result<(), BoxError> {
     for _ in 0..INCREMENTS {
         let _lock = if with_lock { Some(store.lock(id, Duration::from_secs(10))?) } else { None };
-        let got = store.load(id, token)?;
-        let next = (u64_of(&got.session_data)? + 1).to_le_bytes();
-        let save = Save::new(got.version, &next, b"").same_state(true);
-        // On a conflict: their value + 1. (Under the lock no conflict comes from a locked
-        // thread, but the merging threads do not take the lock.)
-        store.store_state_merging(id, token, save, |_ours, theirs| {
-            let theirs = u64::from_le_bytes(theirs.try_into().unwrap_or([0; 8]));
-            (theirs + 1).to_le_bytes().to_vec()
-        })?;
+        loop {
+            let got = store.load(id, token)?;
+            let next = (u64_of(&got.session_data)? + 1).to_le_bytes();
+            let save = Save::new(got.version, &next, b"").same_state(true);
+            // On a conflict: their value + 1. (The merging threads do not take the lock, so
+            // even a locked thread can meet their saves.)
+            let merged = store.store_state_merging(id, token, save, |_ours, theirs| {
+                let theirs = u64::from_le_bytes(theirs.try_into().unwrap_or([0; 8]));
+                (theirs + 1).to_le_bytes().to_vec()
+            });
+            match merged {
+                Ok(_) => break,
+                // Every merge attempt met a newer save (8 by default): start over.
+                Err(DbError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     Ok(())
 }
