@@ -45,6 +45,18 @@ pub enum Error {
     },
     /// The secure token given does not match the session's (Nagare's `SessionSecurityError`).
     Security,
+    /// The session moved to a new id ([`Store::regenerate`](crate::Store::regenerate)) a short
+    /// while ago, and this request still carries the old one (its response was probably lost).
+    /// Continue with the successor, and send its id and token to the client again.
+    Rotated {
+        /// The session's new id.
+        successor: crate::SessionId,
+        /// The session's new secure token.
+        token: crate::SecureToken,
+    },
+    /// This id was retired on purpose: revoked at log-out, or rotated longer ago than the
+    /// forwarding window. Not the same as [`Error::NotFound`] (an id never issued, or expired).
+    Revoked,
     /// The session cap was reached and the policy is to refuse new sessions.
     MaxSessionsExceeded {
         /// The configured cap.
@@ -125,6 +137,13 @@ impl fmt::Display for Error {
                 "conflicting save: expected version {expected}, found {found}; reload and retry"
             ),
             Error::Security => f.write_str("secure token does not match the session"),
+            Error::Rotated { successor, .. } => write!(
+                f,
+                "session id was rotated: continue with {successor} and send its cookie again"
+            ),
+            Error::Revoked => {
+                f.write_str("session id was revoked (logged out or rotated): start a new session")
+            }
             Error::MaxSessionsExceeded { max } => {
                 write!(f, "session cap of {max} reached: retry later or raise max_sessions")
             }

@@ -222,6 +222,36 @@ impl SecureToken {
     pub(crate) fn matches(&self, stored: &[u8; 32]) -> bool {
         constant_time_eq(&self.hash(), stored)
     }
+
+    /// A keystream only the holder of this token can compute: two SHA-256 blocks of the token
+    /// under a label, so it is unrelated to the stored hash.
+    fn keystream(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        for (i, half) in out.chunks_mut(32).enumerate() {
+            let mut h = Sha256::new();
+            h.update(b"sessiondb forward ");
+            h.update([u8::try_from(i).unwrap_or(0)]);
+            h.update(self.0.as_bytes());
+            half.copy_from_slice(&h.finalize());
+        }
+        out
+    }
+
+    /// `other` encrypted so that only the holder of `self` can read it: XOR with this token's
+    /// keystream. Each token seals at most one successor (a rotated id is retired for good), so
+    /// a keystream is never reused.
+    pub(crate) fn seal(&self, other: &SecureToken) -> Vec<u8> {
+        other.0.bytes().zip(self.keystream()).map(|(b, k)| b ^ k).collect()
+    }
+
+    /// Opens what [`SecureToken::seal`] sealed with this token.
+    pub(crate) fn unseal(&self, sealed: &[u8]) -> Result<SecureToken> {
+        let plain: Vec<u8> = sealed.iter().zip(self.keystream()).map(|(b, k)| b ^ k).collect();
+        let text = String::from_utf8(plain).map_err(|_| {
+            Error::InvalidInput("sealed token does not open with this token".into())
+        })?;
+        SecureToken::parse(&text)
+    }
 }
 
 impl fmt::Debug for SecureToken {
@@ -229,6 +259,14 @@ impl fmt::Debug for SecureToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecureToken(..)")
     }
+}
+
+/// The SHA-256 of a client fingerprint, as stored.
+pub(crate) fn fingerprint_hash(fingerprint: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"sessiondb fingerprint ");
+    h.update(fingerprint);
+    h.finalize().into()
 }
 
 /// Compares two equal-length byte arrays without an early exit.
@@ -241,6 +279,18 @@ pub(crate) fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn a_sealed_token_opens_only_with_the_sealing_token() {
+        let old = SecureToken::generate().unwrap();
+        let new = SecureToken::generate().unwrap();
+        let sealed = old.seal(&new);
+        assert_eq!(sealed.len(), 43);
+        assert_ne!(sealed, new.as_str().as_bytes());
+        assert_eq!(old.unseal(&sealed).unwrap(), new);
+        let other = SecureToken::generate().unwrap();
+        assert_ne!(other.unseal(&sealed).ok(), Some(new));
+    }
 
     #[test]
     fn default_spec_has_192_bits() {

@@ -71,7 +71,8 @@ pub use config::{Builder, CapPolicy, Sharing};
 pub use error::{Error, Result};
 pub use id::{BASE64URL, IdSpec, MAX_ID_LEN, MIN_ENTROPY_BITS, SecureToken, SessionId};
 pub use store::{
-    BatchStats, CleanupReport, CleanupStats, Created, Fetched, Save, SessionInfo, SessionLock,
-    SessionStatus, Sessions, StateInfo, Stats, Store, StoreInfo, Stored, decode, encode,
+    BatchStats, CleanupReport, CleanupStats, Created, Fetched, NewSession, Save, SessionInfo,
+    SessionLock, SessionStatus, Sessions, StateInfo, Stats, Store, StoreInfo, Stored, decode,
+    encode,
 };
 pub use time::{Clock, ManualClock, SystemClock};

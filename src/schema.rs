@@ -20,6 +20,8 @@ pub(crate) const META_CREATED: &str = "created";
 /// Names of the tables, as they appear in errors.
 pub(crate) const SESSIONS_NAME: &str = "sessions";
 pub(crate) const STATES_NAME: &str = "states";
+/// Short name of the `tombstones` table, for error messages.
+pub(crate) const TOMBSTONES_NAME: &str = "tombstones";
 
 /// File-wide settings and markers.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sessiondb.meta");
@@ -93,4 +95,14 @@ pub(crate) fn read_expiry(txn: &ReadTransaction) -> ReadTable<(u64, u64, &'stati
 /// Opens the `meta` table for reading.
 pub(crate) fn read_meta(txn: &ReadTransaction) -> ReadTable<&'static str, &'static [u8]> {
     txn.open_table(META)
+}
+
+/// Opens the `tombstones` table for reading.
+pub(crate) fn read_tombstones(txn: &ReadTransaction) -> ReadTable<&'static [u8], &'static [u8]> {
+    txn.open_table(TOMBSTONES)
+}
+
+/// Opens the `users` table for reading.
+pub(crate) fn read_users(txn: &ReadTransaction) -> ReadTable<(&'static [u8], &'static [u8]), ()> {
+    txn.open_table(USERS)
 }

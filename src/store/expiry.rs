@@ -9,7 +9,9 @@ use std::time::Duration;
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::commit::Job;
-use super::record::{SessionRecord, decode_session, get_session, put_session, remove_session};
+use super::record::{
+    SessionRecord, decode_session, get_session, put_session, remove_session, tombstone_due,
+};
 use super::session::Reply;
 use super::{Core, SessionStatus, Store};
 use crate::config::CapPolicy;
@@ -28,6 +30,9 @@ pub struct CleanupReport {
     pub corrupted: u64,
     /// Index entries removed that pointed at no session.
     pub stale_entries: u64,
+    /// Tombstones of rotated or revoked ids removed (their session would have been removed by
+    /// now), including undecodable ones.
+    pub tombstones: u64,
     /// Write transactions used.
     pub batches: u64,
     /// Whether the sweep was skipped because another thread or process held the clean-up lock
@@ -41,6 +46,7 @@ impl CleanupReport {
         self.states += other.states;
         self.corrupted += other.corrupted;
         self.stale_entries += other.stale_entries;
+        self.tombstones += other.tombstones;
         self.batches += other.batches;
         self.skipped |= other.skipped;
     }
@@ -117,6 +123,25 @@ fn sweep_batch(t: &mut WriteTables<'_>, now: u64, limit: usize) -> Result<Cleanu
         }
     }
     Ok(report)
+}
+
+/// Removes up to `limit` tombstones that are due. Tombstones have no index, so this scans the
+/// table; it holds one entry per rotation or log-out whose session would still be alive.
+fn sweep_tombstones(t: &mut WriteTables<'_>, now: u64, limit: usize) -> Result<u64> {
+    let mut due = Vec::new();
+    for entry in t.tombstones.iter()? {
+        let (key, value) = entry?;
+        if tombstone_due(value.value(), now) {
+            due.push(key.value().to_vec());
+            if due.len() >= limit {
+                break;
+            }
+        }
+    }
+    for key in &due {
+        t.tombstones.remove(key.as_slice())?;
+    }
+    Ok(due.len() as u64)
 }
 
 impl Core {
@@ -196,14 +221,19 @@ impl Core {
         loop {
             // Through the group committer: request writes queued meanwhile go first (FIFO), so
             // a writer of this process waits for at most one batch.
-            let job: Job =
-                Box::new(move |c, t| Ok(Ok(Reply::Swept(sweep_batch(t, c.now(), limit)?))));
+            let job: Job = Box::new(move |c, t| {
+                let now = c.now();
+                let mut batch = sweep_batch(t, now, limit)?;
+                batch.tombstones = sweep_tombstones(t, now, limit)?;
+                Ok(Ok(Reply::Swept(batch)))
+            });
             let Reply::Swept(batch) = self.submit(job)? else {
                 return Err(Error::Panicked { place: "clean-up", message: "wrong reply".into() });
             };
             total.add(batch);
             let removed = batch.sessions + batch.corrupted + batch.stale_entries;
-            if removed < limit as u64 || stop() {
+            let more = removed >= limit as u64 || batch.tombstones >= limit as u64;
+            if !more || stop() {
                 return Ok(total);
             }
             // Writers of other processes wait on redb's file lock: let them in between batches.

@@ -12,16 +12,18 @@ mod expiry;
 mod locking;
 mod open;
 mod record;
+mod rotate;
 mod save;
 mod session;
 mod typed;
+mod users;
 
 pub use admin::{SessionInfo, SessionStatus, Sessions, StateInfo, StoreInfo};
 pub use commit::BatchStats;
 pub use expiry::{CleanupReport, CleanupStats};
 pub use locking::SessionLock;
 pub use save::{Save, Stored};
-pub use session::{Created, Fetched};
+pub use session::{Created, Fetched, NewSession};
 pub use typed::{decode, encode};
 
 use std::fmt;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::schema::{ExpiryKey, SESSIONS_NAME, STATES_NAME, WriteTables};
+use crate::schema::{ExpiryKey, SESSIONS_NAME, STATES_NAME, TOMBSTONES_NAME, WriteTables};
 
 /// One session: everything but its states.
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
@@ -46,6 +46,59 @@ impl SessionRecord {
     pub(crate) fn state_count(&self) -> u64 {
         self.latest_state - self.oldest_state + 1
     }
+}
+
+/// Why a session id was retired.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retired {
+    /// Moved to a new id (`regenerate`).
+    Rotated,
+    /// Ended on purpose (`revoke`: a log-out).
+    Revoked,
+}
+
+/// What remains of a retired session id: enough to forward a client that missed the rotation,
+/// and to tell it apart from an id never issued.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub(crate) struct Tombstone {
+    pub(crate) reason: Retired,
+    /// SHA-256 of the retired id's secure token.
+    pub(crate) token_hash: [u8; 32],
+    /// The new id, for a rotation.
+    pub(crate) successor: Option<String>,
+    /// The new token, sealed with the old one (see `rotate.rs`); empty unless rotated.
+    #[serde(with = "codec::bytes")]
+    pub(crate) sealed_token: Vec<u8>,
+    /// Until when a client holding the old token is forwarded to the successor, ms.
+    pub(crate) forward_until: u64,
+    /// When the sweep removes the tombstone, ms: the retired session's own removal time.
+    pub(crate) remove_at: u64,
+}
+
+/// Reads and decodes a tombstone; `Corrupted` if it does not decode.
+pub(crate) fn get_tombstone(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    sid: &[u8],
+) -> Result<Option<Tombstone>> {
+    let Some(guard) = table.get(sid)? else {
+        return Ok(None);
+    };
+    codec::decode(guard.value())
+        .map(Some)
+        .map_err(|_| Error::Corrupted { table: TOMBSTONES_NAME, key: printable(sid) })
+}
+
+/// Whether the stored tombstone `bytes` may be swept at `now`: past its `remove_at`, or
+/// undecodable (it can then only mislead).
+pub(crate) fn tombstone_due(bytes: &[u8], now: u64) -> bool {
+    codec::decode::<Tombstone>(bytes).map_or(true, |stone| stone.remove_at <= now)
+}
+
+/// Writes a tombstone.
+pub(crate) fn put_tombstone(t: &mut WriteTables<'_>, sid: &[u8], stone: &Tombstone) -> Result<()> {
+    let bytes = codec::encode(stone).map_err(|e| encode_err(&e))?;
+    t.tombstones.insert(sid, bytes.as_slice())?;
+    Ok(())
 }
 
 /// One state snapshot.

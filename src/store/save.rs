@@ -3,7 +3,8 @@
 use super::Store;
 use super::commit::Job;
 use super::record::{get_session, put_session, put_state};
-use super::session::{Reply, wrong_reply};
+use super::rotate::missing;
+use super::session::{MAX_USER_KEY, Reply, wrong_reply};
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId};
 
@@ -15,6 +16,17 @@ pub struct Save<'a> {
     session_data: &'a [u8],
     state_data: &'a [u8],
     use_same_state: bool,
+    /// Whether this save files the session under a user.
+    user: UserChange<'a>,
+}
+
+/// What a save does to the session's user key.
+#[derive(Debug, Clone, Copy)]
+enum UserChange<'a> {
+    /// Leaves it as it is.
+    Keep,
+    /// Sets it (`None`: no user).
+    Set(Option<&'a [u8]>),
 }
 
 impl<'a> Save<'a> {
@@ -23,7 +35,15 @@ impl<'a> Save<'a> {
     /// [`Stored::version`]). Otherwise the save fails with [`Error::Conflict`] and writes
     /// nothing: there is no way to save blindly over another process's save.
     pub fn new(version: u64, session_data: &'a [u8], state_data: &'a [u8]) -> Self {
-        Self { version, session_data, state_data, use_same_state: false }
+        Self { version, session_data, state_data, use_same_state: false, user: UserChange::Keep }
+    }
+
+    /// Files the session under `user` with this save (at log-in), or under no user with `None`
+    /// (at log-out of a session that lives on), for [`Store::user_sessions`] and
+    /// [`Store::revoke_user`]. Without this call the session's user is unchanged.
+    pub fn user(mut self, user: Option<&'a [u8]>) -> Self {
+        self.user = UserChange::Set(user);
+        self
     }
 
     /// With `true`, overwrites the latest state instead of adding one (Nagare's
@@ -66,11 +86,22 @@ impl Store {
         c.check_size("session data", save.session_data)?;
         c.check_size("state data", save.state_data)?;
         let (sid, token) = (id.as_bytes().to_vec(), token.clone());
+        let user = match save.user {
+            UserChange::Keep => None,
+            UserChange::Set(user) => Some(user.map(<[u8]>::to_vec)),
+        };
+        if user.as_ref().and_then(Option::as_ref).is_some_and(|u| u.len() > MAX_USER_KEY) {
+            return Err(Error::InvalidInput(format!(
+                "user key over {MAX_USER_KEY} bytes: use a shorter key, such as a user id"
+            )));
+        }
         let (session_data, state_data) = (save.session_data.to_vec(), save.state_data.to_vec());
         let Save { version, use_same_state, .. } = save;
         let job: Job = Box::new(move |c, t| {
             let now = c.now();
-            let mut rec = refuse_unless!(get_session(&t.sessions, &sid)?.ok_or(Error::NotFound));
+            let Some(mut rec) = get_session(&t.sessions, &sid)? else {
+                return Ok(Err(missing(&t.tombstones, &sid, &token, now)?));
+            };
             refuse_unless!(c.admit(&rec, &token, now));
             if version != rec.version {
                 return Ok(Err(Error::Conflict { expected: version, found: rec.version }));
@@ -91,6 +122,17 @@ impl Store {
             }
             rec.version += 1;
             rec.data.clone_from(&session_data);
+            if let Some(new_user) = &user
+                && rec.user != *new_user
+            {
+                if let Some(old) = &rec.user {
+                    t.users.remove((old.as_slice(), sid.as_slice()))?;
+                }
+                if let Some(new) = new_user {
+                    t.users.insert((new.as_slice(), sid.as_slice()), ())?;
+                }
+                rec.user.clone_from(new_user);
+            }
             rec.last_access = rec.last_access.max(now);
             let rec = c.with_deadlines(rec);
             put_session(t, &sid, Some(old_key), &rec)?;

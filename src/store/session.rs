@@ -4,9 +4,10 @@ use super::commit::Job;
 use super::record::{
     SessionRecord, get_session, get_state, put_session, put_state, remove_session,
 };
+use super::rotate::missing;
 use super::{Core, SessionStatus, Store};
 use crate::error::{Error, Result};
-use crate::id::{SecureToken, SessionId};
+use crate::id::{SecureToken, SessionId, constant_time_eq, fingerprint_hash};
 use crate::schema;
 use redb::ReadableTable;
 
@@ -45,7 +46,55 @@ pub struct Fetched {
     /// When the session stops being live unless used again, by the stricter of the stored
     /// deadline and this handle's settings; ms since the epoch (`u64::MAX`: never).
     pub expires_at: u64,
+    /// The user key the session belongs to, if one was set ([`NewSession::user`],
+    /// [`Save::user`](super::Save::user)).
+    pub user: Option<Vec<u8>>,
+    /// The hash of the client fingerprint stored at creation, if any.
+    fingerprint: Option<[u8; 32]>,
 }
+
+impl Fetched {
+    /// Whether `fingerprint` is the one the session was created with (compared as hashes, in
+    /// constant time); `None` if the session was created without one.
+    #[must_use]
+    pub fn fingerprint_matches(&self, fingerprint: &[u8]) -> Option<bool> {
+        self.fingerprint.map(|stored| constant_time_eq(&fingerprint_hash(fingerprint), &stored))
+    }
+}
+
+/// A session to create: its data, and optionally a client fingerprint and a user key.
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub struct NewSession<'a> {
+    session_data: &'a [u8],
+    state_data: &'a [u8],
+    fingerprint: Option<&'a [u8]>,
+    user: Option<&'a [u8]>,
+}
+
+impl<'a> NewSession<'a> {
+    /// A session holding `session_data`, with state 0 holding `state_data`.
+    pub fn new(session_data: &'a [u8], state_data: &'a [u8]) -> Self {
+        Self { session_data, state_data, fingerprint: None, user: None }
+    }
+
+    /// Binds the session to a client fingerprint (pyweblib's cross-check variables, e.g. the
+    /// user agent). Only its SHA-256 is stored; check it with [`Fetched::fingerprint_matches`].
+    pub fn fingerprint(mut self, fingerprint: &'a [u8]) -> Self {
+        self.fingerprint = Some(fingerprint);
+        self
+    }
+
+    /// Files the session under a user key, for [`Store::user_sessions`] and
+    /// [`Store::revoke_user`] ("log out everywhere").
+    pub fn user(mut self, user: &'a [u8]) -> Self {
+        self.user = Some(user);
+        self
+    }
+}
+
+/// The longest user key accepted.
+pub(crate) const MAX_USER_KEY: usize = 1024;
 
 /// What a write job hands back through the group committer.
 pub(crate) enum Reply {
@@ -55,6 +104,8 @@ pub(crate) enum Reply {
     Done,
     Existed(bool),
     Swept(super::CleanupReport),
+    Rotated { id: SessionId, state_id: u64, version: u64 },
+    Count(u64),
 }
 
 /// A reply of the wrong kind can only be a bug in this module.
@@ -87,9 +138,11 @@ impl Core {
     /// The admitted record of a session, read without recording access.
     pub(crate) fn admitted(&self, id: &SessionId, token: &SecureToken) -> Result<SessionRecord> {
         let txn = self.read()?;
-        let rec =
-            get_session(&schema::read_sessions(&txn)?, id.as_bytes())?.ok_or(Error::NotFound)?;
-        self.admit(&rec, token, self.now())?;
+        let now = self.now();
+        let Some(rec) = get_session(&schema::read_sessions(&txn)?, id.as_bytes())? else {
+            return Err(missing(&schema::read_tombstones(&txn)?, id.as_bytes(), token, now)?);
+        };
+        self.admit(&rec, token, now)?;
         Ok(rec)
     }
 
@@ -129,7 +182,23 @@ impl Store {
     /// [`Error::MaxSessionsExceeded`] at the cap with [`CapPolicy::Reject`](crate::CapPolicy),
     /// [`Error::GenerateId`] if no unused id was found, [`Error::Storage`] from redb.
     pub fn create(&self, session_data: &[u8], state_data: &[u8]) -> Result<Created> {
+        self.create_with(NewSession::new(session_data, state_data))
+    }
+
+    /// Creates a session as [`Store::create`] does, with the options of [`NewSession`].
+    ///
+    /// # Errors
+    /// As [`Store::create`]; [`Error::InvalidInput`] for a user key over 1 KiB.
+    pub fn create_with(&self, new: NewSession<'_>) -> Result<Created> {
+        let NewSession { session_data, state_data, fingerprint, user } = new;
         let c = &self.core;
+        if user.is_some_and(|u| u.len() > MAX_USER_KEY) {
+            return Err(Error::InvalidInput(format!(
+                "user key over {MAX_USER_KEY} bytes: use a shorter key, such as a user id"
+            )));
+        }
+        let fingerprint = fingerprint.map(fingerprint_hash);
+        let user = user.map(<[u8]>::to_vec);
         c.rw()?; // refuse a forked child before drawing randomness
         c.check_size("session data", session_data)?;
         c.check_size("state data", state_data)?;
@@ -153,12 +222,15 @@ impl Store {
                 latest_state: 0,
                 oldest_state: 0,
                 token_hash,
-                fingerprint: None,
-                user: None,
+                fingerprint,
+                user: user.clone(),
                 data: session_data.clone(),
             });
             put_state(t, id.as_bytes(), 0, &state_data)?;
             put_session(t, id.as_bytes(), None, &rec)?;
+            if let Some(user) = &user {
+                t.users.insert((user.as_slice(), id.as_bytes()), ())?;
+            }
             Ok(Ok(Reply::Created(id)))
         });
         match c.submit(job)? {
@@ -188,7 +260,9 @@ impl Store {
         let now = c.now();
         let (rec, state_id, state_data) = {
             let txn = c.read()?;
-            let rec = get_session(&schema::read_sessions(&txn)?, sid)?.ok_or(Error::NotFound)?;
+            let Some(rec) = get_session(&schema::read_sessions(&txn)?, sid)? else {
+                return Err(missing(&schema::read_tombstones(&txn)?, sid, token, now)?);
+            };
             c.admit(&rec, token, now)?;
             let state_id = state_id.unwrap_or(rec.latest_state);
             if state_id > rec.latest_state {
@@ -213,6 +287,8 @@ impl Store {
             state_data,
             created: rec.created,
             expires_at,
+            user: rec.user,
+            fingerprint: rec.fingerprint,
         })
     }
 
@@ -232,7 +308,9 @@ impl Store {
         let (sid, token) = (id.as_bytes().to_vec(), token.clone());
         let job: Job = Box::new(move |c, t| {
             let now = c.now();
-            let rec = refuse_unless!(get_session(&t.sessions, &sid)?.ok_or(Error::NotFound));
+            let Some(rec) = get_session(&t.sessions, &sid)? else {
+                return Ok(Err(missing(&t.tombstones, &sid, &token, now)?));
+            };
             refuse_unless!(c.admit(&rec, &token, now));
             let old_key = rec.expiry_key(&sid);
             let last_access = rec.last_access.max(now);
@@ -283,7 +361,7 @@ impl Store {
 
 /// Draws ids from `generate` until one is in neither `sessions` nor `tombstones`, a bounded
 /// number of times.
-fn unused_id_from(
+pub(crate) fn unused_id_from(
     t: &crate::schema::WriteTables<'_>,
     mut generate: impl FnMut() -> Result<SessionId>,
 ) -> Result<SessionId> {

@@ -1,0 +1,157 @@
+//! Retiring ids: rotation (the same session under a new id and token, at log-in: Aquarium's
+//! anti-fixation) and revocation (log-out), each leaving a tombstone. A tombstone forwards a
+//! client that still holds the rotated id and token to the successor for a short window (its
+//! response with the new cookie was lost), then refuses the id as [`Error::Revoked`], distinct
+//! from an id never issued, until the old session would have been removed anyway.
+
+use std::time::Duration;
+
+use redb::ReadableTable;
+
+use super::commit::Job;
+use super::record::{
+    Retired, Tombstone, get_session, get_tombstone, put_session, put_tombstone, remove_session,
+};
+use super::session::{Reply, wrong_reply};
+use super::{Core, Created, Store};
+use crate::error::{Error, Result};
+use crate::id::{SecureToken, SessionId};
+
+/// Why there is no session under `sid`: forwarded ([`Error::Rotated`]), retired
+/// ([`Error::Revoked`]), a wrong token for a retired id ([`Error::Security`]) or never issued
+/// / expired ([`Error::NotFound`]).
+pub(crate) fn missing(
+    tombstones: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    sid: &[u8],
+    token: &SecureToken,
+    now: u64,
+) -> Result<Error> {
+    let Some(stone) = get_tombstone(tombstones, sid)? else {
+        return Ok(Error::NotFound);
+    };
+    if now >= stone.remove_at {
+        return Ok(Error::NotFound); // as the session itself would read now; awaiting the sweep
+    }
+    if !token.matches(&stone.token_hash) {
+        return Ok(Error::Security);
+    }
+    if let (Retired::Rotated, Some(successor)) = (stone.reason, &stone.successor)
+        && now < stone.forward_until
+    {
+        let successor = SessionId::parse(successor)?;
+        let token = token.unseal(&stone.sealed_token)?;
+        return Ok(Error::Rotated { successor, token });
+    }
+    Ok(Error::Revoked)
+}
+
+impl Store {
+    /// Moves a session to a new id with a new secure token (call it at log-in, against session
+    /// fixation), keeping its data, states, version and deadlines. Returns the new id and token.
+    ///
+    /// For `forward_for` afterwards, a request with the old id and old token gets
+    /// [`Error::Rotated`] carrying the new ones, so a client whose response was lost can be
+    /// sent its new cookie again; the new token travels sealed with the old one, so only the
+    /// old token's holder can read it. Then, until the old session would have been removed,
+    /// the old id is [`Error::Revoked`]. `Duration::ZERO` forwards nothing.
+    ///
+    /// # Errors
+    /// As [`Store::store_state`] for the session's checks; [`Error::GenerateId`].
+    pub fn regenerate(
+        &self,
+        id: &SessionId,
+        token: &SecureToken,
+        forward_for: Duration,
+    ) -> Result<Created> {
+        self.core.rw()?;
+        let new_token = SecureToken::generate()?;
+        let (sid, old_token, sealed) =
+            (id.as_bytes().to_vec(), token.clone(), token.seal(&new_token));
+        let new_hash = new_token.hash();
+        let forward_ms = u64::try_from(forward_for.as_millis()).unwrap_or(u64::MAX);
+        let job: Job = Box::new(move |c: &Core, t| {
+            let now = c.now();
+            let Some(mut rec) = get_session(&t.sessions, &sid)? else {
+                return Ok(Err(missing(&t.tombstones, &sid, &old_token, now)?));
+            };
+            refuse_unless!(c.admit(&rec, &old_token, now));
+            let new_id = super::session::unused_id_from(t, || c.cfg.id_spec.generate())?;
+            let moved_to = new_id.as_bytes();
+            // Copy the states under the new id; `remove_session` then drops the old ones with the
+            // old record's index entries.
+            let mut states = Vec::new();
+            for entry in t.states.range((sid.as_slice(), 0)..=(sid.as_slice(), u64::MAX))? {
+                let (k, v) = entry?;
+                states.push((k.value().1, v.value().to_vec()));
+            }
+            remove_session(t, &sid, Some(&rec))?;
+            for (state_id, bytes) in states {
+                t.states.insert((moved_to, state_id), bytes.as_slice())?;
+            }
+            let old_hash = rec.token_hash;
+            rec.token_hash = new_hash;
+            put_session(t, moved_to, None, &rec)?;
+            if let Some(user) = &rec.user {
+                t.users.insert((user.as_slice(), moved_to), ())?;
+            }
+            let forward_until = now.saturating_add(forward_ms);
+            let stone = Tombstone {
+                reason: Retired::Rotated,
+                token_hash: old_hash,
+                successor: Some(new_id.as_str().to_owned()),
+                sealed_token: sealed.clone(),
+                forward_until,
+                remove_at: rec.remove_at.max(forward_until),
+            };
+            put_tombstone(t, &sid, &stone)?;
+            Ok(Ok(Reply::Rotated { id: new_id, state_id: rec.latest_state, version: rec.version }))
+        });
+        match self.core.submit(job)? {
+            Reply::Rotated { id, state_id, version } => {
+                Ok(Created { id, token: new_token, state_id, version })
+            }
+            _ => Err(wrong_reply()),
+        }
+    }
+
+    /// Ends a session on purpose (log-out): deletes it and its states, and leaves a tombstone
+    /// so that later uses of the id are [`Error::Revoked`] rather than [`Error::NotFound`],
+    /// until the session would have been removed anyway. Returns whether it existed. Needs no
+    /// token, like [`Store::delete`].
+    ///
+    /// # Errors
+    /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
+    pub fn revoke(&self, id: &SessionId) -> Result<bool> {
+        let sid = id.as_bytes().to_vec();
+        let job: Job = Box::new(move |_, t| Ok(Ok(Reply::Existed(revoke_in(t, &sid)?))));
+        match self.core.submit(job)? {
+            Reply::Existed(existed) => Ok(existed),
+            _ => Err(wrong_reply()),
+        }
+    }
+}
+
+/// Revokes `sid` inside a write transaction; whether it existed.
+pub(crate) fn revoke_in(t: &mut crate::schema::WriteTables<'_>, sid: &[u8]) -> Result<bool> {
+    let rec = match get_session(&t.sessions, sid) {
+        Ok(Some(rec)) => rec,
+        Ok(None) => return Ok(false),
+        // A damaged record: removed, with no tombstone (its token hash is unknown).
+        Err(Error::Corrupted { .. }) => {
+            remove_session(t, sid, None)?;
+            return Ok(true);
+        }
+        Err(e) => return Err(e),
+    };
+    remove_session(t, sid, Some(&rec))?;
+    let stone = Tombstone {
+        reason: Retired::Revoked,
+        token_hash: rec.token_hash,
+        successor: None,
+        sealed_token: Vec::new(),
+        forward_until: 0,
+        remove_at: rec.remove_at,
+    };
+    put_tombstone(t, sid, &stone)?;
+    Ok(true)
+}

@@ -1,0 +1,71 @@
+//! Sessions by user: list them, and revoke them all ("log out everywhere").
+
+use super::Store;
+use super::commit::Job;
+use super::rotate::revoke_in;
+use super::session::{Reply, wrong_reply};
+use crate::error::{Error, Result};
+use crate::id::SessionId;
+use crate::schema;
+
+/// The session ids filed under `user` in `users`, in id order.
+fn ids_of(
+    users: &impl redb::ReadableTable<(&'static [u8], &'static [u8]), ()>,
+    user: &[u8],
+) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for entry in users.range((user, &[][..])..)? {
+        let (key, _) = entry?;
+        let (u, sid) = key.value();
+        if u != user {
+            break;
+        }
+        out.push(sid.to_vec());
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// The sessions filed under `user` ([`NewSession::user`](super::NewSession::user),
+    /// [`Save::user`](super::Save::user)), whatever their status. Needs no token: for admin
+    /// pages and "your other sessions" lists.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] for an id that is not valid text, [`Error::Storage`] from redb.
+    pub fn user_sessions(&self, user: &[u8]) -> Result<Vec<SessionId>> {
+        let txn = self.core.read()?;
+        ids_of(&schema::read_users(&txn)?, user)?
+            .into_iter()
+            .map(|sid| {
+                std::str::from_utf8(&sid).ok().and_then(|s| SessionId::parse(s).ok()).ok_or_else(
+                    || Error::Corrupted { table: "users", key: super::record::printable(&sid) },
+                )
+            })
+            .collect()
+    }
+
+    /// Log out everywhere: revokes every session filed under `user` in one write transaction
+    /// (as [`Store::revoke`]: later uses of their ids are [`Error::Revoked`]). Returns how many
+    /// were revoked.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
+    pub fn revoke_user(&self, user: &[u8]) -> Result<u64> {
+        let user = user.to_vec();
+        let job: Job = Box::new(move |_, t| {
+            let mut revoked = 0;
+            for sid in ids_of(&t.users, &user)? {
+                if revoke_in(t, &sid)? {
+                    revoked += 1;
+                } else {
+                    t.users.remove((user.as_slice(), sid.as_slice()))?; // a stale entry
+                }
+            }
+            Ok(Ok(Reply::Count(revoked)))
+        });
+        match self.core.submit(job)? {
+            Reply::Count(n) => Ok(n),
+            _ => Err(wrong_reply()),
+        }
+    }
+}
