@@ -89,3 +89,22 @@ fn lowering_max_states_trims_on_the_next_save() -> Result<(), Error> {
     assert_eq!(kept, vec![9, 10]);
     Ok(())
 }
+
+#[test]
+fn a_session_only_save_leaves_the_states_alone() -> Result<(), Error> {
+    let db = temp_db();
+    let (store, _clock) = store(&db);
+    let c = store.create(b"v1", b"page 0")?;
+    let s = store.store_state(&c.id, &c.token, Save::new(1, b"v2", b"page 1"))?;
+    let s = store.store_state(&c.id, &c.token, Save::session_only(s.version, b"v3"))?;
+    assert_eq!((s.state_id, s.version), (1, 3));
+    let got = store.load(&c.id, &c.token)?;
+    assert_eq!(
+        (got.session_data.as_slice(), got.state_data.as_slice()),
+        (&b"v3"[..], &b"page 1"[..])
+    );
+    assert_eq!((got.oldest_state_id, got.latest_state_id), (0, 1));
+    let stale = store.store_state(&c.id, &c.token, Save::session_only(2, b"v4"));
+    assert!(matches!(stale, Err(Error::Conflict { expected: 2, found: 3 })), "{stale:?}");
+    Ok(())
+}

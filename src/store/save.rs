@@ -14,7 +14,8 @@ use crate::id::{SecureToken, SessionId};
 pub struct Save<'a> {
     version: u64,
     session_data: &'a [u8],
-    state_data: &'a [u8],
+    /// `None`: the states are left as they are.
+    state_data: Option<&'a [u8]>,
     use_same_state: bool,
     /// Whether this save files the session under a user.
     user: UserChange<'a>,
@@ -35,7 +36,19 @@ impl<'a> Save<'a> {
     /// [`Stored::version`]). Otherwise the save fails with [`Error::Conflict`] and writes
     /// nothing: there is no way to save blindly over another process's save.
     pub fn new(version: u64, session_data: &'a [u8], state_data: &'a [u8]) -> Self {
-        Self { version, session_data, state_data, use_same_state: false, user: UserChange::Keep }
+        Self {
+            version,
+            session_data,
+            state_data: Some(state_data),
+            use_same_state: false,
+            user: UserChange::Keep,
+        }
+    }
+
+    /// Saves only `session_data`, leaving the states as they are (a request that changed the
+    /// session but produced no page state), if the version is still `version`.
+    pub fn session_only(version: u64, session_data: &'a [u8]) -> Self {
+        Self { state_data: None, ..Self::new(version, session_data, &[]) }
     }
 
     /// Files the session under `user` with this save (at log-in), or under no user with `None`
@@ -84,7 +97,7 @@ impl Store {
     ) -> Result<Stored> {
         let c = &self.core;
         c.check_size("session data", save.session_data)?;
-        c.check_size("state data", save.state_data)?;
+        c.check_size("state data", save.state_data.unwrap_or_default())?;
         let (sid, token) = (id.as_bytes().to_vec(), token.clone());
         let user = match save.user {
             UserChange::Keep => None,
@@ -95,7 +108,8 @@ impl Store {
                 "user key over {MAX_USER_KEY} bytes: use a shorter key, such as a user id"
             )));
         }
-        let (session_data, state_data) = (save.session_data.to_vec(), save.state_data.to_vec());
+        let (session_data, state_data) =
+            (save.session_data.to_vec(), save.state_data.map(<[u8]>::to_vec));
         let Save { version, use_same_state, .. } = save;
         let job: Job = Box::new(move |c, t| {
             let now = c.now();
@@ -107,19 +121,25 @@ impl Store {
                 return Ok(Err(Error::Conflict { expected: version, found: rec.version }));
             }
             let old_key = rec.expiry_key(&sid);
-            let overwrite = use_same_state || !c.cfg.states_history;
-            let state_id = if overwrite { rec.latest_state } else { rec.latest_state + 1 };
-            put_state(t, &sid, state_id, &state_data)?;
-            rec.latest_state = state_id;
-            if rec.state_count() > c.cfg.max_states {
-                // A range delete visits only the states that exist, however wide the gap.
-                let keep_from = rec.latest_state + 1 - c.cfg.max_states;
-                let range = (sid.as_slice(), rec.oldest_state)..(sid.as_slice(), keep_from);
-                for evicted in t.states.extract_from_if(range, |_, _| true)? {
-                    evicted?;
+            let state_id = match &state_data {
+                None => rec.latest_state,
+                Some(state_data) => {
+                    let overwrite = use_same_state || !c.cfg.states_history;
+                    let state_id = if overwrite { rec.latest_state } else { rec.latest_state + 1 };
+                    put_state(t, &sid, state_id, state_data)?;
+                    rec.latest_state = state_id;
+                    if rec.state_count() > c.cfg.max_states {
+                        // A range delete visits only the states that exist, however wide the gap.
+                        let keep_from = rec.latest_state + 1 - c.cfg.max_states;
+                        let range = (sid.as_slice(), rec.oldest_state)..(sid.as_slice(), keep_from);
+                        for evicted in t.states.extract_from_if(range, |_, _| true)? {
+                            evicted?;
+                        }
+                        rec.oldest_state = keep_from;
+                    }
+                    state_id
                 }
-                rec.oldest_state = keep_from;
-            }
+            };
             rec.version += 1;
             rec.data.clone_from(&session_data);
             if let Some(new_user) = &user
