@@ -65,6 +65,7 @@ mod lock;
 mod schema;
 mod store;
 mod time;
+pub mod web;
 
 pub use cleanup::CLEANUP_THREAD_NAME;
 pub use config::{Builder, CapPolicy, Sharing};

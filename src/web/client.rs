@@ -1,0 +1,182 @@
+//! What a request says about its client, and the cross-checks (pyweblib's `crossCheckVars`)
+//! that bind a session to it.
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+
+/// The parts of a request the session layer reads. Build it by hand from a framework's request,
+/// or with [`ClientInfo::from_cgi_env`] in a CGI program.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientInfo {
+    /// The `Cookie` request header, if any.
+    pub cookie_header: Option<String>,
+    /// The client's address (`REMOTE_ADDR`).
+    pub remote_addr: Option<String>,
+    /// The `User-Agent` request header.
+    pub user_agent: Option<String>,
+    /// The TLS session id (`SSL_SESSION_ID`), when the server exports it.
+    pub tls_session_id: Option<String>,
+    /// The query string of the URL, without the `?`.
+    pub query_string: Option<String>,
+}
+
+impl ClientInfo {
+    /// A client with only a `Cookie` header.
+    #[must_use]
+    pub fn with_cookie(cookie_header: impl Into<String>) -> Self {
+        Self { cookie_header: Some(cookie_header.into()), ..Self::default() }
+    }
+
+    /// Sets the client address.
+    #[must_use]
+    pub fn remote_addr(mut self, addr: impl Into<String>) -> Self {
+        self.remote_addr = Some(addr.into());
+        self
+    }
+
+    /// Sets the user agent.
+    #[must_use]
+    pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
+        self.user_agent = Some(agent.into());
+        self
+    }
+
+    /// Sets the TLS session id.
+    #[must_use]
+    pub fn tls_session_id(mut self, id: impl Into<String>) -> Self {
+        self.tls_session_id = Some(id.into());
+        self
+    }
+
+    /// Sets the query string.
+    #[must_use]
+    pub fn query_string(mut self, query: impl Into<String>) -> Self {
+        self.query_string = Some(query.into());
+        self
+    }
+
+    /// Reads a CGI/1.1 request's environment: `HTTP_COOKIE`, `REMOTE_ADDR`, `HTTP_USER_AGENT`,
+    /// `SSL_SESSION_ID` and `QUERY_STRING`. A variable that is unset, or not valid UTF-8, is
+    /// `None` (a cookie header that is not UTF-8 cannot hold our cookie).
+    #[must_use]
+    pub fn from_cgi_env() -> Self {
+        Self::from_vars(|name| std::env::var_os(name))
+    }
+
+    /// As [`ClientInfo::from_cgi_env`], from any source of variables (a test, a `FastCGI`
+    /// parameter list...).
+    #[must_use]
+    pub fn from_vars(mut var: impl FnMut(&str) -> Option<OsString>) -> Self {
+        let mut get = |name: &str| var(name).and_then(|v| v.into_string().ok());
+        Self {
+            cookie_header: get("HTTP_COOKIE"),
+            remote_addr: get("REMOTE_ADDR"),
+            user_agent: get("HTTP_USER_AGENT"),
+            tls_session_id: get("SSL_SESSION_ID"),
+            query_string: get("QUERY_STRING"),
+        }
+    }
+}
+
+/// One property of the client a session is bound to. A session created with some checks
+/// records a hash of these values; a later request whose values differ is a suspected hijack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CrossCheck {
+    /// The `User-Agent` header. Changes when the browser updates.
+    UserAgent,
+    /// The whole client address. Changes for mobile clients and behind rotating NATs.
+    Address,
+    /// The client's network: the /24 of an IPv4 address, the /64 of an IPv6 address.
+    AddressPrefix,
+    /// The TLS session id. Changes whenever TLS sessions are renegotiated.
+    TlsSession,
+}
+
+/// The bytes the checks in `checks` read from `client`, to be hashed by the store; `None` when
+/// there are no checks.
+pub(crate) fn fingerprint(checks: &[CrossCheck], client: &ClientInfo) -> Option<Vec<u8>> {
+    if checks.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for check in checks {
+        let value = match check {
+            CrossCheck::UserAgent => client.user_agent.clone().unwrap_or_default(),
+            CrossCheck::Address => client.remote_addr.clone().unwrap_or_default(),
+            CrossCheck::AddressPrefix => {
+                client.remote_addr.as_deref().map(address_prefix).unwrap_or_default()
+            }
+            CrossCheck::TlsSession => client.tls_session_id.clone().unwrap_or_default(),
+        };
+        // Length-prefixed, so that no two different value lists give the same bytes.
+        out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        out.extend_from_slice(value.as_bytes());
+    }
+    Some(out)
+}
+
+/// The /24 (IPv4) or /64 (IPv6) network of an address; the text itself if it is no address.
+fn address_prefix(addr: &str) -> String {
+    match addr.trim().parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        Ok(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Err(_) => addr.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_group_networks() {
+        assert_eq!(address_prefix("192.0.2.17"), "192.0.2.0/24");
+        assert_eq!(address_prefix("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(address_prefix("not an address"), "not an address");
+        let a = ClientInfo::default().remote_addr("192.0.2.17");
+        let b = ClientInfo::default().remote_addr("192.0.2.200");
+        let c = ClientInfo::default().remote_addr("192.0.3.17");
+        let checks = [CrossCheck::AddressPrefix];
+        assert_eq!(fingerprint(&checks, &a), fingerprint(&checks, &b));
+        assert_ne!(fingerprint(&checks, &a), fingerprint(&checks, &c));
+        assert_ne!(
+            fingerprint(&[CrossCheck::Address], &a),
+            fingerprint(&[CrossCheck::Address], &b)
+        );
+    }
+
+    #[test]
+    fn no_checks_no_fingerprint_and_values_cannot_run_together() {
+        let client = ClientInfo::default().user_agent("x");
+        assert_eq!(fingerprint(&[], &client), None);
+        let both = [CrossCheck::UserAgent, CrossCheck::TlsSession];
+        let one = ClientInfo::default().user_agent("ab").tls_session_id("c");
+        let two = ClientInfo::default().user_agent("a").tls_session_id("bc");
+        assert_ne!(fingerprint(&both, &one), fingerprint(&both, &two));
+    }
+
+    #[test]
+    fn cgi_variables_are_read_and_non_utf8_is_dropped() {
+        use std::os::unix::ffi::OsStringExt;
+        let client = ClientInfo::from_vars(|name| match name {
+            "HTTP_COOKIE" => Some(OsString::from_vec(vec![b's', b'=', 0xff])),
+            "REMOTE_ADDR" => Some("203.0.113.9".into()),
+            "HTTP_USER_AGENT" => Some("curl/8".into()),
+            "QUERY_STRING" => Some("state=3".into()),
+            _ => None,
+        });
+        assert_eq!(client.cookie_header, None);
+        assert_eq!(client.remote_addr.as_deref(), Some("203.0.113.9"));
+        assert_eq!(client.user_agent.as_deref(), Some("curl/8"));
+        assert_eq!(client.tls_session_id, None);
+        assert_eq!(client.query_string.as_deref(), Some("state=3"));
+    }
+}

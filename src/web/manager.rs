@@ -1,0 +1,382 @@
+//! [`SessionManager`]: what a web program calls once per request (Quixote's session3 manager,
+//! with pyweblib's cross-checks and Aquarium's anti-fixation).
+//!
+//! ```text
+//! let mut request = manager.begin(&ClientInfo::from_cgi_env())?;   // read the cookie, load
+//! ... read and change request.data(), push a state ...
+//! if let Some(cookie) = manager.finish(request)? { print!("Set-Cookie: {cookie}\r\n") }
+//! ```
+
+use std::time::Duration;
+
+use super::client::{ClientInfo, CrossCheck, fingerprint};
+use super::cookie::{CookieAttrs, get_cookie, revoke_cookie, set_cookie};
+use super::url::{session_from_query, state_from_query};
+use crate::error::{Error, Result};
+use crate::id::{SecureToken, SessionId};
+use crate::store::{Fetched, NewSession, Save, Store};
+
+/// What to do when a request fails its session's cross-checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HijackPolicy {
+    /// Do not hand the session to this request: it gets a fresh one. The default.
+    #[default]
+    Refuse,
+    /// Hand the session over anyway, and say so in the [`Outcome`], for logging.
+    Report,
+}
+
+/// How a [`SessionManager`] reads and writes sessions. Start from `ManagerConfig::default()`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ManagerConfig {
+    /// The cookie's name. Default = `"sessiondb"`.
+    pub cookie_name: String,
+    /// The cookie's attributes. Default = [`CookieAttrs::default`] (`Path=/`, `Secure`,
+    /// `HttpOnly`, `SameSite=Lax`, a browser-session cookie).
+    pub cookie: CookieAttrs,
+    /// The query parameter that names the state to show (the back button). Default =
+    /// `"state"`.
+    pub state_param: String,
+    /// What a session is bound to. Default = none: user agents change on browser updates and
+    /// addresses on mobile networks, so every check also logs some honest users out.
+    pub cross_checks: Vec<CrossCheck>,
+    /// What a failed cross-check does. Default = [`HijackPolicy::Refuse`].
+    pub hijack_policy: HijackPolicy,
+    /// How long, after [`Request::regenerate`], the old cookie still leads to the session (a
+    /// lost response must not log the user out). Default = 30 s.
+    pub rotation_forward: Duration,
+    /// Also accept a session named in the query string (`sid` and `stok`, see
+    /// [`session_query`](super::session_query)) when there is no cookie. Default = `false`:
+    /// tokens in URLs leak.
+    pub session_in_url: bool,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            cookie_name: "sessiondb".into(),
+            cookie: CookieAttrs::default(),
+            state_param: "state".into(),
+            cross_checks: Vec::new(),
+            hijack_policy: HijackPolicy::Refuse,
+            rotation_forward: Duration::from_secs(30),
+            session_in_url: false,
+        }
+    }
+}
+
+/// How [`SessionManager::begin`] found the request's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// No session was named: a fresh session, stored only if it gets data.
+    New,
+    /// The named session, at the state asked for (or its latest state).
+    Resumed,
+    /// The named session had moved to a new id (its response was lost): it continues under
+    /// the new id, whose cookie is sent again.
+    Forwarded,
+    /// The named session expired: a fresh session; the old session's data is attached.
+    Expired {
+        /// The expired session's data.
+        data: Vec<u8>,
+    },
+    /// The named session is unknown (never issued, or removed): a fresh session. Strict mode:
+    /// the id is never adopted.
+    Unknown,
+    /// The named session was revoked (logged out, or rotated long ago): a fresh session.
+    Revoked,
+    /// The request does not match the session's cross-checks, or carries a wrong token.
+    Hijacked {
+        /// Whether the request was given the session anyway ([`HijackPolicy::Report`]);
+        /// otherwise it got a fresh one.
+        continued: bool,
+    },
+}
+
+/// One request's session, between [`SessionManager::begin`] and [`SessionManager::finish`].
+#[derive(Debug)]
+#[must_use = "pass the request to SessionManager::finish to save it and get its cookie"]
+pub struct Request {
+    outcome: Outcome,
+    /// The stored session, or `None` for a fresh one not stored yet.
+    stored: Option<(SessionId, SecureToken, u64)>,
+    data: Vec<u8>,
+    loaded_data: Vec<u8>,
+    state_id: Option<u64>,
+    state: Vec<u8>,
+    new_state: Option<(Vec<u8>, bool)>,
+    fingerprint: Option<Vec<u8>>,
+    /// `Some(user)`: file the session under `user` (`None`: no user) at `finish`.
+    user: Option<UserKey>,
+    ending: Ending,
+    cookie: CookieNeed,
+}
+
+/// A user key to set, or `None` to file the session under no user.
+type UserKey = Option<Vec<u8>>;
+
+/// What `finish` does to the session besides saving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Keep,
+    Regenerate,
+    Logout,
+}
+
+/// What `finish` must do with the cookie even if nothing else asks for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CookieNeed {
+    Nothing,
+    /// The client named a session this request does not keep using: remove its cookie.
+    Clear,
+    /// The session's cookie must be sent again (forwarded after a rotation).
+    Send,
+}
+
+impl Request {
+    /// How the session was found.
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    /// The session's id, if it is stored (a fresh session has none until `finish` stores it).
+    pub fn session_id(&self) -> Option<&SessionId> {
+        self.stored.as_ref().map(|(id, _, _)| id)
+    }
+
+    /// The session data (empty for a fresh session).
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Replaces the session data; saved by `finish` if it differs from what was loaded.
+    pub fn set_data(&mut self, data: Vec<u8>) {
+        self.data = data;
+    }
+
+    /// The id of the state loaded (`None` for a fresh session).
+    pub fn state_id(&self) -> Option<u64> {
+        self.state_id
+    }
+
+    /// The state loaded (empty for a fresh session).
+    pub fn state(&self) -> &[u8] {
+        &self.state
+    }
+
+    /// Saves `state` as a new state at `finish` (the page this request produced).
+    pub fn push_state(&mut self, state: Vec<u8>) {
+        self.new_state = Some((state, false));
+    }
+
+    /// Overwrites the latest state with `state` at `finish` (Nagare's `use_same_state`).
+    pub fn replace_state(&mut self, state: Vec<u8>) {
+        self.new_state = Some((state, true));
+    }
+
+    /// Files the session under `user` at `finish` (`None`: under no user), for "log out
+    /// everywhere" ([`Store::revoke_user`]).
+    pub fn set_user(&mut self, user: Option<Vec<u8>>) {
+        self.user = Some(user);
+    }
+
+    /// Moves the session to a new id at `finish`. Call it at log-in, against session fixation.
+    pub fn regenerate(&mut self) {
+        if self.ending == Ending::Keep {
+            self.ending = Ending::Regenerate;
+        }
+    }
+
+    /// Ends the session at `finish`: it is revoked, and the cookie removed.
+    pub fn logout(&mut self) {
+        self.ending = Ending::Logout;
+    }
+
+    fn changed(&self) -> bool {
+        self.data != self.loaded_data || self.new_state.is_some() || self.user.is_some()
+    }
+}
+
+/// Reads and writes the sessions of web requests in a [`Store`]. Share one per process.
+#[derive(Debug)]
+pub struct SessionManager {
+    store: Store,
+    config: ManagerConfig,
+}
+
+impl SessionManager {
+    /// A manager on `store`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if the cookie name or attributes cannot make a valid cookie.
+    pub fn new(store: Store, config: ManagerConfig) -> Result<Self> {
+        revoke_cookie(&config.cookie_name, &config.cookie)?; // validates name and attributes
+        Ok(Self { store, config })
+    }
+
+    /// The store, for maintenance and admin calls.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Starts a request: reads the session cookie (or query, if enabled), loads the session at
+    /// the state asked for in the query string (or the latest; an unknown or evicted state
+    /// falls back to the latest), and applies the cross-checks. A session that cannot be
+    /// used is never adopted: the request gets a fresh one and the [`Outcome`] says why.
+    ///
+    /// # Errors
+    /// Storage errors of [`Store::fetch_state`] ([`Error::Corrupted`], [`Error::Storage`]...),
+    /// never the session's own refusals, which become outcomes.
+    pub fn begin(&self, client: &ClientInfo) -> Result<Request> {
+        let fingerprint = fingerprint(&self.config.cross_checks, client);
+        let mut req = Request {
+            outcome: Outcome::New,
+            stored: None,
+            data: Vec::new(),
+            loaded_data: Vec::new(),
+            state_id: None,
+            state: Vec::new(),
+            new_state: None,
+            fingerprint,
+            user: None,
+            ending: Ending::Keep,
+            cookie: CookieNeed::Nothing,
+        };
+        let Some((id, token)) = self.named_session(client) else {
+            return Ok(req);
+        };
+        let query = client.query_string.as_deref().unwrap_or("");
+        let wanted = state_from_query(query, &self.config.state_param);
+        let (id, token, fetched, forwarded) = match self.fetch(&id, &token, wanted) {
+            Ok(fetched) => (id, token, fetched, false),
+            Err(Error::Rotated { successor, token }) => {
+                let fetched = self.fetch(&successor, &token, wanted);
+                match fetched {
+                    Ok(fetched) => (successor, token, fetched, true),
+                    Err(e) => return Self::refused(req, e),
+                }
+            }
+            Err(e) => return Self::refused(req, e),
+        };
+        let matches = req.fingerprint.as_deref().and_then(|fp| fetched.fingerprint_matches(fp));
+        let continued = self.config.hijack_policy == HijackPolicy::Report;
+        req.outcome = match (matches, forwarded) {
+            (Some(false), _) if !continued => {
+                req.outcome = Outcome::Hijacked { continued: false };
+                req.cookie = CookieNeed::Clear;
+                return Ok(req);
+            }
+            (Some(false), _) => Outcome::Hijacked { continued: true },
+            (_, true) => Outcome::Forwarded,
+            _ => Outcome::Resumed,
+        };
+        if forwarded {
+            req.cookie = CookieNeed::Send;
+        }
+        req.stored = Some((id, token, fetched.version));
+        req.state_id = Some(fetched.state_id);
+        req.state = fetched.state_data;
+        req.loaded_data.clone_from(&fetched.session_data);
+        req.data = fetched.session_data;
+        Ok(req)
+    }
+
+    /// The session the client names: its cookie, else (if enabled) its query string.
+    fn named_session(&self, client: &ClientInfo) -> Option<(SessionId, SecureToken)> {
+        let header = client.cookie_header.as_deref().unwrap_or("");
+        if let Some(value) = get_cookie(header, &self.config.cookie_name) {
+            // A junk cookie names no session; `finish` then clears it if nothing replaces it.
+            let (id, token) = value.split_once('.')?;
+            return Some((SessionId::parse(id).ok()?, SecureToken::parse(token).ok()?));
+        }
+        if self.config.session_in_url {
+            return session_from_query(client.query_string.as_deref()?);
+        }
+        None
+    }
+
+    /// Fetches state `wanted`, falling back to the latest state if it is unknown or evicted.
+    fn fetch(&self, id: &SessionId, token: &SecureToken, wanted: Option<u64>) -> Result<Fetched> {
+        match self.store.fetch_state(id, token, wanted) {
+            Err(Error::StateNotFound { .. } | Error::StateEvicted { .. }) => {
+                self.store.fetch_state(id, token, None)
+            }
+            other => other,
+        }
+    }
+
+    /// The fresh-session request for a named session the store refused, or the error if it is
+    /// not a refusal.
+    fn refused(mut req: Request, e: Error) -> Result<Request> {
+        req.outcome = match e {
+            Error::NotFound => Outcome::Unknown,
+            Error::Revoked => Outcome::Revoked,
+            Error::Expired { data } => Outcome::Expired { data },
+            Error::Security => Outcome::Hijacked { continued: false },
+            other => return Err(other),
+        };
+        req.cookie = CookieNeed::Clear;
+        Ok(req)
+    }
+
+    /// Ends a request: stores what changed (nothing, if nothing did: a lazy write), creates
+    /// the session if a fresh one received data or a state (a session that never did is not
+    /// stored, session3's rule), rotates or revokes as asked, and returns the `Set-Cookie`
+    /// header value to send, if any.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if another request saved the session since this one loaded it
+    /// (nothing of this request was written: run it again); storage errors.
+    pub fn finish(&self, req: Request) -> Result<Option<String>> {
+        let (name, attrs) = (&self.config.cookie_name, &self.config.cookie);
+        let clear = || revoke_cookie(name, attrs).map(Some);
+        let (changed, cookie) = (req.changed(), req.cookie);
+        if req.ending == Ending::Logout {
+            if let Some((id, _, _)) = &req.stored {
+                self.store.revoke(id)?;
+                return clear();
+            }
+            return if cookie == CookieNeed::Clear { clear() } else { Ok(None) };
+        }
+        let Request { stored, data, new_state, fingerprint, user, ending, .. } = req;
+        let Some((mut id, mut token, version)) = stored else {
+            if !changed {
+                return if cookie == CookieNeed::Clear { clear() } else { Ok(None) };
+            }
+            let state = new_state.map(|(state, _)| state).unwrap_or_default();
+            let mut new = NewSession::new(&data, &state);
+            if let Some(fp) = &fingerprint {
+                new = new.fingerprint(fp);
+            }
+            if let Some(Some(user)) = &user {
+                new = new.user(user);
+            }
+            let created = self.store.create_with(new)?;
+            return self.cookie(&created.id, &created.token).map(Some);
+        };
+        if changed {
+            let mut save = match &new_state {
+                Some((state, same)) => Save::new(version, &data, state).same_state(*same),
+                None => Save::session_only(version, &data),
+            };
+            if let Some(user) = &user {
+                save = save.user(user.as_deref());
+            }
+            self.store.store_state(&id, &token, save)?;
+        }
+        let mut send = cookie == CookieNeed::Send;
+        if ending == Ending::Regenerate {
+            let moved = self.store.regenerate(&id, &token, self.config.rotation_forward)?;
+            (id, token) = (moved.id, moved.token);
+            send = true;
+        }
+        if send { self.cookie(&id, &token).map(Some) } else { Ok(None) }
+    }
+
+    fn cookie(&self, id: &SessionId, token: &SecureToken) -> Result<String> {
+        let value = format!("{}.{}", id.as_str(), token.as_str());
+        set_cookie(&self.config.cookie_name, &value, &self.config.cookie)
+    }
+}

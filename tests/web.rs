@@ -1,0 +1,259 @@
+//! The web layer's `SessionManager`: strict ids, lazy writes, no storage of empty sessions,
+//! rotation inside and after its forwarding window, log-out, cross-check policies, the back
+//! button through the query string. (`tests/cgi.rs` runs it as real CGI processes.)
+
+use std::time::Duration;
+
+use sessiondb::web::{
+    ClientInfo, CrossCheck, HijackPolicy, ManagerConfig, Outcome, SessionManager,
+};
+use sessiondb::{Error, Store};
+
+mod common;
+use common::{T0, temp_db};
+
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0";
+
+fn manager(db: &common::TempDb, config: ManagerConfig) -> (SessionManager, sessiondb::ManualClock) {
+    let clock = sessiondb::ManualClock::new(T0);
+    let store = common::builder(&db.path, &clock).cleanup_interval(None).open().unwrap();
+    (SessionManager::new(store, config).unwrap(), clock)
+}
+
+/// The `name=value` part of a `Set-Cookie` value, as a browser would send it back.
+fn cookie_of(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+fn browser(cookie: &str) -> ClientInfo {
+    ClientInfo::with_cookie(cookie).user_agent(UA).remote_addr("192.0.2.10")
+}
+
+/// One request of a browser that counts in its session; returns the new cookie, if any.
+fn count(
+    m: &SessionManager,
+    cookie: &str,
+    query: &str,
+) -> Result<(Outcome, u64, Option<String>), Error> {
+    let mut req = m.begin(&browser(cookie).query_string(query))?;
+    let n =
+        if req.data().is_empty() { 0 } else { u64::from_le_bytes(req.data().try_into().unwrap()) };
+    req.set_data((n + 1).to_le_bytes().to_vec());
+    req.push_state(format!("page {}", n + 1).into_bytes());
+    let outcome = req.outcome().clone();
+    Ok((outcome, n + 1, m.finish(req)?))
+}
+
+#[test]
+fn a_session_is_created_only_when_it_gets_data_and_its_cookie_carries_it() -> Result<(), Error> {
+    let db = temp_db();
+    let (m, _clock) = manager(&db, ManagerConfig::default());
+    // A visit that stores nothing: no session, no cookie.
+    let req = m.begin(&ClientInfo::default())?;
+    assert_eq!(req.outcome(), &Outcome::New);
+    assert!(req.session_id().is_none());
+    assert_eq!(m.finish(req)?, None);
+    assert_eq!(m.store().count()?, 0);
+
+    let (outcome, n, set) = count(&m, "", "")?;
+    assert_eq!((outcome, n), (Outcome::New, 1));
+    let set = set.expect("a new session sends its cookie");
+    assert!(set.starts_with("sessiondb="), "{set}");
+    assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("SameSite=Lax"));
+    let cookie = cookie_of(&set);
+    for expected in 2..=4 {
+        let (outcome, n, set) = count(&m, &cookie, "")?;
+        assert_eq!((outcome, n), (Outcome::Resumed, expected));
+        assert_eq!(set, None, "an existing session's cookie is not sent again");
+    }
+    assert_eq!(m.store().count()?, 1);
+    Ok(())
+}
+
+#[test]
+fn a_request_that_changes_nothing_writes_nothing() -> Result<(), Error> {
+    let db = temp_db();
+    let (m, _clock) = manager(&db, ManagerConfig::default());
+    let cookie = cookie_of(&count(&m, "", "")?.2.unwrap());
+    let commits = m.store().stats().batches.commits;
+    for _ in 0..3 {
+        let req = m.begin(&browser(&cookie))?;
+        assert_eq!(req.outcome(), &Outcome::Resumed);
+        assert_eq!(m.finish(req)?, None);
+    }
+    // Setting the same data is no change either.
+    let mut req = m.begin(&browser(&cookie))?;
+    let same = req.data().to_vec();
+    req.set_data(same);
+    m.finish(req)?;
+    assert_eq!(
+        m.store().stats().batches.commits,
+        commits,
+        "no write at all (same clock: no touch)"
+    );
+    Ok(())
+}
+
+#[test]
+fn strict_mode_never_adopts_an_unknown_or_junk_id() -> Result<(), Error> {
+    let db = temp_db();
+    let (m, _clock) = manager(&db, ManagerConfig::default());
+    let planted = format!("sessiondb=attacker-chosen-id.{}", "t".repeat(43));
+    let req = m.begin(&browser(&planted))?;
+    assert_eq!(req.outcome(), &Outcome::Unknown);
+    assert!(req.session_id().is_none());
+    // Nothing stored: the planted cookie is removed.
+    let set = m.finish(req)?.expect("the stale cookie is cleared");
+    assert!(set.contains("Max-Age=0"), "{set}");
+
+    // With data, the session gets a fresh id, not the planted one.
+    let (outcome, _, set) = count(&m, &planted, "")?;
+    assert_eq!(outcome, Outcome::Unknown);
+    let set = set.unwrap();
+    assert!(!set.contains("attacker-chosen-id"), "{set}");
+
+    for junk in ["sessiondb=", "sessiondb=no-dot", "sessiondb=a.b;c", "sessiondb=\u{1}", "x=y"] {
+        let req = m.begin(&browser(junk))?;
+        assert!(matches!(req.outcome(), Outcome::New | Outcome::Unknown), "{junk:?}");
+        m.finish(req)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn expired_sessions_come_back_as_fresh_ones_with_the_old_data() -> Result<(), Error> {
+    let db = temp_db();
+    let (m, clock) = manager(&db, ManagerConfig::default());
+    let cookie = cookie_of(&count(&m, "", "")?.2.unwrap());
+    clock.advance(10_000); // idle 10 s
+    let req = m.begin(&browser(&cookie))?;
+    assert_eq!(req.outcome(), &Outcome::Expired { data: 1u64.to_le_bytes().to_vec() });
+    assert!(req.data().is_empty(), "the expired session is not handed over");
+    m.finish(req)?;
+    Ok(())
+}
+
+#[test]
+fn the_query_string_chooses_the_state_and_unknown_states_fall_back_to_the_latest()
+-> Result<(), Error> {
+    let db = temp_db();
+    let (m, _clock) = manager(&db, ManagerConfig::default());
+    let cookie = cookie_of(&count(&m, "", "")?.2.unwrap());
+    count(&m, &cookie, "")?;
+    count(&m, &cookie, "")?; // states: 0 (page 1), 1 (page 2), 2 (page 3)
+    let req = m.begin(&browser(&cookie).query_string("state=0"))?;
+    assert_eq!((req.state_id(), req.state()), (Some(0), &b"page 1"[..]));
+    m.finish(req)?;
+    let req = m.begin(&browser(&cookie).query_string("state=99"))?;
+    assert_eq!((req.state_id(), req.state()), (Some(2), &b"page 3"[..]));
+    m.finish(req)?;
+    Ok(())
+}
+
+#[test]
+fn login_rotates_the_id_and_the_old_cookie_is_forwarded_then_revoked() -> Result<(), Error> {
+    let db = temp_db();
+    let mut config = ManagerConfig::default();
+    config.rotation_forward = Duration::from_secs(2);
+    let (m, clock) = manager(&db, config);
+    let old = cookie_of(&count(&m, "", "")?.2.unwrap());
+
+    let mut req = m.begin(&browser(&old))?;
+    req.regenerate();
+    req.set_user(Some(b"ann".to_vec()));
+    let new = cookie_of(&m.finish(req)?.expect("a rotated session sends its new cookie"));
+    assert_ne!(new, old);
+    assert_eq!(m.store().user_sessions(b"ann")?.len(), 1);
+    let (outcome, n, set) = count(&m, &new, "")?;
+    assert_eq!((outcome, n, set), (Outcome::Resumed, 2, None));
+
+    // The response with the new cookie was lost: the old cookie still works, and the new
+    // cookie is sent again.
+    clock.advance(1_999);
+    let (outcome, n, set) = count(&m, &old, "")?;
+    assert_eq!((outcome, n), (Outcome::Forwarded, 3));
+    assert_eq!(cookie_of(&set.expect("sent again")), new);
+
+    // After the window the old cookie is revoked, which is not the same as unknown.
+    clock.advance(1);
+    let req = m.begin(&browser(&old))?;
+    assert_eq!(req.outcome(), &Outcome::Revoked);
+    assert!(m.finish(req)?.unwrap().contains("Max-Age=0"));
+    assert_eq!(count(&m, &new, "")?.1, 4);
+    Ok(())
+}
+
+#[test]
+fn logout_revokes_the_session_and_removes_the_cookie() -> Result<(), Error> {
+    let db = temp_db();
+    let (m, _clock) = manager(&db, ManagerConfig::default());
+    let cookie = cookie_of(&count(&m, "", "")?.2.unwrap());
+    let mut req = m.begin(&browser(&cookie))?;
+    req.logout();
+    let set = m.finish(req)?.expect("a cookie removal");
+    assert!(set.starts_with("sessiondb=;") && set.contains("Max-Age=0"), "{set}");
+    assert_eq!(m.store().count()?, 0);
+    let req = m.begin(&browser(&cookie))?;
+    assert_eq!(req.outcome(), &Outcome::Revoked);
+    m.finish(req)?;
+    Ok(())
+}
+
+#[test]
+fn cross_checks_refuse_or_report_a_different_client() -> Result<(), Error> {
+    for policy in [HijackPolicy::Refuse, HijackPolicy::Report] {
+        let db = temp_db();
+        let mut config = ManagerConfig::default();
+        config.cross_checks = vec![CrossCheck::UserAgent, CrossCheck::AddressPrefix];
+        config.hijack_policy = policy;
+        let (m, _clock) = manager(&db, config);
+        let cookie = cookie_of(&count(&m, "", "")?.2.unwrap());
+
+        // Same agent, same /24: the same client.
+        let same = ClientInfo::with_cookie(&cookie).user_agent(UA).remote_addr("192.0.2.99");
+        let req = m.begin(&same)?;
+        assert_eq!(req.outcome(), &Outcome::Resumed, "{policy:?}");
+        m.finish(req)?;
+
+        // The cookie replayed from another network.
+        let thief = ClientInfo::with_cookie(&cookie).user_agent(UA).remote_addr("198.51.100.7");
+        let req = m.begin(&thief)?;
+        match policy {
+            HijackPolicy::Refuse => {
+                assert_eq!(req.outcome(), &Outcome::Hijacked { continued: false });
+                assert!(req.data().is_empty(), "the session is not handed over");
+            }
+            _ => {
+                assert_eq!(req.outcome(), &Outcome::Hijacked { continued: true });
+                assert_eq!(req.data(), 1u64.to_le_bytes());
+            }
+        }
+        m.finish(req)?;
+        // The owner is unaffected either way.
+        assert_eq!(count(&m, &cookie, "")?.0, Outcome::Resumed);
+    }
+    Ok(())
+}
+
+#[test]
+fn a_wrong_token_is_a_suspected_hijack_and_never_reaches_the_data() -> Result<(), Error> {
+    let db = temp_db();
+    let (m, _clock) = manager(&db, ManagerConfig::default());
+    let cookie = cookie_of(&count(&m, "", "")?.2.unwrap());
+    let (id, _) = cookie.split_once('.').unwrap();
+    let forged = format!("{id}.{}", "f".repeat(43));
+    let req = m.begin(&browser(&forged))?;
+    assert_eq!(req.outcome(), &Outcome::Hijacked { continued: false });
+    assert!(req.data().is_empty());
+    m.finish(req)?;
+    Ok(())
+}
+
+#[test]
+fn a_bad_cookie_configuration_is_refused_up_front() {
+    let db = temp_db();
+    let store = Store::builder(&db.path).cleanup_interval(None).open().unwrap();
+    let mut config = ManagerConfig::default();
+    config.cookie_name = "bad name;".into();
+    assert!(matches!(SessionManager::new(store, config), Err(Error::InvalidInput(_))));
+}
