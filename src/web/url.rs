@@ -103,7 +103,7 @@ mod tests {
         let token = SecureToken::parse(&"t".repeat(43)).unwrap();
         let q = session_query(&id, &token);
         assert_eq!(session_from_query(&q), Some((id, token)));
-        assert_eq!(session_from_query("sid=ok-id&stok=bad;token"), None);
+        assert_eq!(session_from_query("sid=ok-id&stok=bad%token"), None);
         assert_eq!(session_from_query("sid=only"), None);
     }
 }
