@@ -191,6 +191,8 @@ impl Dump<'_> {
                 "sessions": info.sessions,
                 "states": info.states,
                 "expiry_entries": info.expiry_entries,
+                "tombstones": info.tombstones,
+                "user_entries": info.user_entries,
             });
             // The store object, then the sessions one per line as they are read.
             return write!(self.out, "{{\"store\":{doc},\n\"sessions\":[");
@@ -202,7 +204,9 @@ impl Dump<'_> {
         writeln!(out, "file size       {} bytes", info.file_size)?;
         writeln!(out, "sessions        {}", info.sessions)?;
         writeln!(out, "states          {}", info.states)?;
-        writeln!(out, "expiry entries  {}", info.expiry_entries)
+        writeln!(out, "expiry entries  {}", info.expiry_entries)?;
+        writeln!(out, "tombstones      {}", info.tombstones)?;
+        writeln!(out, "user entries    {}", info.user_entries)
     }
 
     fn session(&mut self, store: &Store, id: &SessionId, alone: bool) -> io::Result<()> {

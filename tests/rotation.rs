@@ -62,6 +62,8 @@ fn tombstones_last_as_long_as_the_old_session_would_have_and_are_swept() -> Resu
     assert!(!store.revoke(&gone.id)?, "already gone");
     assert!(matches!(store.load(&gone.id, &gone.token), Err(Error::Revoked)));
 
+    let info = store.info()?;
+    assert_eq!((info.sessions, info.tombstones), (1, 2), "{info:?}");
     // Nothing is due yet.
     let report = store.cleanup()?;
     assert_eq!(report.tombstones, 0);
@@ -114,6 +116,7 @@ fn sessions_by_user_and_log_out_everywhere() -> Result<(), Error> {
     assert_eq!(alice, expected);
     assert_eq!(store.user_sessions(b"bob")?, vec![b1.id.clone()]);
     assert!(store.user_sessions(b"al")?.is_empty(), "a prefix is not a user");
+    assert_eq!(store.info()?.user_entries, 4);
 
     // Moving a session to another user, then clearing it.
     store.store_state(&a2.id, &a2.token, Save::new(1, b"a2", b"").user(Some(b"bob")))?;

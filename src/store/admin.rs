@@ -94,6 +94,10 @@ pub struct StoreInfo {
     pub states: u64,
     /// Entries in the expiry index (equal to `sessions` in a consistent file).
     pub expiry_entries: u64,
+    /// Tombstones of rotated and revoked ids not yet swept.
+    pub tombstones: u64,
+    /// Entries in the per-user index (sessions filed under a user).
+    pub user_entries: u64,
     /// Size of the file in bytes.
     pub file_size: u64,
 }
@@ -267,6 +271,8 @@ impl Store {
             sessions: schema::read_sessions(&txn)?.len()?,
             states: schema::read_states(&txn)?.len()?,
             expiry_entries: schema::read_expiry(&txn)?.len()?,
+            tombstones: schema::read_tombstones(&txn)?.len()?,
+            user_entries: schema::read_users(&txn)?.len()?,
             file_size: std::fs::metadata(self.path())?.len(),
         })
     }
