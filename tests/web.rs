@@ -112,10 +112,20 @@ fn strict_mode_never_adopts_an_unknown_or_junk_id() -> Result<(), Error> {
     let set = set.unwrap();
     assert!(!set.contains("attacker-chosen-id"), "{set}");
 
-    for junk in ["sessiondb=", "sessiondb=no-dot", "sessiondb=a.b;c", "sessiondb=\u{1}", "x=y"] {
+    // A session cookie that is not `<id>.<token>` is an unknown id, and is cleared.
+    let unknown =
+        ["sessiondb=", "sessiondb=no-dot", "sessiondb=a.b.c", "sessiondb=a.b;c", "sessiondb=x"];
+    for junk in unknown {
         let req = m.begin(&browser(junk))?;
-        assert!(matches!(req.outcome(), Outcome::New | Outcome::Unknown), "{junk:?}");
-        m.finish(req)?;
+        assert_eq!(req.outcome(), &Outcome::Unknown, "{junk:?}");
+        let set = m.finish(req)?.unwrap_or_default();
+        assert!(set.contains("Max-Age=0"), "{junk:?} not cleared: {set:?}");
+    }
+    // Pairs that are not well-formed cookies are skipped; other cookies are left alone.
+    for other in ["sessiondb=\u{1}", "sessiondb=\"a", "x=y"] {
+        let req = m.begin(&browser(other))?;
+        assert_eq!(req.outcome(), &Outcome::New, "{other:?}");
+        assert_eq!(m.finish(req)?, None, "{other:?}");
     }
     Ok(())
 }
@@ -256,4 +266,42 @@ fn a_bad_cookie_configuration_is_refused_up_front() {
     let mut config = ManagerConfig::default();
     config.cookie_name = "bad name;".into();
     assert!(matches!(SessionManager::new(store, config), Err(Error::InvalidInput(_))));
+}
+
+#[test]
+fn a_save_racing_a_login_of_the_same_session_follows_the_rotation() -> Result<(), Error> {
+    let db = temp_db();
+    let (m, _clock) = manager(&db, ManagerConfig::default());
+    let cookie = cookie_of(&count(&m, "", "")?.2.unwrap());
+    // Tab A loads; tab B logs in (rotation) and finishes first; then tab A saves.
+    let mut a = m.begin(&browser(&cookie))?;
+    let mut b = m.begin(&browser(&cookie))?;
+    b.regenerate();
+    let rotated = cookie_of(&m.finish(b)?.expect("new cookie"));
+    a.set_data(2u64.to_le_bytes().to_vec());
+    let set = m.finish(a)?.expect("tab A learns the new cookie");
+    assert_eq!(cookie_of(&set), rotated);
+    assert_eq!(count(&m, &rotated, "")?.1, 3, "tab A's save landed on the rotated session");
+    Ok(())
+}
+
+#[test]
+fn ids_from_an_alphabet_with_a_dot_still_round_trip_through_the_cookie() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = sessiondb::ManualClock::new(T0);
+    let spec = sessiondb::IdSpec::new(40, "abcdefghijklmnopqrstuvwxyz0123456789.")?;
+    let store = common::builder(&db.path, &clock).id_spec(spec).open()?;
+    let m = SessionManager::new(store, ManagerConfig::default())?;
+    let mut cookie = String::new();
+    for expected in 1..=20 {
+        let (outcome, n, set) = count(&m, &cookie, "")?;
+        assert_eq!(n, 1 + (expected - 1) % 5, "{outcome:?}");
+        if let Some(set) = set {
+            cookie = cookie_of(&set);
+        }
+        if expected % 5 == 0 {
+            cookie.clear(); // a new browser, so that several ids are drawn
+        }
+    }
+    Ok(())
 }

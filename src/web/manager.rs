@@ -66,6 +66,16 @@ impl Default for ManagerConfig {
     }
 }
 
+/// What the client named.
+enum Named {
+    /// No session cookie (or query).
+    Nothing,
+    /// A session cookie that is not `<id>.<token>`.
+    Junk,
+    /// A well-formed session cookie.
+    Session(SessionId, SecureToken),
+}
+
 /// How [`SessionManager::begin`] found the request's session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -106,6 +116,9 @@ pub struct Request {
     loaded_data: Vec<u8>,
     state_id: Option<u64>,
     state: Vec<u8>,
+    /// (oldest, latest) state ids kept.
+    states: Option<(u64, u64)>,
+    loaded_user: Option<Vec<u8>>,
     new_state: Option<(Vec<u8>, bool)>,
     fingerprint: Option<Vec<u8>>,
     /// `Some(user)`: file the session under `user` (`None`: no user) at `finish`.
@@ -164,6 +177,17 @@ impl Request {
     /// The state loaded (empty for a fresh session).
     pub fn state(&self) -> &[u8] {
         &self.state
+    }
+
+    /// The oldest and newest state ids kept, for back-button links (`None` for a fresh
+    /// session).
+    pub fn state_range(&self) -> Option<(u64, u64)> {
+        self.states
+    }
+
+    /// The user key the session was loaded with (before any [`Request::set_user`]).
+    pub fn user(&self) -> Option<&[u8]> {
+        self.loaded_user.as_deref()
     }
 
     /// Saves `state` as a new state at `finish` (the page this request produced).
@@ -238,14 +262,23 @@ impl SessionManager {
             loaded_data: Vec::new(),
             state_id: None,
             state: Vec::new(),
+            states: None,
+            loaded_user: None,
             new_state: None,
             fingerprint,
             user: None,
             ending: Ending::Keep,
             cookie: CookieNeed::Nothing,
         };
-        let Some((id, token)) = self.named_session(client) else {
-            return Ok(req);
+        let (id, token) = match self.named_session(client) {
+            Named::Session(id, token) => (id, token),
+            Named::Nothing => return Ok(req),
+            Named::Junk => {
+                // Strict mode: a cookie that names no valid session is an unknown id.
+                req.outcome = Outcome::Unknown;
+                req.cookie = CookieNeed::Clear;
+                return Ok(req);
+            }
         };
         let query = client.query_string.as_deref().unwrap_or("");
         let wanted = state_from_query(query, &self.config.state_param);
@@ -278,23 +311,30 @@ impl SessionManager {
         req.stored = Some((id, token, fetched.version));
         req.state_id = Some(fetched.state_id);
         req.state = fetched.state_data;
+        req.states = Some((fetched.oldest_state_id, fetched.latest_state_id));
+        req.loaded_user = fetched.user;
         req.loaded_data.clone_from(&fetched.session_data);
         req.data = fetched.session_data;
         Ok(req)
     }
 
     /// The session the client names: its cookie, else (if enabled) its query string.
-    fn named_session(&self, client: &ClientInfo) -> Option<(SessionId, SecureToken)> {
+    fn named_session(&self, client: &ClientInfo) -> Named {
         let header = client.cookie_header.as_deref().unwrap_or("");
         if let Some(value) = get_cookie(header, &self.config.cookie_name) {
-            // A junk cookie names no session; `finish` then clears it if nothing replaces it.
-            let (id, token) = value.split_once('.')?;
-            return Some((SessionId::parse(id).ok()?, SecureToken::parse(token).ok()?));
+            // Split at the last dot: tokens are base64url and never hold one, while a custom
+            // id alphabet may.
+            let parsed = value.rsplit_once('.').and_then(|(id, token)| {
+                Some((SessionId::parse(id).ok()?, SecureToken::parse(token).ok()?))
+            });
+            return parsed.map_or(Named::Junk, |(id, token)| Named::Session(id, token));
         }
-        if self.config.session_in_url {
-            return session_from_query(client.query_string.as_deref()?);
+        if self.config.session_in_url
+            && let Some((id, token)) = client.query_string.as_deref().and_then(session_from_query)
+        {
+            return Named::Session(id, token);
         }
-        None
+        Named::Nothing
     }
 
     /// Fetches state `wanted`, falling back to the latest state if it is unknown or evicted.
@@ -356,6 +396,18 @@ impl SessionManager {
             let created = self.store.create_with(new)?;
             return self.cookie(&created.id, &created.token).map(Some);
         };
+        let mut send = cookie == CookieNeed::Send;
+        // Rotate first, then save: if the save then fails, nothing of this request's data was
+        // written, and a retry with the old cookie is forwarded to the rotated session.
+        if ending == Ending::Regenerate {
+            match self.store.regenerate(&id, &token, self.config.rotation_forward) {
+                Ok(moved) => (id, token) = (moved.id, moved.token),
+                // Another request of this session rotated it first: that rotation will do.
+                Err(Error::Rotated { successor, token: moved }) => (id, token) = (successor, moved),
+                Err(e) => return Err(e),
+            }
+            send = true;
+        }
         if changed {
             let mut save = match &new_state {
                 Some((state, same)) => Save::new(version, &data, state).same_state(*same),
@@ -364,13 +416,17 @@ impl SessionManager {
             if let Some(user) = &user {
                 save = save.user(user.as_deref());
             }
-            self.store.store_state(&id, &token, save)?;
-        }
-        let mut send = cookie == CookieNeed::Send;
-        if ending == Ending::Regenerate {
-            let moved = self.store.regenerate(&id, &token, self.config.rotation_forward)?;
-            (id, token) = (moved.id, moved.token);
-            send = true;
+            match self.store.store_state(&id, &token, save) {
+                Ok(_) => {}
+                // Another request rotated the session since `begin` (nothing was written, and
+                // a rotation keeps the version): save to the new id, and send its cookie.
+                Err(Error::Rotated { successor, token: moved }) => {
+                    (id, token) = (successor, moved);
+                    self.store.store_state(&id, &token, save)?;
+                    send = true;
+                }
+                Err(e) => return Err(e),
+            }
         }
         if send { self.cookie(&id, &token).map(Some) } else { Ok(None) }
     }
