@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# examples/cgi_counter under a real web server: lighttpd with mod_cgi on 127.0.0.1, checked
+# with curl and a cookie jar. Exits non-zero if any check fails.
+#
+#   bash scripts/lighttpd-cgi.sh
+#
+# - Installs lighttpd and curl with apt-get if they are missing (as root, or through sudo).
+#   Set NO_INSTALL=1 to fail instead. Note: on a machine with systemd, installing the Debian
+#   package also starts its system service on port 80; this script never uses that one.
+# - Builds the program with `cargo build --release --example cgi_counter`, unless
+#   CGI_COUNTER_BIN names one already built (tests/cgi.rs passes its own).
+# - Runs lighttpd in the foreground, in the background of this script, on a free port of
+#   127.0.0.1 only, with a temporary document root holding the program as counter.cgi and a
+#   temporary session file (SESSIONDB_PATH, passed by mod_setenv). Everything is removed at
+#   the end, and the server stopped, whatever happens. KEEP=1 keeps the directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '== %s\n' "$*"; }
+
+# ---- lighttpd and curl
+lighttpd_bin() { command -v lighttpd || { [ -x /usr/sbin/lighttpd ] && echo /usr/sbin/lighttpd; }; }
+missing=()
+lighttpd_bin >/dev/null || missing+=(lighttpd)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "${NO_INSTALL:-0}" = 1 ]; then
+        echo "missing: ${missing[*]} (NO_INSTALL=1)" >&2
+        exit 1
+    fi
+    if [ "$(id -u)" = 0 ]; then
+        sudo=()
+    elif command -v sudo >/dev/null; then
+        sudo=(sudo)
+    else
+        echo "missing: ${missing[*]}, and not root and no sudo to install them" >&2
+        exit 1
+    fi
+    say "installing ${missing[*]}"
+    ${sudo[@]+"${sudo[@]}"} apt-get update
+    ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+fi
+LIGHTTPD="$(lighttpd_bin)"
+"$LIGHTTPD" -v
+
+# ---- the program
+if [ -n "${CGI_COUNTER_BIN:-}" ]; then
+    bin="$CGI_COUNTER_BIN"
+else
+    say "cargo build --release --example cgi_counter"
+    cargo build --release --example cgi_counter
+    bin="$(cargo metadata --format-version 1 --no-deps |
+        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/examples/cgi_counter"
+fi
+[ -x "$bin" ] || { echo "no program at $bin" >&2; exit 1; }
+
+# ---- the server
+tmp="$(mktemp -d)"
+pid=""
+cleanup() {
+    if [ -n "$pid" ]; then
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+mkdir "$tmp/www"
+cp "$bin" "$tmp/www/counter.cgi"
+db="$tmp/sessions.redb"
+
+# A free port: pick one, and try another if lighttpd cannot bind it.
+port=""
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    try=$((20000 + RANDOM % 40000))
+    # Something already answers there: another port.
+    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$try/" && continue
+    cat > "$tmp/lighttpd.conf" <<EOF
+server.modules = ( "mod_setenv", "mod_cgi" )
+server.bind = "127.0.0.1"
+server.port = $try
+server.document-root = "$tmp/www"
+server.errorlog = "$tmp/error.log"
+cgi.assign = ( ".cgi" => "" )
+setenv.add-environment = ( "SESSIONDB_PATH" => "$db" )
+EOF
+    "$LIGHTTPD" -tt -f "$tmp/lighttpd.conf"
+    "$LIGHTTPD" -D -f "$tmp/lighttpd.conf" > "$tmp/lighttpd.out" 2>&1 &
+    pid=$!
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        if curl -s -o /dev/null "http://127.0.0.1:$try/" && kill -0 "$pid" 2>/dev/null; then
+            port=$try
+            break
+        fi
+        sleep 0.1
+    done
+    [ -n "$port" ] && break
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    pid=""
+    cat "$tmp/lighttpd.out" "$tmp/error.log" 2>/dev/null || true
+done
+[ -n "$port" ] || { echo "lighttpd did not start" >&2; exit 1; }
+url="http://127.0.0.1:$port/counter.cgi"
+say "lighttpd (pid $pid) serves $url, sessions in $db"
+
+# ---- the checks
+failures=0
+check() { # what expected actual
+    if [ "$2" = "$3" ]; then
+        echo "ok   $1: $3"
+    else
+        echo "FAIL $1: expected '$2', got '$3'"
+        failures=$((failures + 1))
+    fi
+}
+# get JAR QUERY: one request through the jar; headers in $tmp/h, body in $tmp/b.
+get() {
+    curl -s -S -m 30 -c "$1" -b "$1" -D "$tmp/h" -o "$tmp/b" "$url${2:+?$2}"
+}
+# The text of <span id="$1"> in the last body.
+marker() { sed -n "s/.*id=\"$1\">\([^<]*\)<.*/\1/p" "$tmp/b"; }
+status() { head -n 1 "$tmp/h" | tr -d '\r' | cut -d' ' -f2; }
+header() { grep -i "^$1:" "$tmp/h" | head -n 1 | cut -d' ' -f2- | tr -d '\r' || true; }
+# The session cookie's value in a jar (HttpOnly lines start with #HttpOnly_).
+jar_cookie() { awk '$6 == "sessiondb" { print $7 }' "$1"; }
+
+jar="$tmp/jar"
+touch "$jar"
+for n in 1 2 3; do
+    get "$jar" ""
+    check "request $n: status" 200 "$(status)"
+    check "request $n: counter" "$n" "$(marker counter)"
+    check "request $n: state" "$((n - 1))" "$(marker state)"
+done
+check "headers: Cache-Control" "no-store" "$(header Cache-Control)"
+check "headers: Content-Type" "text/html; charset=utf-8" "$(header Content-Type)"
+first_cookie="$(jar_cookie "$jar")"
+check "a session cookie is in the jar" yes "$([ -n "$first_cookie" ] && echo yes || echo no)"
+
+get "$jar" "state=0"
+check "?state=0 (the first state): state" 0 "$(marker state)"
+check "?state=0: its counter" 1 "$(marker counter)"
+check "?state=0: does not count" 3 "$(marker total)"
+get "$jar" "state=1"
+check "?state=1: its counter" 2 "$(marker counter)"
+get "$jar" ""
+check "counting again: counter" 4 "$(marker counter)"
+
+get "$jar" "login=1"
+check "login: counter" 5 "$(marker counter)"
+check "login: user" demo "$(marker user)"
+login_cookie="$(jar_cookie "$jar")"
+check "login: the cookie changed" yes "$([ "$login_cookie" != "$first_cookie" ] && echo yes || echo no)"
+check "login: the page shows the new id" "${login_cookie%%.*}" "$(marker session)"
+
+# The old cookie (a lost login response) is forwarded, and the new cookie sent again.
+curl -s -S -m 30 -b "sessiondb=$first_cookie" -D "$tmp/h" -o "$tmp/b" "$url"
+check "old cookie: outcome" Forwarded "$(marker outcome)"
+check "old cookie: the new cookie is sent again" "sessiondb=$login_cookie" \
+    "$(header Set-Cookie | cut -d';' -f1)"
+check "old cookie: counter" 6 "$(marker counter)"
+
+get "$jar" "logout=1"
+check "logout: session" none "$(marker session)"
+check "logout: Max-Age=0" yes "$(header Set-Cookie | grep -q 'Max-Age=0' && echo yes || echo no)"
+check "logout: the jar has no session cookie" "" "$(jar_cookie "$jar")"
+get "$jar" ""
+check "after logout: outcome" New "$(marker outcome)"
+check "after logout: counter" 1 "$(marker counter)"
+
+# Several browsers at once, each with its own jar.
+say "5 browsers x 5 requests at once"
+browsers=()
+for b in 1 2 3 4 5; do
+    (
+        for _ in 1 2 3 4 5; do
+            curl -s -S -m 30 -c "$tmp/jar$b" -b "$tmp/jar$b" -o "$tmp/body$b" "$url"
+        done
+    ) &
+    browsers+=($!)
+done
+wait "${browsers[@]}"
+for b in 1 2 3 4 5; do
+    check "browser $b: counter" 5 "$(sed -n 's/.*id="counter">\([^<]*\)<.*/\1/p' "$tmp/body$b")"
+done
+
+if [ "$failures" -ne 0 ]; then
+    echo "== lighttpd output and error log"
+    cat "$tmp/lighttpd.out" "$tmp/error.log" 2>/dev/null || true
+    echo "$failures checks failed"
+    exit 1
+fi
+echo "all checks passed"
