@@ -155,6 +155,10 @@ fn respond() -> Result<(Page, Option<String>), Box<dyn std::error::Error>> {
     // curl and others do not), and this demo runs over plain HTTP on 127.0.0.1: off unless
     // asked for. Behind HTTPS, set SESSIONDB_COOKIE_SECURE=1.
     config.cookie.secure = std::env::var_os("SESSIONDB_COOKIE_SECURE").is_some_and(|v| v == "1");
+    // Forward the old cookie for 30 s after a log-in, so that a lost response does not log the
+    // user out. The default is no forwarding: during the window whoever holds the old cookie
+    // follows the rotation too (docs/web.md weighs it); this demo shows the feature.
+    config.rotation_forward = std::time::Duration::from_secs(30);
     let manager = SessionManager::new(store, config)?;
 
     let client = ClientInfo::from_cgi_env();

@@ -137,9 +137,8 @@ impl fmt::Display for Error {
                 "conflicting save: expected version {expected}, found {found}; reload and retry"
             ),
             Error::Security => f.write_str("secure token does not match the session"),
-            Error::Rotated { successor, .. } => write!(
-                f,
-                "session id was rotated: continue with {successor} and send its cookie again"
+            Error::Rotated { .. } => f.write_str(
+                "session id was rotated: continue with its successor and send its cookie again",
             ),
             Error::Revoked => {
                 f.write_str("session id was revoked (logged out or rotated): start a new session")

@@ -169,3 +169,25 @@ fn rotated_ids_are_retired_for_good_even_after_reopen() -> Result<(), Error> {
     assert!(matches!(store.load(&c.id, &c.token), Err(Error::Rotated { .. })));
     Ok(())
 }
+
+#[test]
+fn adjust_time_shifts_tombstones_and_their_lifetime_is_capped() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = sessiondb::ManualClock::new(T0);
+    // No idle timeout: the session would live for ever, its tombstone does not.
+    let store = common::builder(&db.path, &clock).idle_timeout(None).open()?;
+    let c = store.create(b"", b"")?;
+    store.regenerate(&c.id, &c.token, Duration::from_secs(30))?;
+    // The clock was stepped back an hour, and the store told so: the window stays 30 s long.
+    clock.set(T0 - 3_600_000);
+    store.adjust_time(-3_600_000)?;
+    clock.advance(29_999);
+    assert!(matches!(store.load(&c.id, &c.token), Err(Error::Rotated { .. })));
+    clock.advance(1);
+    assert!(matches!(store.load(&c.id, &c.token), Err(Error::Revoked)));
+    // A week on, the tombstone is swept although the session never expires.
+    clock.advance(7 * 24 * 3_600_000);
+    assert_eq!(store.cleanup()?.tombstones, 1);
+    assert!(matches!(store.load(&c.id, &c.token), Err(Error::NotFound)));
+    Ok(())
+}

@@ -271,7 +271,7 @@ fn a_bad_cookie_configuration_is_refused_up_front() {
 #[test]
 fn a_save_racing_a_login_of_the_same_session_follows_the_rotation() -> Result<(), Error> {
     let db = temp_db();
-    let (m, _clock) = manager(&db, ManagerConfig::default());
+    let (m, _clock) = forwarding(&db, 30);
     let cookie = cookie_of(&count(&m, "", "")?.2.unwrap());
     // Tab A loads; tab B logs in (rotation) and finishes first; then tab A saves.
     let mut a = m.begin(&browser(&cookie))?;
@@ -303,5 +303,136 @@ fn ids_from_an_alphabet_with_a_dot_still_round_trip_through_the_cookie() -> Resu
             cookie.clear(); // a new browser, so that several ids are drawn
         }
     }
+    Ok(())
+}
+
+fn forwarding(db: &common::TempDb, seconds: u64) -> (SessionManager, sessiondb::ManualClock) {
+    let mut config = ManagerConfig::default();
+    config.rotation_forward = Duration::from_secs(seconds);
+    manager(db, config)
+}
+
+#[test]
+fn by_default_a_rotated_cookie_is_not_forwarded() -> Result<(), Error> {
+    let db = temp_db();
+    let (m, _clock) = manager(&db, ManagerConfig::default());
+    let old = cookie_of(&count(&m, "", "")?.2.unwrap());
+    let mut req = m.begin(&browser(&old))?;
+    req.regenerate();
+    let new = cookie_of(&m.finish(req)?.unwrap());
+    let req = m.begin(&browser(&old))?;
+    assert_eq!(req.outcome(), &Outcome::Revoked, "a planted cookie does not follow the log-in");
+    m.finish(req)?;
+    assert_eq!(count(&m, &new, "")?.0, Outcome::Resumed);
+    Ok(())
+}
+
+#[test]
+fn a_forwarded_request_must_pass_the_cross_checks_even_when_hijacks_are_only_reported()
+-> Result<(), Error> {
+    let db = temp_db();
+    let mut config = ManagerConfig::default();
+    config.rotation_forward = Duration::from_secs(30);
+    config.cross_checks = vec![CrossCheck::UserAgent];
+    config.hijack_policy = HijackPolicy::Report;
+    let (m, _clock) = manager(&db, config);
+    let old = cookie_of(&count(&m, "", "")?.2.unwrap());
+    let mut req = m.begin(&browser(&old))?;
+    req.regenerate();
+    m.finish(req)?;
+    // The planter of the old cookie, with its own user agent, polls.
+    let attacker = ClientInfo::with_cookie(&old).user_agent("curl/8.5");
+    let req = m.begin(&attacker)?;
+    assert_eq!(req.outcome(), &Outcome::Hijacked { continued: false });
+    assert!(req.data().is_empty());
+    assert_eq!(m.finish(req)?.map(|c| c.contains("Max-Age=0")), Some(true));
+    Ok(())
+}
+
+#[test]
+fn logout_racing_a_login_revokes_the_logged_in_session_too() -> Result<(), Error> {
+    let db = temp_db();
+    let (m, _clock) = forwarding(&db, 30);
+    let old = cookie_of(&count(&m, "", "")?.2.unwrap());
+    let mut logout = m.begin(&browser(&old))?;
+    let mut login = m.begin(&browser(&old))?;
+    login.regenerate();
+    let new = cookie_of(&m.finish(login)?.unwrap());
+    logout.logout();
+    assert!(m.finish(logout)?.unwrap().contains("Max-Age=0"));
+    for cookie in [&old, &new] {
+        let req = m.begin(&browser(cookie))?;
+        assert_eq!(req.outcome(), &Outcome::Revoked, "{cookie}");
+        m.finish(req)?;
+    }
+    assert_eq!(m.store().count()?, 0);
+    Ok(())
+}
+
+#[test]
+fn a_stale_cookie_sent_first_does_not_shadow_the_real_one() -> Result<(), Error> {
+    let db = temp_db();
+    let (m, _clock) = manager(&db, ManagerConfig::default());
+    let real = cookie_of(&count(&m, "", "")?.2.unwrap());
+    let stale = format!("sessiondb=stale-id.{}", "s".repeat(43));
+    for header in [format!("sessiondb=junk; {real}"), format!("{stale}; {real}")] {
+        let (outcome, n, set) = count(&m, &header, "")?;
+        assert_eq!(outcome, Outcome::Resumed, "{header}");
+        assert!(n >= 2, "{header}");
+        assert_eq!(set, None);
+    }
+    Ok(())
+}
+
+#[test]
+fn rotations_in_a_row_are_followed() -> Result<(), Error> {
+    let db = temp_db();
+    let (m, _clock) = forwarding(&db, 30);
+    let first = cookie_of(&count(&m, "", "")?.2.unwrap());
+    let mut cookie = first.clone();
+    for _ in 0..2 {
+        let mut req = m.begin(&browser(&cookie))?;
+        req.regenerate();
+        cookie = cookie_of(&m.finish(req)?.unwrap());
+    }
+    let (outcome, n, set) = count(&m, &first, "")?;
+    assert_eq!((outcome, n), (Outcome::Forwarded, 2));
+    assert_eq!(cookie_of(&set.unwrap()), cookie);
+    Ok(())
+}
+
+#[test]
+fn a_login_whose_save_conflicts_changes_nothing_and_can_run_again() -> Result<(), Error> {
+    let db = temp_db();
+    let (m, _clock) = manager(&db, ManagerConfig::default()); // no forwarding
+    let cookie = cookie_of(&count(&m, "", "")?.2.unwrap());
+    let mut login = m.begin(&browser(&cookie))?;
+    count(&m, &cookie, "")?; // another tab saves first
+    login.set_data(b"logged in".to_vec());
+    login.regenerate();
+    assert!(matches!(m.finish(login), Err(Error::Conflict { .. })));
+    // Nothing happened: the cookie still works, and the log-in can run again.
+    let mut login = m.begin(&browser(&cookie))?;
+    assert_eq!(login.outcome(), &Outcome::Resumed);
+    login.regenerate();
+    assert!(m.finish(login)?.is_some());
+    Ok(())
+}
+
+#[test]
+fn setting_the_same_user_is_no_change() -> Result<(), Error> {
+    let db = temp_db();
+    let (m, _clock) = manager(&db, ManagerConfig::default());
+    let cookie = cookie_of(&count(&m, "", "")?.2.unwrap());
+    let commits = m.store().stats().batches.commits;
+    let mut req = m.begin(&browser(&cookie))?;
+    req.set_user(None);
+    m.finish(req)?;
+    assert_eq!(m.store().stats().batches.commits, commits);
+    let mut req = m.begin(&browser(&cookie))?;
+    req.set_user(Some(b"ann".to_vec()));
+    m.finish(req)?;
+    assert_eq!(m.store().stats().batches.commits, commits + 1);
+    assert_eq!(m.begin(&browser(&cookie))?.user(), Some(&b"ann"[..]));
     Ok(())
 }

@@ -10,7 +10,8 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::commit::Job;
 use super::record::{
-    SessionRecord, decode_session, get_session, put_session, remove_session, tombstone_due,
+    SessionRecord, decode_session, get_session, put_session, remove_session, shifted_tombstone,
+    tombstone_due,
 };
 use super::session::Reply;
 use super::{Core, SessionStatus, Store};
@@ -319,7 +320,8 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Shifts every stored time by `delta_ms` (Aquarium's `adjustTime`): call it after the
+    /// Shifts every stored time (of sessions and tombstones) by `delta_ms` (Aquarium's
+    /// `adjustTime`): call it after the
     /// system clock was stepped, so that sessions neither expire early nor live too long.
     /// Returns how many sessions were adjusted. One write transaction; holds every record in
     /// memory while it runs.
@@ -348,6 +350,17 @@ impl Store {
                 rec.expires_at = shift(rec.expires_at);
                 rec.remove_at = shift(rec.remove_at);
                 put_session(t, &sid, Some(old_key), &rec)?;
+            }
+            // Tombstones too: a forwarding window must not grow or shrink with the step.
+            let mut stones = Vec::new();
+            for entry in t.tombstones.iter()? {
+                let (k, v) = entry?;
+                if let Some(bytes) = shifted_tombstone(v.value(), shift) {
+                    stones.push((k.value().to_vec(), bytes));
+                }
+            }
+            for (sid, bytes) in stones {
+                t.tombstones.insert(sid.as_slice(), bytes.as_slice())?;
             }
             Ok(adjusted)
         })

@@ -94,6 +94,15 @@ pub(crate) fn tombstone_due(bytes: &[u8], now: u64) -> bool {
     codec::decode::<Tombstone>(bytes).map_or(true, |stone| stone.remove_at <= now)
 }
 
+/// The stored tombstone `bytes` with its times passed through `shift` (for `adjust_time`);
+/// `None` if it does not decode (the sweep removes those).
+pub(crate) fn shifted_tombstone(bytes: &[u8], shift: impl Fn(u64) -> u64) -> Option<Vec<u8>> {
+    let mut stone: Tombstone = codec::decode(bytes).ok()?;
+    stone.forward_until = shift(stone.forward_until);
+    stone.remove_at = shift(stone.remove_at);
+    codec::encode(&stone).ok()
+}
+
 /// Writes a tombstone.
 pub(crate) fn put_tombstone(t: &mut WriteTables<'_>, sid: &[u8], stone: &Tombstone) -> Result<()> {
     let bytes = codec::encode(stone).map_err(|e| encode_err(&e))?;

@@ -101,7 +101,7 @@ impl Store {
                 successor: Some(new_id.as_str().to_owned()),
                 sealed_token: sealed.clone(),
                 forward_until,
-                remove_at: rec.remove_at.max(forward_until),
+                remove_at: rec.remove_at.min(now.saturating_add(TOMBSTONE_LIFE)).max(forward_until),
             };
             put_tombstone(t, &sid, &stone)?;
             Ok(Ok(Reply::Rotated { id: new_id, state_id: rec.latest_state, version: rec.version }))
@@ -123,7 +123,7 @@ impl Store {
     /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
     pub fn revoke(&self, id: &SessionId) -> Result<bool> {
         let sid = id.as_bytes().to_vec();
-        let job: Job = Box::new(move |_, t| Ok(Ok(Reply::Existed(revoke_in(t, &sid)?))));
+        let job: Job = Box::new(move |c, t| Ok(Ok(Reply::Existed(revoke_in(t, &sid, c.now())?))));
         match self.core.submit(job)? {
             Reply::Existed(existed) => Ok(existed),
             _ => Err(wrong_reply()),
@@ -131,11 +131,31 @@ impl Store {
     }
 }
 
-/// Revokes `sid` inside a write transaction; whether it existed.
-pub(crate) fn revoke_in(t: &mut crate::schema::WriteTables<'_>, sid: &[u8]) -> Result<bool> {
+/// The longest a tombstone is kept (after its forwarding window): a week. Past it, a retired id
+/// reads as unknown rather than revoked, which leads clients to the same place (a fresh
+/// session); sessions without expiry would otherwise keep their tombstones for ever.
+pub(crate) const TOMBSTONE_LIFE: u64 = 7 * 24 * 3600 * 1000;
+
+/// Revokes `sid` inside a write transaction, at `now`; whether a session existed.
+pub(crate) fn revoke_in(
+    t: &mut crate::schema::WriteTables<'_>,
+    sid: &[u8],
+    now: u64,
+) -> Result<bool> {
     let rec = match get_session(&t.sessions, sid) {
         Ok(Some(rec)) => rec,
-        Ok(None) => return Ok(false),
+        Ok(None) => {
+            // A rotated id: stop its forwarding (the caller revokes the successor too).
+            if let Ok(Some(mut stone)) = get_tombstone(&t.tombstones, sid)
+                && stone.reason == Retired::Rotated
+            {
+                stone.reason = Retired::Revoked;
+                stone.successor = None;
+                stone.sealed_token.clear();
+                put_tombstone(t, sid, &stone)?;
+            }
+            return Ok(false);
+        }
         // A damaged record: removed, with no tombstone (its token hash is unknown).
         Err(Error::Corrupted { .. }) => {
             remove_session(t, sid, None)?;
@@ -150,7 +170,7 @@ pub(crate) fn revoke_in(t: &mut crate::schema::WriteTables<'_>, sid: &[u8]) -> R
         successor: None,
         sealed_token: Vec::new(),
         forward_until: 0,
-        remove_at: rec.remove_at,
+        remove_at: rec.remove_at.min(now.saturating_add(TOMBSTONE_LIFE)),
     };
     put_tombstone(t, sid, &stone)?;
     Ok(true)

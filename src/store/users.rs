@@ -52,10 +52,11 @@ impl Store {
     /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
     pub fn revoke_user(&self, user: &[u8]) -> Result<u64> {
         let user = user.to_vec();
-        let job: Job = Box::new(move |_, t| {
+        let job: Job = Box::new(move |c, t| {
+            let now = c.now();
             let mut revoked = 0;
             for sid in ids_of(&t.users, &user)? {
-                if revoke_in(t, &sid)? {
+                if revoke_in(t, &sid, now)? {
                     revoked += 1;
                 } else {
                     t.users.remove((user.as_slice(), sid.as_slice()))?; // a stale entry

@@ -119,7 +119,12 @@ pub(crate) fn fingerprint(checks: &[CrossCheck], client: &ClientInfo) -> Option<
 
 /// The /24 (IPv4) or /64 (IPv6) network of an address; the text itself if it is no address.
 fn address_prefix(addr: &str) -> String {
-    match addr.trim().parse::<IpAddr>() {
+    // An IPv4 client seen through an IPv6 socket (`::ffff:a.b.c.d`) is an IPv4 client.
+    let parsed = addr.trim().parse::<IpAddr>().map(|ip| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    });
+    match parsed {
         Ok(IpAddr::V4(v4)) => {
             let [a, b, c, _] = v4.octets();
             format!("{a}.{b}.{c}.0/24")
@@ -141,6 +146,8 @@ mod tests {
         assert_eq!(address_prefix("192.0.2.17"), "192.0.2.0/24");
         assert_eq!(address_prefix("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
         assert_eq!(address_prefix("not an address"), "not an address");
+        assert_eq!(address_prefix("::ffff:192.0.2.10"), "192.0.2.0/24");
+        assert_ne!(address_prefix("::ffff:192.0.2.10"), address_prefix("::ffff:203.0.113.9"));
         let a = ClientInfo::default().remote_addr("192.0.2.17");
         let b = ClientInfo::default().remote_addr("192.0.2.200");
         let c = ClientInfo::default().remote_addr("192.0.3.17");

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use super::client::{ClientInfo, CrossCheck, fingerprint};
-use super::cookie::{CookieAttrs, get_cookie, revoke_cookie, set_cookie};
+use super::cookie::{CookieAttrs, parse_cookie_header, revoke_cookie, set_cookie};
 use super::url::{session_from_query, state_from_query};
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId};
@@ -43,8 +43,11 @@ pub struct ManagerConfig {
     pub cross_checks: Vec<CrossCheck>,
     /// What a failed cross-check does. Default = [`HijackPolicy::Refuse`].
     pub hijack_policy: HijackPolicy,
-    /// How long, after [`Request::regenerate`], the old cookie still leads to the session (a
-    /// lost response must not log the user out). Default = 30 s.
+    /// How long, after [`Request::regenerate`], the old cookie still leads to the session, so
+    /// that a lost response does not log the user out. Default = zero: no forwarding. A
+    /// window is a trade-off: whoever holds the old cookie during it (an attacker who planted
+    /// it, polling) follows the rotation too. Forwarded requests must pass the cross-checks
+    /// even under [`HijackPolicy::Report`]; see `docs/web.md`.
     pub rotation_forward: Duration,
     /// Also accept a session named in the query string (`sid` and `stok`, see
     /// [`session_query`](super::session_query)) when there is no cookie. Default = `false`:
@@ -60,7 +63,7 @@ impl Default for ManagerConfig {
             state_param: "state".into(),
             cross_checks: Vec::new(),
             hijack_policy: HijackPolicy::Refuse,
-            rotation_forward: Duration::from_secs(30),
+            rotation_forward: Duration::ZERO,
             session_in_url: false,
         }
     }
@@ -70,10 +73,34 @@ impl Default for ManagerConfig {
 enum Named {
     /// No session cookie (or query).
     Nothing,
-    /// A session cookie that is not `<id>.<token>`.
+    /// Session cookies, none of them `<id>.<token>`.
     Junk,
-    /// A well-formed session cookie.
-    Session(SessionId, SecureToken),
+    /// The well-formed session cookies, in the order sent.
+    Sessions(Vec<(SessionId, SecureToken)>),
+}
+
+/// A session `begin` loaded, and whether it was reached through a rotation.
+struct Loaded {
+    id: SessionId,
+    token: SecureToken,
+    fetched: Fetched,
+    forwarded: bool,
+}
+
+/// How many rotations `begin` follows from one cookie.
+const MAX_FORWARDS: usize = 3;
+
+/// Whether `e` is the store refusing a session (which `begin` turns into an outcome), rather
+/// than a storage failure.
+fn is_refusal(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::NotFound
+            | Error::Revoked
+            | Error::Expired { .. }
+            | Error::Security
+            | Error::Rotated { .. }
+    )
 }
 
 /// How [`SessionManager::begin`] found the request's session.
@@ -219,7 +246,8 @@ impl Request {
     }
 
     fn changed(&self) -> bool {
-        self.data != self.loaded_data || self.new_state.is_some() || self.user.is_some()
+        let user_changed = self.user.as_ref().is_some_and(|user| *user != self.loaded_user);
+        self.data != self.loaded_data || self.new_state.is_some() || user_changed
     }
 }
 
@@ -270,8 +298,8 @@ impl SessionManager {
             ending: Ending::Keep,
             cookie: CookieNeed::Nothing,
         };
-        let (id, token) = match self.named_session(client) {
-            Named::Session(id, token) => (id, token),
+        let candidates = match self.named_sessions(client) {
+            Named::Sessions(candidates) => candidates,
             Named::Nothing => return Ok(req),
             Named::Junk => {
                 // Strict mode: a cookie that names no valid session is an unknown id.
@@ -282,19 +310,14 @@ impl SessionManager {
         };
         let query = client.query_string.as_deref().unwrap_or("");
         let wanted = state_from_query(query, &self.config.state_param);
-        let (id, token, fetched, forwarded) = match self.fetch(&id, &token, wanted) {
-            Ok(fetched) => (id, token, fetched, false),
-            Err(Error::Rotated { successor, token }) => {
-                let fetched = self.fetch(&successor, &token, wanted);
-                match fetched {
-                    Ok(fetched) => (successor, token, fetched, true),
-                    Err(e) => return Self::refused(req, e),
-                }
-            }
-            Err(e) => return Self::refused(req, e),
+        let Loaded { id, token, fetched, forwarded } = match self.load_named(candidates, wanted)? {
+            Ok(loaded) => loaded,
+            Err(refusal) => return Self::refused(req, refusal),
         };
         let matches = req.fingerprint.as_deref().and_then(|fp| fetched.fingerprint_matches(fp));
-        let continued = self.config.hijack_policy == HijackPolicy::Report;
+        // A forwarded request that fails the cross-checks is refused whatever the policy:
+        // forwarding is where a fixation attempt would get in.
+        let continued = self.config.hijack_policy == HijackPolicy::Report && !forwarded;
         req.outcome = match (matches, forwarded) {
             (Some(false), _) if !continued => {
                 req.outcome = Outcome::Hijacked { continued: false };
@@ -318,23 +341,65 @@ impl SessionManager {
         Ok(req)
     }
 
-    /// The session the client names: its cookie, else (if enabled) its query string.
-    fn named_session(&self, client: &ClientInfo) -> Named {
+    /// The sessions the client names: every cookie of our name (a stale cookie on another
+    /// path or from a sibling domain must not shadow the real one), else (if enabled) its query
+    /// string.
+    fn named_sessions(&self, client: &ClientInfo) -> Named {
         let header = client.cookie_header.as_deref().unwrap_or("");
-        if let Some(value) = get_cookie(header, &self.config.cookie_name) {
+        let values: Vec<&str> = parse_cookie_header(header)
+            .into_iter()
+            .filter(|(name, _)| *name == self.config.cookie_name)
+            .map(|(_, value)| value)
+            .collect();
+        if !values.is_empty() {
             // Split at the last dot: tokens are base64url and never hold one, while a custom
             // id alphabet may.
-            let parsed = value.rsplit_once('.').and_then(|(id, token)| {
-                Some((SessionId::parse(id).ok()?, SecureToken::parse(token).ok()?))
-            });
-            return parsed.map_or(Named::Junk, |(id, token)| Named::Session(id, token));
+            let parsed: Vec<_> = values
+                .iter()
+                .filter_map(|value| {
+                    let (id, token) = value.rsplit_once('.')?;
+                    Some((SessionId::parse(id).ok()?, SecureToken::parse(token).ok()?))
+                })
+                .collect();
+            return if parsed.is_empty() { Named::Junk } else { Named::Sessions(parsed) };
         }
         if self.config.session_in_url
-            && let Some((id, token)) = client.query_string.as_deref().and_then(session_from_query)
+            && let Some(pair) = client.query_string.as_deref().and_then(session_from_query)
         {
-            return Named::Session(id, token);
+            return Named::Sessions(vec![pair]);
         }
         Named::Nothing
+    }
+
+    /// Loads the first of `candidates` that the store gives, following rotations (at most
+    /// [`MAX_FORWARDS`] hops); otherwise the first candidate's refusal. The outer error is a
+    /// storage error, not a refusal.
+    fn load_named(
+        &self,
+        candidates: Vec<(SessionId, SecureToken)>,
+        wanted: Option<u64>,
+    ) -> Result<Result<Loaded, Error>> {
+        let mut first_refusal = None;
+        for (mut id, mut token) in candidates {
+            let mut hops = 0;
+            let refusal = loop {
+                match self.fetch(&id, &token, wanted) {
+                    Ok(fetched) => {
+                        return Ok(Ok(Loaded { id, token, fetched, forwarded: hops > 0 }));
+                    }
+                    Err(Error::Rotated { successor, token: moved }) if hops < MAX_FORWARDS => {
+                        (id, token) = (successor, moved);
+                        hops += 1;
+                    }
+                    // Rotated again and again within the window: give up on this cookie.
+                    Err(Error::Rotated { .. }) => break Error::Revoked,
+                    Err(e) if is_refusal(&e) => break e,
+                    Err(e) => return Err(e),
+                }
+            };
+            first_refusal.get_or_insert(refusal);
+        }
+        Ok(Err(first_refusal.unwrap_or(Error::NotFound)))
     }
 
     /// Fetches state `wanted`, falling back to the latest state if it is unknown or evicted.
@@ -352,7 +417,8 @@ impl SessionManager {
     fn refused(mut req: Request, e: Error) -> Result<Request> {
         req.outcome = match e {
             Error::NotFound => Outcome::Unknown,
-            Error::Revoked => Outcome::Revoked,
+            // A cookie rotated more times in a row than `begin` follows reads as revoked.
+            Error::Revoked | Error::Rotated { .. } => Outcome::Revoked,
             Error::Expired { data } => Outcome::Expired { data },
             Error::Security => Outcome::Hijacked { continued: false },
             other => return Err(other),
@@ -374,8 +440,8 @@ impl SessionManager {
         let clear = || revoke_cookie(name, attrs).map(Some);
         let (changed, cookie) = (req.changed(), req.cookie);
         if req.ending == Ending::Logout {
-            if let Some((id, _, _)) = &req.stored {
-                self.store.revoke(id)?;
+            if let Some((id, token, _)) = &req.stored {
+                self.revoke_chain(id, token)?;
                 return clear();
             }
             return if cookie == CookieNeed::Clear { clear() } else { Ok(None) };
@@ -397,17 +463,9 @@ impl SessionManager {
             return self.cookie(&created.id, &created.token).map(Some);
         };
         let mut send = cookie == CookieNeed::Send;
-        // Rotate first, then save: if the save then fails, nothing of this request's data was
-        // written, and a retry with the old cookie is forwarded to the rotated session.
-        if ending == Ending::Regenerate {
-            match self.store.regenerate(&id, &token, self.config.rotation_forward) {
-                Ok(moved) => (id, token) = (moved.id, moved.token),
-                // Another request of this session rotated it first: that rotation will do.
-                Err(Error::Rotated { successor, token: moved }) => (id, token) = (successor, moved),
-                Err(e) => return Err(e),
-            }
-            send = true;
-        }
+        // Save first, then rotate: a save refused (a conflict) wrote nothing and rotated
+        // nothing, so the request can simply run again with the same cookie. A rotation keeps
+        // the version, so the order does not matter to the save.
         if changed {
             let mut save = match &new_state {
                 Some((state, same)) => Save::new(version, &data, state).same_state(*same),
@@ -418,8 +476,8 @@ impl SessionManager {
             }
             match self.store.store_state(&id, &token, save) {
                 Ok(_) => {}
-                // Another request rotated the session since `begin` (nothing was written, and
-                // a rotation keeps the version): save to the new id, and send its cookie.
+                // Another request rotated the session since `begin` (nothing was written):
+                // save to the new id, and send its cookie.
                 Err(Error::Rotated { successor, token: moved }) => {
                     (id, token) = (successor, moved);
                     self.store.store_state(&id, &token, save)?;
@@ -428,7 +486,37 @@ impl SessionManager {
                 Err(e) => return Err(e),
             }
         }
+        if ending == Ending::Regenerate {
+            match self.store.regenerate(&id, &token, self.config.rotation_forward) {
+                Ok(moved) => (id, token) = (moved.id, moved.token),
+                // Another request of this session rotated it first: that rotation will do.
+                Err(Error::Rotated { successor, token: moved }) => (id, token) = (successor, moved),
+                // Another request logged out meanwhile: so is this one.
+                Err(Error::Revoked | Error::NotFound) => return clear(),
+                Err(e) => return Err(e),
+            }
+            send = true;
+        }
         if send { self.cookie(&id, &token).map(Some) } else { Ok(None) }
+    }
+
+    /// Revokes a session and, if another request rotated it meanwhile, the sessions its
+    /// forwarding leads to (a log-out must not leave the logged-in successor alive).
+    fn revoke_chain(&self, id: &SessionId, token: &SecureToken) -> Result<()> {
+        let (mut id, mut token) = (id.clone(), token.clone());
+        for _ in 0..=MAX_FORWARDS {
+            // Look before revoking: revoking a forwarding tombstone stops its forwarding.
+            let next = match self.store.fetch_state(&id, &token, None) {
+                Err(Error::Rotated { successor, token: moved }) => Some((successor, moved)),
+                _ => None,
+            };
+            self.store.revoke(&id)?;
+            match next {
+                Some(pair) => (id, token) = pair,
+                None => return Ok(()),
+            }
+        }
+        Ok(())
     }
 
     fn cookie(&self, id: &SessionId, token: &SecureToken) -> Result<String> {
