@@ -169,7 +169,7 @@ fn respond() -> Result<(Page, Option<String>), Box<dyn std::error::Error>> {
         let page = handle(&mut request, action, attempts)?;
         match manager.finish(request) {
             Ok(cookie) => return Ok((page, cookie)),
-            Err(e) if attempts < MAX_ATTEMPTS && worth_retrying(&e, action) => attempts += 1,
+            Err(e) if attempts < MAX_ATTEMPTS && worth_retrying(&e) => attempts += 1,
             Err(e) => return Err(e.into()),
         }
     }
@@ -178,7 +178,7 @@ fn respond() -> Result<(Page, Option<String>), Box<dyn std::error::Error>> {
 /// Whether `finish` failed because another request of the browser changed the session first,
 /// having written nothing of this request's data, so that running the request again from
 /// `begin` is right.
-fn worth_retrying(e: &Error, _action: Action) -> bool {
+fn worth_retrying(e: &Error) -> bool {
     // `Conflict`: another request saved first; the save checks the version and wrote nothing.
     // `Rotated` / `Revoked`: another request logged in or out since `begin` (`finish` follows a
     // rotation itself; this covers the rest). In a log-in, `finish` rotates first and saves
