@@ -2,33 +2,9 @@
 
 mod common;
 
-use common::{raw, store, temp_db};
-use redb::{ReadableDatabase, ReadableTable};
+use common::{damage_value, raw, raw_write, store, temp_db};
+use redb::ReadableDatabase;
 use sessiondb::{Error, Store};
-
-/// Runs `f` in one committed write transaction of a raw redb handle on `path` (created if
-/// missing): how these tests write what sessiondb never would.
-fn raw_write(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
-    let db = redb::Database::create(path).unwrap();
-    let txn = db.begin_write().unwrap();
-    f(&txn);
-    txn.commit().unwrap();
-}
-
-/// Applies `damage` to the stored bytes of `table[key]` through a raw redb handle.
-fn damage_value<K: redb::Key + 'static>(
-    path: &std::path::Path,
-    table: redb::TableDefinition<K, &[u8]>,
-    key: K::SelfType<'_>,
-    damage: impl FnOnce(&mut Vec<u8>),
-) {
-    raw_write(path, |txn| {
-        let mut t = txn.open_table(table).unwrap();
-        let mut bytes = t.get(&key).unwrap().expect("record present").value().to_vec();
-        damage(&mut bytes);
-        t.insert(&key, bytes.as_slice()).unwrap();
-    });
-}
 
 /// Creates one session in the file at `db`, closes the store, then applies `damage` to the
 /// session's record through a raw redb handle. Returns the session, for the test to reopen.

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use redb::ReadableTable;
 use sessiondb::{Clock, Created, Error, ManualClock, Save, Store};
 
 mod common;
@@ -124,19 +123,11 @@ fn a_save_failing_part_way_is_taken_out_and_the_rest_of_its_batch_commits() {
     };
     // Session 2's record fails its checksum: its save fails with `Corrupted` while reading,
     // which (unlike a refusal) abandons the shared transaction.
-    {
-        let raw = redb::Database::create(&db.path).unwrap();
-        let txn = raw.begin_write().unwrap();
-        {
-            let mut t = txn.open_table(raw::SESSIONS).unwrap();
-            let key = sessions[2].id.as_str().as_bytes();
-            let mut bytes = t.get(key).unwrap().unwrap().value().to_vec();
-            let last = bytes.len() - 1;
-            bytes[last] ^= 0xff;
-            t.insert(key, bytes.as_slice()).unwrap();
-        }
-        txn.commit().unwrap();
-    }
+    let key = sessions[2].id.as_str().as_bytes();
+    common::damage_value(&db.path, raw::SESSIONS, key, |bytes| {
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+    });
     let (store, clock) = gated_store(&db);
     let before = store.stats().batches;
     let rest: Vec<(&Created, u64)> = sessions[1..].iter().map(|c| (c, 1)).collect();

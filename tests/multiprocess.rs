@@ -10,14 +10,13 @@ use std::process::{Child, Command, Stdio};
 
 use sessiondb::{Error, Save, SecureToken, SessionId, Store};
 
+mod common;
+use common::counter_of;
+
 const CHILDREN: usize = 4;
 const SESSIONS_PER_CHILD: usize = 25;
 const SAVES_PER_SESSION: usize = 3;
 const INCREMENTS_PER_CHILD: u64 = 20;
-
-fn counter_of(data: &[u8]) -> u64 {
-    u64::from_le_bytes(data.try_into().expect("8-byte counter"))
-}
 
 /// One child: creates and updates its own sessions, and increments the shared counter with
 /// optimistic versions. Prints one line, starting with `ack `, per acknowledged (committed) write.

@@ -11,15 +11,12 @@ use std::time::{Duration, Instant};
 use sessiondb::{Error, Save, SecureToken, SessionId, Store};
 
 mod common;
+use common::counter_of;
 
 const PROCESSES: usize = 4;
 const THREADS: usize = 4;
 const HOT: usize = 3;
 const RUN_FOR: Duration = Duration::from_millis(1500);
-
-fn counter_of(data: &[u8]) -> u64 {
-    u64::from_le_bytes(data.try_into().expect("8-byte counter"))
-}
 
 /// One increment of `id`'s counter by `mode`; `Ok` means the increment is committed.
 fn increment(store: &Store, mode: &str, id: &SessionId, token: &SecureToken) -> Result<(), Error> {

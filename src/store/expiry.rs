@@ -13,7 +13,7 @@ use super::record::{
     SessionRecord, decode_session, get_session, put_session, remove_session, shifted_tombstone,
     tombstone_due,
 };
-use super::session::Reply;
+use super::session::{Reply, wrong_reply};
 use super::{Core, SessionStatus, Store};
 use crate::config::CapPolicy;
 use crate::error::{Error, Result};
@@ -229,7 +229,7 @@ impl Core {
                 Ok(Ok(Reply::Swept(batch)))
             });
             let Reply::Swept(batch) = self.submit(job)? else {
-                return Err(Error::Panicked { place: "clean-up", message: "wrong reply".into() });
+                return Err(wrong_reply());
             };
             total.add(batch);
             let removed = batch.sessions + batch.corrupted + batch.stale_entries;

@@ -241,6 +241,17 @@ impl Core {
         Ok(out)
     }
 
+    /// Refuses a user key longer than [`session::MAX_USER_KEY`].
+    fn check_user_key(user: Option<&[u8]>) -> Result<()> {
+        if user.is_some_and(|u| u.len() > session::MAX_USER_KEY) {
+            return Err(Error::InvalidInput(format!(
+                "user key over {} bytes: use a shorter key, such as a user id",
+                session::MAX_USER_KEY
+            )));
+        }
+        Ok(())
+    }
+
     /// Refuses data larger than the configured limit.
     fn check_size(&self, what: &str, data: &[u8]) -> Result<()> {
         if data.len() > self.cfg.max_data_size {

@@ -1,10 +1,10 @@
 //! Saving: a new state (or the latest overwritten) and the session data, at a stated version.
 
-use super::Store;
 use super::commit::Job;
 use super::record::{get_session, put_session, put_state};
 use super::rotate::missing;
-use super::session::{MAX_USER_KEY, Reply, wrong_reply};
+use super::session::{Reply, wrong_reply};
+use super::{Core, Store};
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId};
 
@@ -103,11 +103,7 @@ impl Store {
             UserChange::Keep => None,
             UserChange::Set(user) => Some(user.map(<[u8]>::to_vec)),
         };
-        if user.as_ref().and_then(Option::as_ref).is_some_and(|u| u.len() > MAX_USER_KEY) {
-            return Err(Error::InvalidInput(format!(
-                "user key over {MAX_USER_KEY} bytes: use a shorter key, such as a user id"
-            )));
-        }
+        Core::check_user_key(user.as_ref().and_then(Option::as_deref))?;
         let (session_data, state_data) =
             (save.session_data.to_vec(), save.state_data.map(<[u8]>::to_vec));
         let Save { version, use_same_state, .. } = save;

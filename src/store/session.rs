@@ -192,11 +192,7 @@ impl Store {
     pub fn create_with(&self, new: NewSession<'_>) -> Result<Created> {
         let NewSession { session_data, state_data, fingerprint, user } = new;
         let c = &self.core;
-        if user.is_some_and(|u| u.len() > MAX_USER_KEY) {
-            return Err(Error::InvalidInput(format!(
-                "user key over {MAX_USER_KEY} bytes: use a shorter key, such as a user id"
-            )));
-        }
+        Core::check_user_key(user)?;
         let fingerprint = fingerprint.map(fingerprint_hash);
         let user = user.map(<[u8]>::to_vec);
         c.rw()?; // refuse a forked child before drawing randomness

@@ -43,6 +43,36 @@ pub fn store_with_clock(db: &TempDb, clock: &ManualClock) -> (Store, ManualClock
     (builder(&db.path, clock).open().expect("open"), clock.clone())
 }
 
+/// Runs `f` in one committed write transaction of a raw redb handle on `path` (created if
+/// missing): how these tests write what sessiondb never would.
+pub fn raw_write(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    f(&txn);
+    txn.commit().unwrap();
+}
+
+/// Applies `damage` to the stored bytes of `table[key]` through a raw redb handle.
+pub fn damage_value<K: redb::Key + 'static>(
+    path: &std::path::Path,
+    table: redb::TableDefinition<K, &[u8]>,
+    key: K::SelfType<'_>,
+    damage: impl FnOnce(&mut Vec<u8>),
+) {
+    raw_write(path, |txn| {
+        let mut t = txn.open_table(table).unwrap();
+        let mut bytes =
+            redb::ReadableTable::get(&t, &key).unwrap().expect("record present").value().to_vec();
+        damage(&mut bytes);
+        t.insert(&key, bytes.as_slice()).unwrap();
+    });
+}
+
+/// A little-endian `u64` counter stored as session data.
+pub fn counter_of(data: &[u8]) -> u64 {
+    u64::from_le_bytes(data.try_into().expect("8-byte counter"))
+}
+
 /// Table definitions for tests that damage a file through a raw redb handle. They mirror
 /// `src/schema.rs` on purpose: a test that corrupts the file must name what it corrupts.
 pub mod raw {
