@@ -2,8 +2,14 @@
 //! processes at once.
 //!
 //! It keeps sessions, numbered per-session state snapshots (a states history, so the back
-//! button works) and expiry indexes in one file that CGI programs, pre-fork workers and
-//! multi-threaded servers open together. Every write is one durable redb transaction.
+//! button works), expiry indexes, tombstones of rotated and revoked ids and a per-user index in
+//! one file that CGI programs, pre-fork workers and multi-threaded servers open together. Every
+//! write is a durable redb transaction, shared by the concurrent writes of a process's threads
+//! (group commit).
+//!
+//! [`Store`] is the engine. [`web::SessionManager`] is what a web program calls per request:
+//! cookies, strict ids, lazy writes, rotation at log-in, log-out and cross-checks
+//! (`docs/web.md`).
 //!
 //! It is not a cache (nothing is lost on restart) and not a network server: every process opens
 //! the file itself.
