@@ -66,6 +66,8 @@ mod cleanup;
 mod codec;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 mod lock;
 mod schema;

@@ -41,6 +41,7 @@ use crate::lock::LockDir;
 use crate::schema::WriteTables;
 use commit::Committer;
 pub(crate) use commit::panic_message;
+pub(crate) use record::decode_any_record;
 
 /// The redb handle: read-write, or read-only for inspection.
 enum Db {

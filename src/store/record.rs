@@ -234,3 +234,12 @@ pub(crate) fn remove_session(
     }
     Ok(removed)
 }
+
+/// Runs each record decoder on `bytes` (for `crate::fuzzing`); how many accepted them.
+pub(crate) fn decode_any_record(bytes: &[u8]) -> usize {
+    let session = decode_session(b"fuzz", bytes).is_ok();
+    let state = codec::decode::<StateRecord>(bytes).is_ok();
+    let stone = codec::decode::<Tombstone>(bytes).is_ok();
+    let payload = codec::from_payload::<Vec<String>>(bytes).is_ok();
+    [session, state, stone, payload].into_iter().filter(|ok| *ok).count()
+}
