@@ -1,8 +1,12 @@
 //! Store configuration: a consuming builder with documented defaults.
 
+use std::io;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+use redb::StorageBackend;
 
 use crate::error::Result;
 use crate::id::IdSpec;
@@ -59,7 +63,54 @@ pub(crate) struct Config {
     pub(crate) lock_stripes: usize,
     pub(crate) lock_poll_interval: Duration,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) backend: Option<SharedBackend>,
 }
+
+/// A storage backend given to [`Builder::backend`], shared so that the resolved settings stay
+/// `Clone`. It forwards every call, the lock calls included, to the backend.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedBackend(pub(crate) Arc<dyn StorageBackend>);
+
+impl StorageBackend for SharedBackend {
+    fn len(&self) -> io::Result<u64> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.write(offset, data)
+    }
+    fn close(&self) -> io::Result<()> {
+        self.0.close()
+    }
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> LockResult<bool> {
+        self.0.try_lock_range(start, end)
+    }
+    fn try_lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> LockResult<bool> {
+        self.0.try_lock_shared_range(start, end)
+    }
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> LockResult<()> {
+        self.0.lock_range(start, end)
+    }
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> LockResult<()> {
+        self.0.lock_shared_range(start, end)
+    }
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> LockResult<()> {
+        self.0.unlock_range(start, end)
+    }
+    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> LockResult<bool> {
+        self.0.query_lock_range(start, end)
+    }
+}
+
+type LockResult<T> = std::result::Result<T, redb::BackendError>;
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -91,6 +142,7 @@ pub struct Builder {
     lock_stripes: usize,
     lock_poll_interval: Duration,
     clock: Arc<dyn Clock>,
+    backend: Option<SharedBackend>,
 }
 
 impl Builder {
@@ -118,6 +170,7 @@ impl Builder {
             lock_stripes: 64,
             lock_poll_interval: Duration::from_millis(5),
             clock: Arc::new(SystemClock),
+            backend: None,
         }
     }
 
@@ -269,6 +322,18 @@ impl Builder {
         self
     }
 
+    /// Keeps the database on `backend` instead of the file at the path: an in-memory image, or
+    /// a simulated disk that fails on purpose ([`crate::faults`]). The path still names the
+    /// session lock files (`<path>.locks/`). Default = the file at the path.
+    ///
+    /// A backend without redb's byte-range locks (like those of [`crate::faults`]) needs
+    /// [`Sharing::SingleProcess`]; opening it with [`Sharing::MultiProcess`] fails with
+    /// [`Error::Storage`](crate::Error::Storage). Open one store per backend.
+    pub fn backend(mut self, backend: impl StorageBackend) -> Self {
+        self.backend = Some(SharedBackend(Arc::new(backend)));
+        self
+    }
+
     /// Opens the file, creating it (and the database in it) if it does not exist or is empty.
     ///
     /// # Errors
@@ -307,6 +372,7 @@ impl Builder {
             lock_stripes: self.lock_stripes,
             lock_poll_interval: self.lock_poll_interval,
             clock: self.clock,
+            backend: self.backend,
         }
     }
 }

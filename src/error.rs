@@ -111,6 +111,20 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+    /// The disk is full (or the storage refused to grow). The write was not committed; every
+    /// committed session is intact. If redb then reports [`Error::NeedsReopen`], open the store
+    /// again once space is free.
+    DiskFull(std::io::Error),
+    /// An earlier I/O error (a full disk, a failing device) left this handle unable to go on:
+    /// redb refuses every call after one. Drop the [`Store`](crate::Store) and open the file
+    /// again; the reopen recovers the last committed transaction.
+    NeedsReopen,
+    /// redb found the file itself damaged: a page or a tree that does not hold together.
+    /// Run `dump --verify` on it, and restore a backup or move it aside.
+    Damaged {
+        /// What redb found.
+        reason: String,
+    },
     /// An error from the redb storage engine.
     Storage(redb::Error),
     /// An I/O error outside redb.
@@ -173,6 +187,16 @@ impl fmt::Display for Error {
                 f,
                 "sessiondb panicked in {place}: {message}; run `dump --verify` on the file and report the bug"
             ),
+            Error::DiskFull(_) => f.write_str(
+                "disk full: nothing was written; free space (committed sessions are intact)",
+            ),
+            Error::NeedsReopen => f.write_str(
+                "an earlier i/o error stopped this store: drop it and open the file again",
+            ),
+            Error::Damaged { reason } => write!(
+                f,
+                "the file is damaged ({reason}): run `dump --verify`, then restore a backup or move it aside"
+            ),
             Error::Storage(_) => f.write_str("storage engine error"),
             Error::Io(_) => f.write_str("i/o error"),
         }
@@ -183,7 +207,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Storage(e) => Some(e),
-            Error::Io(e) => Some(e),
+            Error::Io(e) | Error::DiskFull(e) => Some(e),
             _ => None,
         }
     }
@@ -191,7 +215,22 @@ impl std::error::Error for Error {
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Io(e)
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            Error::DiskFull(e)
+        } else {
+            Error::Io(e)
+        }
+    }
+}
+
+/// Sorts redb's errors into the variants a caller acts on: a full disk, a handle stopped by an
+/// earlier I/O error, a damaged file; everything else stays [`Error::Storage`].
+fn from_redb(e: redb::Error) -> Error {
+    match e {
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => Error::DiskFull(io),
+        redb::Error::PreviousIo => Error::NeedsReopen,
+        redb::Error::Corrupted(reason) => Error::Damaged { reason },
+        other => Error::Storage(other),
     }
 }
 
@@ -199,7 +238,7 @@ macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for Error {
             fn from(e: $t) -> Self {
-                Error::Storage(e.into())
+                from_redb(e.into())
             }
         }
     )*};

@@ -66,6 +66,7 @@ mod cleanup;
 mod codec;
 mod config;
 mod error;
+pub mod faults;
 #[doc(hidden)]
 pub mod fuzzing;
 mod id;

@@ -98,7 +98,7 @@ pub struct StoreInfo {
     pub tombstones: u64,
     /// Entries in the per-user index (sessions filed under a user).
     pub user_entries: u64,
-    /// Size of the file in bytes.
+    /// Size of the file (or of the [`Builder::backend`](crate::Builder::backend)) in bytes.
     pub file_size: u64,
 }
 
@@ -273,7 +273,10 @@ impl Store {
             expiry_entries: schema::read_expiry(&txn)?.len()?,
             tombstones: schema::read_tombstones(&txn)?.len()?,
             user_entries: schema::read_users(&txn)?.len()?,
-            file_size: std::fs::metadata(self.path())?.len(),
+            file_size: match &self.core.cfg.backend {
+                Some(backend) => redb::StorageBackend::len(backend)?,
+                None => std::fs::metadata(self.path())?.len(),
+            },
         })
     }
 }

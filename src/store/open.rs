@@ -19,11 +19,13 @@ pub(super) fn open_db(cfg: &Config) -> Result<Db> {
         Sharing::MultiProcess => ConcurrencyMode::MultiWriter,
         Sharing::SingleProcess => ConcurrencyMode::ExclusiveWriter,
     });
-    if cfg.read_only {
-        builder.open_read_only(&cfg.path).map(Db::ReadOnly).map_err(open_error)
-    } else {
-        builder.create(&cfg.path).map(Db::ReadWrite).map_err(open_error)
+    match (&cfg.backend, cfg.read_only) {
+        (None, true) => builder.open_read_only(&cfg.path).map(Db::ReadOnly),
+        (None, false) => builder.create(&cfg.path).map(Db::ReadWrite),
+        (Some(b), true) => builder.open_read_only_with_backend(b.clone()).map(Db::ReadOnly),
+        (Some(b), false) => builder.create_with_backend(b.clone()).map(Db::ReadWrite),
     }
+    .map_err(open_error)
 }
 
 /// redb reports "not a redb file" as an invalid-data I/O error.
@@ -34,7 +36,7 @@ fn open_error(e: DatabaseError) -> Error {
         {
             Error::NotSessionDb { reason: io.to_string() }
         }
-        DatabaseError::Storage(StorageError::Io(io)) => Error::Io(io),
+        DatabaseError::Storage(StorageError::Io(io)) => io.into(),
         other => other.into(),
     }
 }
