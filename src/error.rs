@@ -103,8 +103,9 @@ pub enum Error {
         /// How long the caller waited.
         waited: std::time::Duration,
     },
-    /// sessiondb panicked (a bug, or a damaged file redb could not read) in a place that is
-    /// not the caller's thread. Reported once, to the next call.
+    /// sessiondb panicked (a bug, or a damaged file redb could not read). A panic in a read is
+    /// caught and returned by that call; one in the clean-up thread is reported once, to the
+    /// next call.
     Panicked {
         /// Where: the clean-up thread, or a write transaction run for several threads.
         place: &'static str,
@@ -129,6 +130,9 @@ pub enum Error {
     Storage(redb::Error),
     /// An I/O error outside redb.
     Io(std::io::Error),
+    /// A session was to be created under an id the caller chose, but the id is in use or
+    /// retired ([`Store::create_under`](crate::Store::create_under)). Nothing was written.
+    IdTaken,
 }
 
 impl fmt::Display for Error {
@@ -199,6 +203,27 @@ impl fmt::Display for Error {
             ),
             Error::Storage(_) => f.write_str("storage engine error"),
             Error::Io(_) => f.write_str("i/o error"),
+            Error::IdTaken => f.write_str("session id in use or retired: choose another id"),
+        }
+    }
+}
+
+impl Error {
+    /// A copy of a storage error, for each of the writes that shared a failed transaction:
+    /// the variant is kept, the source becomes its text where it cannot be cloned.
+    pub(crate) fn duplicate(&self) -> Error {
+        let io = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
+        match self {
+            Error::DiskFull(e) => Error::DiskFull(io(e)),
+            Error::Io(e) => Error::Io(io(e)),
+            Error::NeedsReopen => Error::NeedsReopen,
+            Error::Damaged { reason } => Error::Damaged { reason: reason.clone() },
+            Error::Panicked { place, message } => {
+                Error::Panicked { place, message: message.clone() }
+            }
+            Error::Forked => Error::Forked,
+            Error::InvalidInput(msg) => Error::InvalidInput(msg.clone()),
+            other => Error::Io(std::io::Error::other(format!("{other}: {:?}", other))),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::ops::Bound;
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::record::{decode_session, printable};
-use super::{Core, Store};
+use super::{Core, Store, guard};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::schema::{self, META_CREATED, META_FORMAT, SESSIONS_NAME};
@@ -119,6 +119,10 @@ pub struct Sessions<'s> {
 
 impl Sessions<'_> {
     fn fill(&mut self) -> Result<()> {
+        guard("a read", || self.fill_page())
+    }
+
+    fn fill_page(&mut self) -> Result<()> {
         let txn = self.store.core.read()?;
         let sessions = schema::read_sessions(&txn)?;
         let lower = match &self.after {
@@ -211,7 +215,7 @@ impl Store {
     /// # Errors
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
     pub fn session_info(&self, id: &SessionId) -> Result<Option<SessionInfo>> {
-        self.core.info_in(&self.core.read()?, id)
+        guard("a read", || self.core.info_in(&self.core.read()?, id))
     }
 
     /// The states stored for a session, oldest first, with their sizes. Needs no token.
@@ -219,8 +223,7 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb.
     pub fn states(&self, id: &SessionId) -> Result<Vec<StateInfo>> {
-        let txn = self.core.read()?;
-        states_of(&schema::read_states(&txn)?, id)
+        guard("a read", || states_of(&schema::read_states(&self.core.read()?)?, id))
     }
 
     /// A session's metadata and its stored states, read in one transaction so that they agree
@@ -229,6 +232,10 @@ impl Store {
     /// # Errors
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
     pub fn inspect(&self, id: &SessionId) -> Result<Option<(SessionInfo, Vec<StateInfo>)>> {
+        guard("a read", || self.inspect_unguarded(id))
+    }
+
+    fn inspect_unguarded(&self, id: &SessionId) -> Result<Option<(SessionInfo, Vec<StateInfo>)>> {
         let txn = self.core.read()?;
         let Some(info) = self.core.info_in(&txn, id)? else {
             return Ok(None);
@@ -241,8 +248,7 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb.
     pub fn count(&self) -> Result<u64> {
-        let txn = self.core.read()?;
-        Ok(schema::read_sessions(&txn)?.len()?)
+        guard("a read", || Ok(schema::read_sessions(&self.core.read()?)?.len()?))
     }
 
     /// File-wide facts: format, counts, size.
@@ -250,6 +256,10 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb, [`Error::Io`] if the file size cannot be read.
     pub fn info(&self) -> Result<StoreInfo> {
+        guard("a read", || self.info_unguarded())
+    }
+
+    fn info_unguarded(&self) -> Result<StoreInfo> {
         let txn = self.core.read()?;
         let meta = schema::read_meta(&txn)?;
         let read = |key: &'static str| -> Result<Vec<u8>> {

@@ -11,8 +11,8 @@
 //! error and the others run again in a new transaction; an inner `Err` is a refusal decided
 //! before the job wrote anything (a version conflict, a wrong token...), so the others in the
 //! batch go on. The one exception is deliberate: `create` refused by the session cap keeps the
-//! sweep it did to make room, which stands on its own. A
-//! failed commit is retried one job per transaction, so each job gets its own result. A panic
+//! sweep it did to make room, which stands on its own. A failed commit is never retried (it
+//! may have reached the disk all the same): every job of the batch gets the error. A panic
 //! outside the jobs (in redb's commit, say) becomes [`Error::Panicked`] for every job of the
 //! batch. Jobs run on the leader's thread.
 
@@ -51,7 +51,7 @@ pub struct BatchStats {
     /// Writes that went through them: requests (create, save, touch, delete) and clean-up
     /// batches.
     pub operations: u64,
-    /// Transactions abandoned because a job failed part-way or the commit failed.
+    /// Transactions abandoned because a job failed part-way (the other jobs ran again).
     pub retries: u64,
     /// `sizes[k]` counts commits whose batch held `2^k ..= 2^(k+1) - 1` operations
     /// (`sizes[0]`: 1, `sizes[1]`: 2–3, `sizes[2]`: 4–7, ... the last bucket: everything larger).
@@ -212,12 +212,15 @@ fn run(core: &Core, txn: Result<WriteTransaction>, batch: VecDeque<(u64, Job)>) 
                     groups.push_front(group);
                 }
             }
-            Ok(Err((None, e))) if group.len() == 1 => {
+            // The transaction failed as a whole: it did not begin, or its commit failed. A
+            // failed commit may still have reached the disk (an fsync error says nothing of
+            // what was written), so no job runs again: each gets the error, and a caller must
+            // treat the write as possibly done, as with any database.
+            Ok(Err((None, e))) => {
+                for (ticket, _) in group.iter().skip(1) {
+                    done.results.push((*ticket, Err(e.duplicate())));
+                }
                 done.results.push((group[0].0, Err(e)));
-            }
-            Ok(Err((None, _))) => {
-                done.retries += 1;
-                groups.extend(group.into_iter().map(|job| VecDeque::from([job])));
             }
             Err(panic) => {
                 let message = panic_message(panic.as_ref());

@@ -146,24 +146,28 @@ fn sweep_tombstones(t: &mut WriteTables<'_>, now: u64, limit: usize) -> Result<u
 }
 
 impl Core {
-    /// When a session created at `created` and last used at `last_access` stops being live,
-    /// and when it may be removed, by this process's settings.
-    fn deadlines(&self, created: u64, last_access: u64) -> (u64, u64) {
-        let idle = self.cfg.idle_timeout.map_or(u64::MAX, |i| last_access.saturating_add(i));
-        let absolute = self.cfg.absolute_lifetime.map_or(u64::MAX, |a| created.saturating_add(a));
-        let expires_at = idle.min(absolute);
+    /// When `rec` stops being live, and when it may be removed, by this process's settings:
+    /// from its creation and last use, or at the deadline its creator chose (which the idle
+    /// timeout and absolute lifetime do not shorten or extend); the grace window applies to both.
+    fn deadlines(&self, rec: &SessionRecord) -> (u64, u64) {
+        let expires_at = rec.deadline.unwrap_or_else(|| {
+            let idle = self.cfg.idle_timeout.map_or(u64::MAX, |i| rec.last_access.saturating_add(i));
+            let absolute =
+                self.cfg.absolute_lifetime.map_or(u64::MAX, |a| rec.created.saturating_add(a));
+            idle.min(absolute)
+        });
         (expires_at, expires_at.saturating_add(self.cfg.grace))
     }
 
     /// When `rec` stops being live for this handle: the stricter of the stored deadline and
     /// this handle's settings.
     pub(crate) fn effective_expiry(&self, rec: &SessionRecord) -> u64 {
-        rec.expires_at.min(self.deadlines(rec.created, rec.last_access).0)
+        rec.expires_at.min(self.deadlines(rec).0)
     }
 
     /// `rec` with its deadlines computed from its times and this process's settings.
     pub(crate) fn with_deadlines(&self, mut rec: SessionRecord) -> SessionRecord {
-        (rec.expires_at, rec.remove_at) = self.deadlines(rec.created, rec.last_access);
+        (rec.expires_at, rec.remove_at) = self.deadlines(&rec);
         rec
     }
 
@@ -172,7 +176,7 @@ impl Core {
     /// it considers expired. Removal, by contrast, follows the stored `remove_at` alone, so
     /// what a process may destroy does not depend on its own settings.
     pub(crate) fn status(&self, rec: &SessionRecord, now: u64) -> SessionStatus {
-        let (expires_at, remove_at) = self.deadlines(rec.created, rec.last_access);
+        let (expires_at, remove_at) = self.deadlines(rec);
         if now < expires_at.min(rec.expires_at) {
             SessionStatus::Live
         } else if now < remove_at.min(rec.remove_at) {
@@ -349,6 +353,7 @@ impl Store {
                 rec.last_access = shift(rec.last_access);
                 rec.expires_at = shift(rec.expires_at);
                 rec.remove_at = shift(rec.remove_at);
+                rec.deadline = rec.deadline.map(shift);
                 put_session(t, &sid, Some(old_key), &rec)?;
             }
             // Tombstones too: a forwarding window must not grow or shrink with the step.

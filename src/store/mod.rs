@@ -8,6 +8,7 @@
 #[macro_use]
 mod commit;
 mod admin;
+mod adopt;
 mod expiry;
 mod locking;
 mod open;
@@ -17,6 +18,7 @@ mod save;
 mod session;
 mod typed;
 mod users;
+mod verify;
 
 pub use admin::{SessionInfo, SessionStatus, Sessions, StateInfo, StoreInfo};
 pub use commit::BatchStats;
@@ -25,6 +27,7 @@ pub use locking::SessionLock;
 pub use save::{Save, Stored};
 pub use session::{Created, Fetched, NewSession};
 pub use typed::{decode, encode};
+pub use verify::{MAX_LISTED_PROBLEMS, Problem, Verified};
 
 use std::fmt;
 use std::path::Path;
@@ -41,6 +44,13 @@ use crate::lock::LockDir;
 use crate::schema::WriteTables;
 use commit::Committer;
 pub(crate) use commit::panic_message;
+
+/// Runs a read in the caller's thread, turning a panic inside it (redb on a damaged page, or a
+/// bug) into [`Error::Panicked`] at `place`: no input reaches the caller as a panic.
+pub(crate) fn guard<T>(place: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|panic| Err(Error::Panicked { place, message: panic_message(&*panic) }))
+}
 pub(crate) use record::decode_any_record;
 
 /// The redb handle: read-write, or read-only for inspection.
@@ -113,7 +123,7 @@ impl Store {
     }
 
     pub(crate) fn open_with(cfg: Config) -> Result<Self> {
-        let db = open::open_db(&cfg)?;
+        let db = guard("opening the file", || open::open_db(&cfg))?;
         let locks = LockDir::new(&cfg.path, cfg.lock_stripes, cfg.lock_poll_interval);
         let committer = Committer::new(cfg.group_commit, cfg.max_batch);
         let core = Arc::new(Core {
@@ -126,7 +136,7 @@ impl Store {
             cleanup_panic: Mutex::new(None),
             cleanup_stats: Mutex::new(CleanupStats::default()),
         });
-        open::check_or_init_meta(&core)?;
+        guard("opening the file", || open::check_or_init_meta(&core))?;
         let cleaner = match core.cfg.cleanup_interval {
             Some(every) if !core.cfg.read_only => Some(Cleaner::start(&core, every)?),
             _ => None,

@@ -13,6 +13,9 @@ use crate::schema::{
 };
 
 pub(super) fn open_db(cfg: &Config) -> Result<Db> {
+    if cfg.backend.is_none() && !cfg.read_only && !cfg.path.exists() {
+        create_new_file(cfg)?;
+    }
     let mut builder = redb::Builder::new();
     builder.set_cache_size(cfg.cache_size);
     builder.set_concurrency_mode(match cfg.sharing {
@@ -26,6 +29,46 @@ pub(super) fn open_db(cfg: &Config) -> Result<Db> {
         (Some(b), false) => builder.create_with_backend(b.clone()).map(Db::ReadWrite),
     }
     .map_err(open_error)
+}
+
+/// Creates the file at `cfg.path` whole or not at all: a complete, initialised database is
+/// written and synced under a temporary name beside it, then linked into place (which fails if
+/// another process got there first: its file is then used). Without this, a crash during the
+/// first open would leave a file redb cannot open (it writes its magic number last), and every
+/// later open would fail until someone moved the file aside.
+///
+/// A crash before the link leaves a `<name>.init-<pid>-<n>` file behind, which can be deleted.
+fn create_new_file(cfg: &Config) -> Result<()> {
+    let dir = match cfg.path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = cfg.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(format!("{name}.init-{}-{}", std::process::id(), rand::random::<u32>()));
+    let result = (|| {
+        let mut builder = redb::Builder::new();
+        builder.set_concurrency_mode(ConcurrencyMode::ExclusiveWriter);
+        let db = builder.create(&temp).map_err(open_error)?;
+        let txn = db.begin_write()?;
+        {
+            let mut t = WriteTables::open(&txn)?;
+            init(&mut t, &cfg.clock.now_ms().to_le_bytes())?;
+        }
+        txn.commit()?;
+        drop(db);
+        match std::fs::hard_link(&temp, &cfg.path) {
+            Ok(()) => {}
+            // Another process created it meanwhile: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            // No hard links on this file system: redb creates the file in place instead.
+            Err(_) => return Ok(()),
+        }
+        // The new name must survive a power loss as the data does.
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&temp);
+    result
 }
 
 /// redb reports "not a redb file" as an invalid-data I/O error.

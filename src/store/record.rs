@@ -34,6 +34,11 @@ pub(crate) struct SessionRecord {
     /// The session data.
     #[serde(with = "codec::bytes")]
     pub(crate) data: Vec<u8>,
+    /// A deadline the caller chose (`Store::create_under`, `Store::put`), ms: the session
+    /// expires then, whatever the idle timeout and absolute lifetime. Not part of the record's
+    /// own encoding: `put_session` appends it after the record, only when set (docs/format.md).
+    #[serde(skip)]
+    pub(crate) deadline: Option<u64>,
 }
 
 impl SessionRecord {
@@ -137,7 +142,16 @@ fn corrupted_session(sid: &[u8]) -> Error {
 /// Decodes and sanity-checks a session record: besides the codec's checks, the counters must
 /// leave room to grow, so that no later arithmetic on them can overflow.
 pub(crate) fn decode_session(sid: &[u8], bytes: &[u8]) -> Result<SessionRecord> {
-    let rec: SessionRecord = codec::decode(bytes).map_err(|_| corrupted_session(sid))?;
+    let rec = match codec::decode::<SessionRecord>(bytes) {
+        Ok(rec) => rec,
+        // A record with a deadline is the record followed by the deadline (`put_session`).
+        Err(codec::CodecError::TrailingBytes) => {
+            let (rec, deadline): (SessionRecord, u64) =
+                codec::decode(bytes).map_err(|_| corrupted_session(sid))?;
+            SessionRecord { deadline: Some(deadline), ..rec }
+        }
+        Err(_) => return Err(corrupted_session(sid)),
+    };
     if rec.oldest_state > rec.latest_state
         || rec.latest_state == u64::MAX
         || rec.version == u64::MAX
@@ -195,7 +209,11 @@ pub(crate) fn put_session(
     old_key: Option<ExpiryKey<'_>>,
     new: &SessionRecord,
 ) -> Result<()> {
-    let bytes = codec::encode(new).map_err(|e| encode_err(&e))?;
+    let bytes = match new.deadline {
+        None => codec::encode(new),
+        Some(deadline) => codec::encode(&(new, deadline)),
+    }
+    .map_err(|e| encode_err(&e))?;
     t.sessions.insert(sid, bytes.as_slice())?;
     let new_key = new.expiry_key(sid);
     if let Some(old_key) = old_key {

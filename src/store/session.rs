@@ -5,7 +5,7 @@ use super::record::{
     SessionRecord, get_session, get_state, put_session, put_state, remove_session,
 };
 use super::rotate::missing;
-use super::{Core, SessionStatus, Store};
+use super::{Core, SessionStatus, Store, guard};
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId, constant_time_eq, fingerprint_hash};
 use crate::schema;
@@ -221,6 +221,7 @@ impl Store {
                 fingerprint,
                 user: user.clone(),
                 data: session_data.clone(),
+                deadline: None,
             });
             put_state(t, id.as_bytes(), 0, &state_data)?;
             put_session(t, id.as_bytes(), None, &rec)?;
@@ -254,7 +255,7 @@ impl Store {
         let c = &self.core;
         let sid = id.as_bytes();
         let now = c.now();
-        let (rec, state_id, state_data) = {
+        let (rec, state_id, state_data) = guard("a read", || {
             let txn = c.read()?;
             let Some(rec) = get_session(&schema::read_sessions(&txn)?, sid)? else {
                 return Err(missing(&schema::read_tombstones(&txn)?, sid, token, now)?);
@@ -268,8 +269,8 @@ impl Store {
                 return Err(Error::StateEvicted { requested: state_id, oldest: rec.oldest_state });
             }
             let state_data = get_state(&schema::read_states(&txn)?, sid, state_id)?;
-            (rec, state_id, state_data)
-        };
+            Ok((rec, state_id, state_data))
+        })?;
         let mut expires_at = c.effective_expiry(&rec);
         if !c.cfg.read_only && now.saturating_sub(rec.last_access) >= c.cfg.touch_resolution {
             expires_at = c.persist_touch(id, now)?.unwrap_or(expires_at);
@@ -349,9 +350,11 @@ impl Store {
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
     pub fn exists(&self, id: &SessionId) -> Result<bool> {
         let c = &self.core;
-        let txn = c.read()?;
-        Ok(get_session(&schema::read_sessions(&txn)?, id.as_bytes())?
-            .is_some_and(|rec| c.status(&rec, c.now()) == SessionStatus::Live))
+        guard("a read", || {
+            let txn = c.read()?;
+            Ok(get_session(&schema::read_sessions(&txn)?, id.as_bytes())?
+                .is_some_and(|rec| c.status(&rec, c.now()) == SessionStatus::Live))
+        })
     }
 }
 

@@ -1,6 +1,6 @@
 //! Sessions by user: list them, and revoke them all ("log out everywhere").
 
-use super::Store;
+use super::{Store, guard};
 use super::commit::Job;
 use super::rotate::revoke_in;
 use super::session::{Reply, wrong_reply};
@@ -33,9 +33,8 @@ impl Store {
     /// # Errors
     /// [`Error::Corrupted`] for an id that is not valid text, [`Error::Storage`] from redb.
     pub fn user_sessions(&self, user: &[u8]) -> Result<Vec<SessionId>> {
-        let txn = self.core.read()?;
-        ids_of(&schema::read_users(&txn)?, user)?
-            .into_iter()
+        let ids = guard("a read", || ids_of(&schema::read_users(&self.core.read()?)?, user))?;
+        ids.into_iter()
             .map(|sid| {
                 std::str::from_utf8(&sid).ok().and_then(|s| SessionId::parse(s).ok()).ok_or_else(
                     || Error::Corrupted { table: "users", key: super::record::printable(&sid) },

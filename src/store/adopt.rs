@@ -1,0 +1,161 @@
+//! Sessions under ids the caller chose, expiring at deadlines the caller chose: what a session
+//! layer with its own id scheme and expiry model needs (the tower-sessions store, `src/tower.rs`).
+//!
+//! [`Store::create`] draws the id itself and returns a fresh token; [`Store::create_under`]
+//! takes both from the caller and refuses an id that is in use or retired with
+//! [`Error::IdTaken`], so the caller can draw another. [`Store::put`] is a blind write of the
+//! session data (create or overwrite), for callers whose model has no versions. Both may pin
+//! the session's expiry to a deadline, which idle timeout and absolute lifetime then leave
+//! alone; the grace window still follows it.
+
+use redb::ReadableTable;
+
+use super::commit::Job;
+use super::record::{SessionRecord, get_session, put_session, put_state};
+use super::rotate::missing;
+use super::session::{Reply, wrong_reply};
+use super::{Core, Created, SessionStatus, Store, Stored};
+use crate::error::{Error, Result};
+use crate::id::{SecureToken, SessionId};
+use crate::schema::WriteTables;
+
+impl Core {
+    /// Writes a new session under `sid` (state 0 empty) after making room under the cap.
+    /// `Ok(Err(..))` is a refusal that leaves the transaction to the others of its batch.
+    fn insert_new(
+        &self,
+        t: &mut WriteTables<'_>,
+        sid: &[u8],
+        token_hash: [u8; 32],
+        data: &[u8],
+        deadline: Option<u64>,
+    ) -> Result<Result<SessionRecord>> {
+        let now = self.now();
+        if let Some(max) = self.make_room(t, now)? {
+            return Ok(Err(Error::MaxSessionsExceeded { max }));
+        }
+        let rec = self.with_deadlines(SessionRecord {
+            created: now,
+            last_access: now,
+            expires_at: 0,
+            remove_at: 0,
+            version: 1,
+            latest_state: 0,
+            oldest_state: 0,
+            token_hash,
+            fingerprint: None,
+            user: None,
+            data: data.to_vec(),
+            deadline,
+        });
+        put_state(t, sid, 0, &[])?;
+        put_session(t, sid, None, &rec)?;
+        Ok(Ok(rec))
+    }
+}
+
+impl Store {
+    /// Creates a session holding `session_data` (and an empty state 0) under the id and token
+    /// the caller chose. With `deadline` (ms since the epoch) the session expires then, whatever
+    /// the idle timeout and absolute lifetime, and keeps that deadline when it is used or saved;
+    /// `None` leaves its expiry to the settings, as for [`Store::create`].
+    ///
+    /// The caller answers for the id's entropy (at least 128 bits, as
+    /// [`MIN_ENTROPY_BITS`](crate::MIN_ENTROPY_BITS) demands of generated ids) and for keeping
+    /// the token secret; only its hash is stored. The id is checked unused — neither a session,
+    /// even an expired one not yet swept, nor a retired id — inside the creating transaction.
+    ///
+    /// # Errors
+    /// [`Error::IdTaken`] if the id is in use or retired: draw another id and call again.
+    /// Otherwise as [`Store::create`].
+    pub fn create_under(
+        &self,
+        id: &SessionId,
+        token: &SecureToken,
+        session_data: &[u8],
+        deadline: Option<u64>,
+    ) -> Result<Created> {
+        let c = &self.core;
+        c.rw()?;
+        c.check_size("session data", session_data)?;
+        let (sid, token_hash, data) = (id.as_bytes().to_vec(), token.hash(), session_data.to_vec());
+        let job: Job = Box::new(move |c, t| {
+            if t.sessions.get(sid.as_slice())?.is_some()
+                || t.tombstones.get(sid.as_slice())?.is_some()
+            {
+                return Ok(Err(Error::IdTaken));
+            }
+            let rec = refuse_unless!(c.insert_new(t, &sid, token_hash, &data, deadline)?);
+            Ok(Ok(Reply::Stored(Stored { state_id: 0, version: rec.version })))
+        });
+        match c.submit(job)? {
+            Reply::Stored(stored) => Ok(Created {
+                id: id.clone(),
+                token: token.clone(),
+                state_id: stored.state_id,
+                version: stored.version,
+            }),
+            _ => Err(wrong_reply()),
+        }
+    }
+
+    /// Writes `session_data` as the session's data, with `deadline` as its expiry as for
+    /// [`Store::create_under`], whatever version is stored: a blind write, for callers whose
+    /// session model has no versions (it gives up the [`Error::Conflict`] check of
+    /// [`Store::store_state`]). The states are left as they are.
+    ///
+    /// A live session is overwritten; an expired one (its data would be lost anyway) starts
+    /// again, with its creation and last-access times now; either way its version goes up by
+    /// one. An unknown id gets a new session under `id` and `token`, as from
+    /// [`Store::create_under`]. A retired id is not brought back: that would undo a log-out
+    /// or a rotation.
+    ///
+    /// # Errors
+    /// [`Error::Revoked`] or [`Error::Rotated`] for a retired id, [`Error::Security`] if the
+    /// token does not match the session (or the retired id), and as [`Store::create`].
+    pub fn put(
+        &self,
+        id: &SessionId,
+        token: &SecureToken,
+        session_data: &[u8],
+        deadline: Option<u64>,
+    ) -> Result<Stored> {
+        let c = &self.core;
+        c.rw()?;
+        c.check_size("session data", session_data)?;
+        let (sid, token, data) = (id.as_bytes().to_vec(), token.clone(), session_data.to_vec());
+        let job: Job = Box::new(move |c, t| {
+            let now = c.now();
+            let Some(mut rec) = get_session(&t.sessions, &sid)? else {
+                // Unknown, or a tombstone due for the sweep (removed here): the id is free.
+                refuse_unless!(match missing(&t.tombstones, &sid, &token, now)? {
+                    Error::NotFound => Ok(()),
+                    refused => Err(refused),
+                });
+                let rec = refuse_unless!(c.insert_new(t, &sid, token.hash(), &data, deadline)?);
+                t.tombstones.remove(sid.as_slice())?;
+                return Ok(Ok(Reply::Stored(Stored { state_id: 0, version: rec.version })));
+            };
+            if !token.matches(&rec.token_hash) {
+                return Ok(Err(Error::Security));
+            }
+            let old_key = rec.expiry_key(&sid);
+            if c.status(&rec, now) != SessionStatus::Live {
+                // Expired: it starts again, as a new session would.
+                rec.created = now;
+                rec.last_access = now;
+            }
+            rec.version += 1;
+            rec.data.clone_from(&data);
+            rec.deadline = deadline;
+            rec.last_access = rec.last_access.max(now);
+            let rec = c.with_deadlines(rec);
+            put_session(t, &sid, Some(old_key), &rec)?;
+            Ok(Ok(Reply::Stored(Stored { state_id: rec.latest_state, version: rec.version })))
+        });
+        match c.submit(job)? {
+            Reply::Stored(stored) => Ok(stored),
+            _ => Err(wrong_reply()),
+        }
+    }
+}
