@@ -1,24 +1,32 @@
 //! Prints what a sessiondb file holds, without writing to it.
 //!
 //! ```text
-//! cargo run --example dump -- [--json] [--session SID] PATH
+//! cargo run --example dump -- [--json] [--summary | --session SID | --verify] PATH
 //! ```
 //!
 //! The file is opened read-only, so the dump can run beside live writers (in the default
 //! `Sharing::MultiProcess` mode). It prints the file's format, counts, size and creation time,
-//! then every session's metadata and the ids and sizes of its states. No session or state data
-//! is printed: that would need the sessions' tokens.
+//! then every session's metadata and the ids and sizes of its states. The listing prints no
+//! session or state data; `--session SID` prints that one session in full, data and states
+//! (bytes that are not printable ASCII as `\xNN`). Whoever can read the file can read them.
 //!
+//! - `--summary` prints the file-wide facts only: format, counts, size, the oldest and newest
+//!   session, the next expiry and how many sessions expire within five minutes and an hour.
 //! - `--session SID` prints that one session only.
+//! - `--verify` walks every record: every checksum, every key, and the indexes against the
+//!   sessions (every expiry entry points at a session and back, every state belongs to a
+//!   session that keeps it, every user entry to a session filed under that user). Each problem
+//!   is printed with its table and key.
 //! - `--json` prints the same as one JSON document (with `--session`: the session object).
 //!
 //! Times are milliseconds since the Unix epoch, followed in the text output by how long ago
 //! (or how far ahead) they are.
 //!
-//! Exit status: 0 when everything was read; 1 when some records could not be read or do not
-//! agree (each is reported on stderr, and in the `problems` array of the JSON document, and
-//! the dump goes on) or the `--session` is not in the file; 2 when the file cannot be used at
-//! all (missing, not a sessiondb file, another format version) or the arguments are wrong.
+//! Exit status: 0 when everything was read (for `--verify`: the file is clean); 1 when some
+//! records could not be read or do not agree (each is reported on stderr, and in the `problems`
+//! array of the JSON document, and the dump goes on) or the `--session` is not in the file; 2
+//! when the file cannot be used at all (missing, not a sessiondb file, another format version,
+//! damaged past opening) or the arguments are wrong. It never panics, whatever the file holds.
 
 #![warn(clippy::pedantic)]
 
@@ -28,9 +36,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
-use sessiondb::{Clock, SessionId, SessionInfo, StateInfo, Store, StoreInfo, SystemClock};
+use sessiondb::{
+    Clock, SessionId, SessionInfo, StateInfo, Store, StoreInfo, SystemClock, Verified,
+};
 
-const USAGE: &str = "usage: dump [--json] [--session SID] PATH";
+const USAGE: &str = "usage: dump [--json] [--summary | --session SID | --verify] PATH";
+
+/// "Expiring soon": within five minutes, and within an hour.
+const SOON: [u64; 2] = [5 * 60 * 1000, 60 * 60 * 1000];
 
 /// Why the dump stopped.
 enum Fail {
@@ -77,8 +90,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// What to print.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The summary and every session.
+    All,
+    /// The summary only.
+    Summary,
+    /// One session.
+    Session,
+    /// The verification report.
+    Verify,
+}
+
 struct Args {
     json: bool,
+    mode: Mode,
     session: Option<String>,
     path: PathBuf,
 }
@@ -86,14 +113,25 @@ struct Args {
 /// Parses the arguments; `None` for `--help`.
 fn parse_args() -> Result<Option<Args>, Fail> {
     let mut json = false;
+    let mut mode = Mode::All;
     let mut session = None;
+    let mut set_mode = |m: Mode| {
+        if mode != Mode::All {
+            return Err(Fail::Usage("--summary, --session and --verify exclude each other".into()));
+        }
+        mode = m;
+        Ok(())
+    };
     let mut path = None;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("-h" | "--help") => return Ok(None),
             Some("--json") => json = true,
+            Some("--summary") => set_mode(Mode::Summary)?,
+            Some("--verify") => set_mode(Mode::Verify)?,
             Some("--session") => {
+                set_mode(Mode::Session)?;
                 let sid = args.next().ok_or(Fail::Usage("--session needs an id".into()))?;
                 let sid = sid.into_string().map_err(|_| Fail::Usage("bad --session id".into()))?;
                 session = Some(sid);
@@ -106,7 +144,7 @@ fn parse_args() -> Result<Option<Args>, Fail> {
         }
     }
     let path = path.ok_or(Fail::Usage("no PATH given".into()))?;
-    Ok(Some(Args { json, session, path }))
+    Ok(Some(Args { json, mode, session, path }))
 }
 
 fn try_main() -> Result<u64, Fail> {
@@ -133,29 +171,37 @@ fn try_main() -> Result<u64, Fail> {
         problems: Vec::new(),
     };
 
-    if let Some(id) = wanted {
-        match store.session_info(&id) {
+    match (args.mode, wanted) {
+        (Mode::Session, Some(id)) => match store.session_info(&id) {
             Ok(Some(info)) => dump.session(&store, &info.id, true)?,
             Ok(None) => dump.problem(format!("no session {id} in the file"))?,
             Err(e) => dump.problem(format!("session {id}: {e}"))?,
+        },
+        (Mode::Verify, _) => {
+            let report = store.verify().map_err(unusable)?;
+            dump.verified(&args.path, &report)?;
         }
-    } else {
-        let info = store.info().map_err(unusable)?;
-        dump.header(&args.path, &info)?;
-        if info.expiry_entries != info.sessions {
-            let msg = format!(
-                "the expiry index has {} entries for {} sessions",
-                info.expiry_entries, info.sessions
-            );
-            dump.problem(msg)?;
-        }
-        for item in store.sessions() {
-            match item {
-                Ok(session) => dump.session(&store, &session.id, false)?,
-                Err(e) => dump.problem(e.to_string())?,
+        (mode, _) => {
+            let info = store.info().map_err(unusable)?;
+            let ages = ages(&store, dump.now);
+            dump.header(&args.path, &info, &ages)?;
+            if info.expiry_entries != info.sessions {
+                let msg = format!(
+                    "the expiry index has {} entries for {} sessions",
+                    info.expiry_entries, info.sessions
+                );
+                dump.problem(msg)?;
             }
+            if mode == Mode::All {
+                for item in store.sessions() {
+                    match item {
+                        Ok(session) => dump.session(&store, &session.id, false)?,
+                        Err(e) => dump.problem(e.to_string())?,
+                    }
+                }
+            }
+            dump.footer(mode == Mode::All)?;
         }
-        dump.footer()?;
     }
     dump.out.flush()?;
     Ok(dump.problems.len() as u64)
@@ -180,9 +226,15 @@ impl Dump<'_> {
         Ok(())
     }
 
-    fn header(&mut self, path: &std::path::Path, info: &StoreInfo) -> io::Result<()> {
+    fn header(&mut self, path: &std::path::Path, info: &StoreInfo, ages: &Ages) -> io::Result<()> {
         if self.json {
             let doc = json!({
+                "oldest_created": ages.oldest,
+                "newest_created": ages.newest,
+                "next_expiry": ages.next_expiry,
+                "expiring_within_5_min": ages.soon[0],
+                "expiring_within_1_h": ages.soon[1],
+                "unreadable": ages.unreadable,
                 "path": path.to_string_lossy(),
                 "now": self.now,
                 "format_version": info.format_version,
@@ -197,6 +249,9 @@ impl Dump<'_> {
             // The store object, then the sessions one per line as they are read.
             return write!(self.out, "{{\"store\":{doc},\n\"sessions\":[");
         }
+        let when_opt = |ms: Option<u64>| ms.map_or_else(|| "-".to_owned(), |ms| when(self.now, ms));
+        let (oldest, newest, next) =
+            (when_opt(ages.oldest), when_opt(ages.newest), when_opt(ages.next_expiry));
         let (out, now) = (&mut self.out, self.now);
         writeln!(out, "file            {}", path.display())?;
         writeln!(out, "format version  {}", info.format_version)?;
@@ -206,7 +261,66 @@ impl Dump<'_> {
         writeln!(out, "states          {}", info.states)?;
         writeln!(out, "expiry entries  {}", info.expiry_entries)?;
         writeln!(out, "tombstones      {}", info.tombstones)?;
-        writeln!(out, "user entries    {}", info.user_entries)
+        writeln!(out, "user entries    {}", info.user_entries)?;
+        writeln!(out, "oldest session  {oldest}")?;
+        writeln!(out, "newest session  {newest}")?;
+        writeln!(out, "next expiry     {next}")?;
+        writeln!(
+            out,
+            "expiring soon   {} within 5 min, {} within 1 h",
+            ages.soon[0], ages.soon[1]
+        )?;
+        if ages.unreadable > 0 {
+            writeln!(out, "unreadable      {} session records", ages.unreadable)?;
+        }
+        Ok(())
+    }
+
+    /// The report of `--verify`.
+    fn verified(&mut self, path: &std::path::Path, report: &Verified) -> io::Result<()> {
+        for p in &report.problems {
+            self.problems.push(p.to_string());
+        }
+        // Problems past the listed ones still count for the exit status.
+        let unlisted = report.problem_count.saturating_sub(report.problems.len() as u64);
+        self.problems.extend((0..unlisted).map(|_| String::new()));
+        if self.json {
+            let problems: Vec<Value> = report
+                .problems
+                .iter()
+                .map(|p| json!({ "table": p.table, "key": p.key, "what": p.what }))
+                .collect();
+            let doc = json!({
+                "path": path.to_string_lossy(),
+                "clean": report.is_clean(),
+                "sessions": report.sessions,
+                "states": report.states,
+                "expiry_entries": report.expiry_entries,
+                "tombstones": report.tombstones,
+                "user_entries": report.user_entries,
+                "problem_count": report.problem_count,
+                "problems": problems,
+            });
+            return writeln!(self.out, "{doc}");
+        }
+        let out = &mut self.out;
+        writeln!(out, "file            {}", path.display())?;
+        writeln!(out, "sessions        {}", report.sessions)?;
+        writeln!(out, "states          {}", report.states)?;
+        writeln!(out, "expiry entries  {}", report.expiry_entries)?;
+        writeln!(out, "tombstones      {}", report.tombstones)?;
+        writeln!(out, "user entries    {}", report.user_entries)?;
+        for p in &report.problems {
+            writeln!(out, "problem: {p}")?;
+        }
+        if unlisted > 0 {
+            writeln!(out, "... and {unlisted} more problems")?;
+        }
+        if report.is_clean() {
+            writeln!(out, "verified: clean")
+        } else {
+            writeln!(out, "verified: {} problem(s)", report.problem_count)
+        }
     }
 
     fn session(&mut self, store: &Store, id: &SessionId, alone: bool) -> io::Result<()> {
@@ -216,6 +330,18 @@ impl Dump<'_> {
             Err(msg) => return self.problem(msg),
         };
         let status_name = info.status.as_str();
+        // Alone, the session is printed in full: its data and every state's.
+        let contents = if alone {
+            match store.contents(id) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.problem(format!("session {id}: {e}"))?;
+                    None
+                }
+            }
+        } else {
+            None
+        };
         if self.json {
             let states: Vec<Value> =
                 states.iter().map(|s| json!({ "id": s.id, "size": s.size })).collect();
@@ -232,6 +358,15 @@ impl Dump<'_> {
                 "states": states,
             });
             if alone {
+                let mut doc = doc;
+                if let Some(c) = &contents {
+                    doc["data"] = json!(escaped(&c.session_data));
+                    doc["state_data"] = c
+                        .states
+                        .iter()
+                        .map(|(n, d)| json!({ "id": n, "data": escaped(d) }))
+                        .collect();
+                }
                 return writeln!(self.out, "{doc}");
             }
             let separator = if self.listed == 0 { "" } else { "," };
@@ -254,15 +389,61 @@ impl Dump<'_> {
             info.oldest_state,
             info.latest_state,
             states.join(" ")
-        )
-    }
-
-    fn footer(&mut self) -> io::Result<()> {
-        if self.json {
-            writeln!(self.out, "\n],\n\"problems\":{}}}", json!(self.problems))?;
+        )?;
+        if let Some(c) = contents {
+            writeln!(out, "  data:        {}", escaped(&c.session_data))?;
+            for (n, data) in &c.states {
+                writeln!(
+                    out,
+                    "  state {n}:{:>width$}{}",
+                    "",
+                    escaped(data),
+                    width = 6usize.saturating_sub(n.to_string().len())
+                )?;
+            }
         }
         Ok(())
     }
+
+    fn footer(&mut self, listed: bool) -> io::Result<()> {
+        if self.json {
+            let end = if listed { "\n]" } else { "]" };
+            writeln!(self.out, "{end},\n\"problems\":{}}}", json!(self.problems))?;
+        }
+        Ok(())
+    }
+}
+
+/// The file's sessions by age, for the summary.
+#[derive(Default)]
+struct Ages {
+    oldest: Option<u64>,
+    newest: Option<u64>,
+    next_expiry: Option<u64>,
+    /// Live sessions expiring within each of [`SOON`].
+    soon: [u64; 2],
+    /// Session records that could not be read.
+    unreadable: u64,
+}
+
+/// One walk over every session's metadata.
+fn ages(store: &Store, now: u64) -> Ages {
+    let mut a = Ages::default();
+    for item in store.sessions() {
+        let Ok(s) = item else {
+            a.unreadable += 1;
+            continue;
+        };
+        a.oldest = Some(a.oldest.map_or(s.created, |o| o.min(s.created)));
+        a.newest = Some(a.newest.map_or(s.created, |n| n.max(s.created)));
+        if s.expires_at != u64::MAX && s.expires_at > now {
+            a.next_expiry = Some(a.next_expiry.map_or(s.expires_at, |e| e.min(s.expires_at)));
+            for (count, within) in a.soon.iter_mut().zip(SOON) {
+                *count += u64::from(s.expires_at - now <= within);
+            }
+        }
+    }
+    a
 }
 
 /// A session's record and its states, read together in one transaction. `None` if the
@@ -290,6 +471,24 @@ fn snapshot(
 /// Whether the states stored are exactly those the record says are kept.
 fn agree(info: &SessionInfo, states: &[StateInfo]) -> bool {
     states.iter().map(|s| s.id).eq(info.oldest_state..=info.latest_state)
+}
+
+/// Bytes as text: printable ASCII as it is, everything else (and `\\`) as `\\xNN`; the first
+/// 4 KiB only, with the size of the rest.
+fn escaped(bytes: &[u8]) -> String {
+    const SHOWN: usize = 4096;
+    let mut s = String::new();
+    for &b in bytes.iter().take(SHOWN) {
+        if (b.is_ascii_graphic() || b == b' ') && b != b'\\' {
+            s.push(char::from(b));
+        } else {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    if bytes.len() > SHOWN {
+        s.push_str(&format!("... ({} more bytes)", bytes.len() - SHOWN));
+    }
+    s
 }
 
 /// `ms` as milliseconds since the epoch and as a distance from `now`.

@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
-use super::record::{decode_session, printable};
+use super::record::{decode_session, get_session, get_state, printable};
 use super::{Core, Store, guard};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
@@ -100,6 +100,17 @@ pub struct StoreInfo {
     pub user_entries: u64,
     /// Size of the file (or of the [`Builder::backend`](crate::Builder::backend)) in bytes.
     pub file_size: u64,
+}
+
+/// What a session holds: its data and every stored state, for admin tools. See
+/// [`Store::contents`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Contents {
+    /// The session data.
+    pub session_data: Vec<u8>,
+    /// Every stored state, oldest first: its id and data.
+    pub states: Vec<(u64, Vec<u8>)>,
 }
 
 const PAGE: usize = 256;
@@ -241,6 +252,27 @@ impl Store {
             return Ok(None);
         };
         Ok(Some((info, states_of(&schema::read_states(&txn)?, id)?)))
+    }
+
+    /// Everything a session holds: its data and every stored state, read in one transaction,
+    /// whatever its status; `None` if there is no record. For admin tools (`dump --session`).
+    /// Needs no token: whoever can read the file can read this.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] for a damaged record or state, [`Error::Storage`] from redb.
+    pub fn contents(&self, id: &SessionId) -> Result<Option<Contents>> {
+        guard("a read", || {
+            let txn = self.core.read()?;
+            let sid = id.as_bytes();
+            let Some(rec) = get_session(&schema::read_sessions(&txn)?, sid)? else {
+                return Ok(None);
+            };
+            let table = schema::read_states(&txn)?;
+            let states = (rec.oldest_state..=rec.latest_state)
+                .map(|n| Ok((n, get_state(&table, sid, n)?)))
+                .collect::<Result<_>>()?;
+            Ok(Some(Contents { session_data: rec.data, states }))
+        })
     }
 
     /// How many sessions the file holds, including expired ones not yet swept. Constant time.
