@@ -83,8 +83,8 @@ pub use config::{Builder, CapPolicy, Sharing};
 pub use error::{Error, Result};
 pub use id::{BASE64URL, IdSpec, MAX_ID_LEN, MIN_ENTROPY_BITS, SecureToken, SessionId};
 pub use store::{
-    BatchStats, CleanupReport, CleanupStats, Created, Fetched, MAX_LISTED_PROBLEMS, NewSession,
-    Problem, Save, SessionInfo, SessionLock, SessionStatus, Sessions, StateInfo, Stats, Store,
-    StoreInfo, Stored, Verified, decode, encode,
+    BatchStats, CleanupReport, CleanupStats, Contents, Created, Fetched, MAX_LISTED_PROBLEMS,
+    NewSession, Problem, Save, SessionInfo, SessionLock, SessionStatus, Sessions, StateInfo, Stats,
+    Store, StoreInfo, Stored, Verified, decode, encode,
 };
 pub use time::{Clock, ManualClock, SystemClock};

@@ -20,7 +20,7 @@ mod typed;
 mod users;
 mod verify;
 
-pub use admin::{SessionInfo, SessionStatus, Sessions, StateInfo, StoreInfo};
+pub use admin::{Contents, SessionInfo, SessionStatus, Sessions, StateInfo, StoreInfo};
 pub use commit::BatchStats;
 pub use expiry::{CleanupReport, CleanupStats};
 pub use locking::SessionLock;
