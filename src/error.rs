@@ -240,11 +240,7 @@ impl std::error::Error for Error {
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        if e.kind() == std::io::ErrorKind::StorageFull {
-            Error::DiskFull(e)
-        } else {
-            Error::Io(e)
-        }
+        if e.kind() == std::io::ErrorKind::StorageFull { Error::DiskFull(e) } else { Error::Io(e) }
     }
 }
 

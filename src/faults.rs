@@ -109,10 +109,9 @@ impl Disk {
 
     fn check_room(&self, end: u64) -> io::Result<()> {
         match self.capacity {
-            Some(cap) if end > cap => Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                "the simulated disk is full",
-            )),
+            Some(cap) if end > cap => {
+                Err(io::Error::new(io::ErrorKind::StorageFull, "the simulated disk is full"))
+            }
             _ => Ok(()),
         }
     }

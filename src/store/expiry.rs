@@ -151,7 +151,8 @@ impl Core {
     /// timeout and absolute lifetime do not shorten or extend); the grace window applies to both.
     fn deadlines(&self, rec: &SessionRecord) -> (u64, u64) {
         let expires_at = rec.deadline.unwrap_or_else(|| {
-            let idle = self.cfg.idle_timeout.map_or(u64::MAX, |i| rec.last_access.saturating_add(i));
+            let idle =
+                self.cfg.idle_timeout.map_or(u64::MAX, |i| rec.last_access.saturating_add(i));
             let absolute =
                 self.cfg.absolute_lifetime.map_or(u64::MAX, |a| rec.created.saturating_add(a));
             idle.min(absolute)

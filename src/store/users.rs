@@ -1,9 +1,9 @@
 //! Sessions by user: list them, and revoke them all ("log out everywhere").
 
-use super::{Store, guard};
 use super::commit::Job;
 use super::rotate::revoke_in;
 use super::session::{Reply, wrong_reply};
+use super::{Store, guard};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::schema;

@@ -169,7 +169,11 @@ impl Walk<'_> {
             };
             for state in rec.oldest_state..=rec.latest_state {
                 if states.get((sid, state))?.is_none() {
-                    self.out.problem("states", state_key(sid, state), "missing: its session keeps it");
+                    self.out.problem(
+                        "states",
+                        state_key(sid, state),
+                        "missing: its session keeps it",
+                    );
                 }
             }
             if expiry.get(rec.expiry_key(sid))?.is_none() {
