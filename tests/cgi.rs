@@ -17,6 +17,8 @@ use std::thread;
 
 use sessiondb::Store;
 
+mod common;
+
 /// The cookie the example's `SessionManager` sets (the default name).
 const COOKIE: &str = "sessiondb";
 /// The states a session keeps, as the example configures its store.
@@ -25,29 +27,7 @@ const MAX_STATES: u64 = 16;
 /// The built example, built on first use.
 fn counter_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        let out = Command::new(env!("CARGO"))
-            .args(["build", "--example", "cgi_counter", "--message-format=json-render-diagnostics"])
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .output()
-            .expect("run cargo");
-        assert!(
-            out.status.success(),
-            "cargo build --example cgi_counter failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let executable = stdout
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "cgi_counter")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo named no cgi_counter executable");
-        assert!(executable.is_file(), "{} is not a file", executable.display());
-        executable
-    })
+    BINARY.get_or_init(|| common::example("cgi_counter"))
 }
 
 /// One CGI response, parsed.

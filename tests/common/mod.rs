@@ -1,8 +1,11 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use sessiondb::{Builder, ManualClock, Store};
@@ -81,4 +84,41 @@ pub mod raw {
     pub const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessiondb.sessions");
     pub const STATES: TableDefinition<(&[u8], u64), &[u8]> =
         TableDefinition::new("sessiondb.states");
+    pub const EXPIRY: TableDefinition<(u64, u64, &[u8]), ()> =
+        TableDefinition::new("sessiondb.expiry");
+    pub const TOMBSTONES: TableDefinition<&[u8], &[u8]> =
+        TableDefinition::new("sessiondb.tombstones");
+    pub const USERS: TableDefinition<(&[u8], &[u8]), ()> = TableDefinition::new("sessiondb.users");
+}
+
+/// The executable of example `name`, built on first use with `cargo build --example` (the same
+/// cargo and target directory as the tests) and found through cargo's JSON messages.
+pub fn example(name: &str) -> PathBuf {
+    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(path) = built.get_or_insert_with(HashMap::new).get(name) {
+        return path.clone();
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--example", name, "--message-format=json-render-diagnostics"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "cargo build --example {name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let executable = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo named no {name} executable"));
+    assert!(executable.is_file(), "{} is not a file", executable.display());
+    built.get_or_insert_with(HashMap::new).insert(name.to_owned(), executable.clone());
+    executable
 }
