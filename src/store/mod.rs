@@ -295,9 +295,15 @@ impl Drop for Core {
     /// OFD byte-range locks with the parent and holds the parent's cached header, so closing it
     /// would release the parent's locks (and could write a stale header). It is leaked instead;
     /// the OS reclaims it when the child exits.
+    ///
+    /// Closing writes redb's allocator state, which on a damaged file can panic inside redb;
+    /// that panic is caught: a drop never panics.
     fn drop(&mut self) {
+        let db = self.db.take();
         if std::process::id() != self.pid {
-            std::mem::forget(self.db.take());
+            std::mem::forget(db);
+        } else {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(db)));
         }
     }
 }
