@@ -54,7 +54,14 @@
 //!   holder's lock is released by the OS (`tests/locks.rs`).
 //! - An expired session is never returned as live, whether or not a clean-up has run
 //!   (`tests/expiry.rs`).
-//! - A damaged record is [`Error::Corrupted`], never a wrong value (`tests/corruption.rs`).
+//! - A damaged record is [`Error::Corrupted`], never a wrong value (`tests/corruption.rs`). A
+//!   damaged file (truncated, bit flips, zeroed pages, another program's) gives typed errors,
+//!   never a panic, a hang or a wrong value (`tests/damage.rs`); [`Store::verify`] checks every
+//!   record and index of a file (`tests/verify.rs`).
+//! - Every acknowledged write survives a power loss at any sync, and the write in flight is
+//!   found whole or not at all; an I/O error or a full disk ([`Error::DiskFull`]) loses nothing
+//!   committed (`tests/faults.rs`, on the simulated disks of [`faults`]). `docs/reliability.md`
+//!   lists every promise with its test.
 //! - A store used in a process forked after open returns [`Error::Forked`] (`tests/fork.rs`).
 
 #![forbid(unsafe_code)]
