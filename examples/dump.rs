@@ -31,6 +31,7 @@
 #![warn(clippy::pedantic)]
 
 use std::error::Error as _;
+use std::fmt::Write as _;
 use std::io::{self, BufWriter, StdoutLock, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -482,11 +483,11 @@ fn escaped(bytes: &[u8]) -> String {
         if (b.is_ascii_graphic() || b == b' ') && b != b'\\' {
             s.push(char::from(b));
         } else {
-            s.push_str(&format!("\\x{b:02x}"));
+            let _ = write!(s, "\\x{b:02x}");
         }
     }
     if bytes.len() > SHOWN {
-        s.push_str(&format!("... ({} more bytes)", bytes.len() - SHOWN));
+        let _ = write!(s, "... ({} more bytes)", bytes.len() - SHOWN);
     }
     s
 }

@@ -223,7 +223,7 @@ impl Error {
             }
             Error::Forked => Error::Forked,
             Error::InvalidInput(msg) => Error::InvalidInput(msg.clone()),
-            other => Error::Io(std::io::Error::other(format!("{other}: {:?}", other))),
+            other => Error::Io(std::io::Error::other(format!("{other}: {other:?}"))),
         }
     }
 }

@@ -241,6 +241,7 @@ impl FaultyDisk {
 
     /// The disk as a restart finds it after a power loss (now, or at the injected sync): the
     /// durable image plus the writes `torn` lets through. A new disk, without faults.
+    #[must_use]
     pub fn after_power_loss(&self, torn: Torn) -> FaultyDisk {
         let d = self.lock();
         let through = match torn {

@@ -118,7 +118,10 @@ fn sessions_missing_their_index_entries_and_states_are_reported() -> Result<(), 
         let ann = f.ann.as_str().as_bytes();
         txn.open_table(raw::EXPIRY).unwrap().remove((remove_at, last_access, ann)).unwrap();
         txn.open_table(raw::STATES).unwrap().remove((ann, 1)).unwrap();
-        txn.open_table(raw::USERS).unwrap().remove((b"bob".as_slice(), f.bob.as_str().as_bytes())).unwrap();
+        txn.open_table(raw::USERS)
+            .unwrap()
+            .remove((b"bob".as_slice(), f.bob.as_str().as_bytes()))
+            .unwrap();
     });
     let report = verify(&f);
     has(&report, "expiry", f.ann.as_str(), "no entry");

@@ -300,10 +300,10 @@ impl Drop for Core {
     /// that panic is caught: a drop never panics.
     fn drop(&mut self) {
         let db = self.db.take();
-        if std::process::id() != self.pid {
-            std::mem::forget(db);
-        } else {
+        if std::process::id() == self.pid {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(db)));
+        } else {
+            std::mem::forget(db);
         }
     }
 }

@@ -106,6 +106,9 @@ fn valid_id(sid: &[u8]) -> bool {
     std::str::from_utf8(sid).is_ok_and(|s| SessionId::parse(s).is_ok())
 }
 
+/// A session's kept states, `oldest..=latest`; `None` when its record is unreadable.
+type StateRange = (u64, u64);
+
 /// The walk over one snapshot.
 struct Walk<'t> {
     txn: &'t ReadTransaction,
@@ -141,7 +144,7 @@ impl Walk<'_> {
             Some(Ok(v)) => self.out.problem("meta", META_FORMAT.into(), format!("format {v}")),
             _ => self.out.problem("meta", META_FORMAT.into(), "missing or not 4 bytes"),
         }
-        if !get(META_CREATED)?.is_some_and(|v| v.len() == 8) {
+        if get(META_CREATED)?.is_none_or(|v| v.len() != 8) {
             self.out.problem("meta", META_CREATED.into(), "missing or not 8 bytes");
         }
         Ok(())
@@ -160,12 +163,9 @@ impl Walk<'_> {
             if !valid_id(sid) {
                 self.out.problem("sessions", printable(sid), "key is not a valid session id");
             }
-            let rec = match decode_session(sid, v.value()) {
-                Ok(rec) => rec,
-                Err(_) => {
-                    self.out.problem("sessions", printable(sid), session_fault(v.value()));
-                    continue;
-                }
+            let Ok(rec) = decode_session(sid, v.value()) else {
+                self.out.problem("sessions", printable(sid), session_fault(v.value()));
+                continue;
             };
             for state in rec.oldest_state..=rec.latest_state {
                 if states.get((sid, state))?.is_none() {
@@ -198,7 +198,7 @@ impl Walk<'_> {
         let states = schema::read_states(self.txn)?;
         let sessions = schema::read_sessions(self.txn)?;
         // The states of one session are adjacent: look its record up once.
-        let mut owner: Option<(Vec<u8>, Option<(u64, u64)>)> = None;
+        let mut owner: Option<(Vec<u8>, Option<StateRange>)> = None;
         for entry in states.iter()? {
             let (k, v) = entry?;
             let (sid, state) = k.value();
