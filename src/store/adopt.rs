@@ -159,3 +159,31 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taken_and_retired_ids_are_refused_and_put_never_revives_one() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path().join("adopt.redb"))?;
+        let (id, token) = (SessionId::parse("chosen-id")?, SecureToken::parse("chosen-token")?);
+        assert_eq!(store.create_under(&id, &token, b"one", None)?.version, 1);
+        let res = store.create_under(&id, &token, b"two", None);
+        assert!(matches!(res, Err(Error::IdTaken)), "{res:?}");
+        assert_eq!(store.load(&id, &token)?.session_data, b"one");
+
+        assert_eq!(store.put(&id, &token, b"three", None)?.version, 2);
+        assert_eq!(store.load(&id, &token)?.session_data, b"three");
+        let res = store.put(&id, &SecureToken::parse("another-token")?, b"x", None);
+        assert!(matches!(res, Err(Error::Security)), "{res:?}");
+
+        store.revoke(&id)?;
+        let res = store.put(&id, &token, b"four", None);
+        assert!(matches!(res, Err(Error::Revoked)), "{res:?}");
+        let res = store.create_under(&id, &token, b"five", None);
+        assert!(matches!(res, Err(Error::IdTaken)), "{res:?}");
+        Ok(())
+    }
+}

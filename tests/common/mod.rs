@@ -92,7 +92,8 @@ pub mod raw {
 }
 
 /// The executable of example `name`, built on first use with `cargo build --example` (the same
-/// cargo and target directory as the tests) and found through cargo's JSON messages.
+/// cargo, target directory and features as the tests, so that nothing is built twice) and found
+/// through cargo's JSON messages.
 pub fn example(name: &str) -> PathBuf {
     static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -100,12 +101,12 @@ pub fn example(name: &str) -> PathBuf {
         return path.clone();
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--example", name, "--message-format=json-render-diagnostics"])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .output()
-        .expect("run cargo");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["build", "--example", name, "--message-format=json-render-diagnostics"]);
+    if cfg!(feature = "tower-sessions") {
+        cargo.args(["--features", "tower-sessions"]);
+    }
+    let out = cargo.arg("--manifest-path").arg(&manifest).output().expect("run cargo");
     assert!(
         out.status.success(),
         "cargo build --example {name} failed:\n{}",

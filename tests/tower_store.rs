@@ -1,0 +1,411 @@
+//! The tower-sessions store (`sessiondb::tower::SessionDbStore`): the `SessionStore` contract
+//! against sessiondb, then `examples/axum_app` run as a server of several worker processes and
+//! driven over HTTP by cookie-keeping clients.
+#![cfg(feature = "tower-sessions")]
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{T0, builder, temp_db};
+use serde_json::json;
+use sessiondb::tower::SessionDbStore;
+use sessiondb::{ManualClock, Store};
+use time::OffsetDateTime;
+use tower_sessions_core::session::{Id, Record};
+use tower_sessions_core::session_store::{ExpiredDeletion, SessionStore};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Runs `f` on a Tokio runtime, as tower-sessions would.
+fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
+}
+
+/// A tower-sessions store on a fresh file, with a manual clock at [`T0`] (idle timeout 10 s,
+/// grace 5 s: see `tests/common`).
+fn tower_store() -> (SessionDbStore, ManualClock, common::TempDb) {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    let store = builder(&db.path, &clock).cleanup_interval(None).open().expect("open");
+    (SessionDbStore::new(store), clock, db)
+}
+
+/// The date `ms` milliseconds after the epoch.
+fn at(ms: u64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).expect("date")
+}
+
+fn record(id: i128, count: u64, expiry_ms: u64) -> Record {
+    let data = HashMap::from([("count".to_owned(), json!(count))]);
+    Record { id: Id(id), data, expiry_date: at(expiry_ms) }
+}
+
+#[test]
+fn create_save_load_delete() -> TestResult {
+    let (store, clock, _db) = tower_store();
+    block_on(async {
+        let mut rec = record(7, 1, T0 + 60_000);
+        store.create(&mut rec).await?;
+        assert_eq!(rec.id, Id(7), "a free id is kept");
+        assert_eq!(store.load(&rec.id).await?, Some(rec.clone()));
+
+        clock.advance(1_000);
+        let saved = record(7, 2, T0 + 61_000);
+        store.save(&saved).await?;
+        assert_eq!(store.load(&rec.id).await?, Some(saved));
+        assert_eq!(store.load(&Id(8)).await?, None, "an unknown id");
+
+        store.delete(&rec.id).await?;
+        assert_eq!(store.load(&rec.id).await?, None);
+        store.delete(&rec.id).await?; // twice: still fine
+        Ok(())
+    })
+}
+
+#[test]
+fn create_draws_a_new_id_while_the_id_is_taken_or_retired() -> TestResult {
+    let (store, _clock, _db) = tower_store();
+    block_on(async {
+        let mut first = record(42, 1, T0 + 60_000);
+        store.create(&mut first).await?;
+        let mut second = record(42, 2, T0 + 60_000);
+        store.create(&mut second).await?;
+        assert_ne!(second.id, Id(42), "a taken id is replaced");
+        assert_eq!(store.load(&Id(42)).await?, Some(first.clone()), "the first is untouched");
+        assert_eq!(store.load(&second.id).await?, Some(second.clone()));
+
+        // A deleted id is retired: not handed out again while its tombstone lasts.
+        store.delete(&first.id).await?;
+        let mut third = record(42, 3, T0 + 60_000);
+        store.create(&mut third).await?;
+        assert_ne!(third.id, Id(42));
+        assert_eq!(store.load(&Id(42)).await?, None);
+        Ok(())
+    })
+}
+
+#[test]
+fn save_creates_an_unknown_session_but_never_revives_a_deleted_one() -> TestResult {
+    let (store, _clock, _db) = tower_store();
+    block_on(async {
+        let rec = record(5, 1, T0 + 60_000);
+        store.save(&rec).await?;
+        assert_eq!(store.load(&rec.id).await?, Some(rec.clone()));
+
+        // A log-out in one request, a save of the same session in a concurrent one.
+        store.delete(&rec.id).await?;
+        store.save(&record(5, 2, T0 + 60_000)).await?;
+        assert_eq!(store.load(&rec.id).await?, None);
+        Ok(())
+    })
+}
+
+#[test]
+fn the_expiry_date_is_honoured_to_the_millisecond_whatever_the_idle_timeout() -> TestResult {
+    let (store, clock, _db) = tower_store();
+    block_on(async {
+        // The store's idle timeout is 10 s: neither it nor loads move these deadlines.
+        let mut short = record(1, 1, T0 + 1_000);
+        let mut long = record(2, 1, T0 + 3_600_000);
+        store.create(&mut short).await?;
+        store.create(&mut long).await?;
+
+        clock.set(T0 + 999);
+        assert_eq!(store.load(&short.id).await?, Some(short.clone()));
+        clock.set(T0 + 1_000);
+        assert_eq!(store.load(&short.id).await?, None, "at the expiry date");
+
+        clock.set(T0 + 1_800_000); // half an hour, far past the idle timeout
+        assert_eq!(store.load(&long.id).await?, Some(long.clone()));
+        clock.set(T0 + 3_600_000);
+        assert_eq!(store.load(&long.id).await?, None);
+
+        // A save moves the expiry date (tower-sessions' `Expiry::OnInactivity`), and a save
+        // of an expired session starts it again.
+        store.save(&record(2, 2, T0 + 3_700_000)).await?;
+        clock.set(T0 + 3_699_999);
+        assert_eq!(store.load(&long.id).await?, Some(record(2, 2, T0 + 3_700_000)));
+        Ok(())
+    })
+}
+
+#[test]
+fn an_expiry_date_below_the_millisecond_is_rounded_down_never_late() -> TestResult {
+    let (store, clock, _db) = tower_store();
+    block_on(async {
+        let mut rec = record(3, 1, T0 + 1_000);
+        rec.expiry_date += time::Duration::microseconds(999);
+        store.create(&mut rec).await?;
+        clock.set(T0 + 999);
+        let loaded = store.load(&rec.id).await?.ok_or("live")?;
+        assert_eq!(loaded.expiry_date, at(T0 + 1_000));
+        clock.set(T0 + 1_000);
+        assert_eq!(store.load(&rec.id).await?, None);
+        Ok(())
+    })
+}
+
+#[test]
+fn delete_expired_removes_what_is_past_its_expiry_date_and_the_grace_period() -> TestResult {
+    let (store, clock, _db) = tower_store();
+    block_on(async {
+        let mut old = record(1, 1, T0 + 1_000);
+        let mut live = record(2, 1, T0 + 3_600_000);
+        store.create(&mut old).await?;
+        store.create(&mut live).await?;
+
+        clock.set(T0 + 2_000); // expired, inside the 5 s grace period: kept for now
+        store.delete_expired().await?;
+        assert_eq!(store.store().count()?, 2);
+        clock.set(T0 + 6_000);
+        store.delete_expired().await?;
+        assert_eq!(store.store().count()?, 1);
+        assert_eq!(store.store().stats().cleanup.removed.sessions, 1);
+        assert_eq!(store.load(&live.id).await?, Some(live));
+        Ok(())
+    })
+}
+
+#[test]
+fn the_file_holds_neither_the_cookie_value_nor_the_raw_id() -> TestResult {
+    let (store, _clock, db) = tower_store();
+    let id = Id(0x5e55_10bd_cafe_f00d_0123_4567_89ab_cdef);
+    block_on(async {
+        let mut rec = record(id.0, 1, T0 + 60_000);
+        store.create(&mut rec).await
+    })?;
+    let key = SessionDbStore::storage_id(&id)?;
+    assert!(store.store().exists(&key)?);
+    drop(store);
+    let bytes = std::fs::read(&db.path)?;
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(key.as_str().as_bytes()), "the storage id is there");
+    assert!(!contains(id.to_string().as_bytes()), "the cookie value is not");
+    assert!(!contains(&id.0.to_le_bytes()), "nor the id's bytes");
+    Ok(())
+}
+
+#[test]
+fn outside_a_tokio_runtime_calls_fail_instead_of_panicking() {
+    let (store, _clock, _db) = tower_store();
+    let mut fut = std::pin::pin!(store.load(&Id(1)));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(res) => assert!(res.is_err(), "{res:?}"),
+        std::task::Poll::Pending => panic!("expected an immediate error"),
+    }
+}
+
+#[test]
+fn sessions_outlive_the_store_handle_and_are_shared_by_handles() -> TestResult {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    let open = || -> Result<SessionDbStore, sessiondb::Error> {
+        Ok(SessionDbStore::new(builder(&db.path, &clock).cleanup_interval(None).open()?))
+    };
+    let (a, b) = (open()?, open()?);
+    block_on(async {
+        let mut rec = record(9, 1, T0 + 60_000);
+        a.create(&mut rec).await?;
+        assert_eq!(b.load(&rec.id).await?, Some(rec.clone()));
+        drop(a);
+        let c = open()?;
+        assert_eq!(c.load(&rec.id).await?, Some(rec));
+        Ok(())
+    })
+}
+
+// ---- examples/axum_app over HTTP ------------------------------------------------------------
+
+/// The built example, built on first use.
+fn app_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| common::example("axum_app"))
+}
+
+/// The example's first process; killed (which stops its workers) when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(db: &Path, workers: usize) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut child = Command::new(app_binary())
+            .args(["--workers", &workers.to_string(), "--port", "0", "--db"])
+            .arg(db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut server = Server { child, port: 0 };
+        // The first process prints its address once every worker listens.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60))?;
+        let addr = line.strip_prefix("listening on http://127.0.0.1:").ok_or(line.clone())?;
+        server.port = addr.split_whitespace().next().ok_or("no port")?.parse()?;
+        Ok(server)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP response.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    /// The value of a `name value` line of the body.
+    fn field(&self, name: &str) -> &str {
+        self.body
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {:?}", self.body))
+    }
+
+    fn count(&self) -> u64 {
+        self.field("count").parse().expect("a count")
+    }
+
+    /// The `id` cookie this response sets: `Some("")` when it removes it.
+    fn set_cookie(&self) -> Option<String> {
+        let header = self.headers.iter().find(|(k, _)| k == "set-cookie")?;
+        let value = header.1.strip_prefix("id=")?.split(';').next()?;
+        let removed = header.1.contains("Max-Age=0");
+        Some(if removed { String::new() } else { value.to_owned() })
+    }
+}
+
+/// A browser: one cookie (`id`), a new connection per request (so requests spread over the
+/// workers), HTTP/1.1 with `Connection: close`.
+struct Browser {
+    port: u16,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    fn new(port: u16) -> Self {
+        Self { port, cookie: None }
+    }
+
+    fn request(&mut self, method: &str, path: &str) -> Response {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let cookie =
+            self.cookie.as_ref().map(|c| format!("Cookie: id={c}\r\n")).unwrap_or_default();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{cookie}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).expect("receive");
+        let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+        let mut lines = head.split("\r\n");
+        let status = lines.next().and_then(|l| l.split(' ').nth(1)).expect("a status line");
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        assert!(!headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")));
+        let res =
+            Response { status: status.parse().expect("status"), headers, body: body.to_owned() };
+        match res.set_cookie() {
+            Some(c) if c.is_empty() => self.cookie = None,
+            Some(c) => self.cookie = Some(c),
+            None => {}
+        }
+        res
+    }
+}
+
+#[test]
+fn the_axum_example_counts_across_workers_and_rotates_the_id_at_login() -> TestResult {
+    let db = temp_db();
+    let server = Server::start(&db.path, 3)?;
+    let port = server.port;
+    assert_eq!(Browser::new(port).request("GET", "/health").status, 200);
+
+    // One browser's count goes on whichever worker serves each request.
+    let mut ann = Browser::new(port);
+    let mut workers = BTreeSet::new();
+    let mut count = 0;
+    while workers.len() < 3 && count < 200 {
+        let res = ann.request("GET", "/");
+        assert_eq!(res.status, 200, "{res:?}");
+        count += 1;
+        assert_eq!(res.count(), count, "{res:?}");
+        workers.insert(res.field("worker").to_owned());
+    }
+    assert_eq!(workers.len(), 3, "requests reached only workers {workers:?}");
+    let first_cookie = ann.cookie.clone().ok_or("a session cookie")?;
+
+    // Another browser counts on its own.
+    let mut bob = Browser::new(port);
+    assert_eq!(bob.request("GET", "/").count(), 1);
+    assert_eq!(bob.request("GET", "/").count(), 2);
+
+    // Log-in moves the session to a new id and keeps its data.
+    let res = ann.request("POST", "/login?user=ann");
+    assert_eq!(res.status, 200, "{res:?}");
+    let new_cookie = ann.cookie.clone().ok_or("a session cookie")?;
+    assert_ne!(new_cookie, first_cookie, "log-in rotates the id");
+    for _ in 0..5 {
+        count += 1;
+        let res = ann.request("GET", "/");
+        assert_eq!((res.count(), res.field("user")), (count, "ann"), "{res:?}");
+        assert_eq!(ann.cookie.as_deref(), Some(new_cookie.as_str()));
+    }
+
+    // The old cookie no longer works, on any worker: each request gets a new, empty session.
+    for _ in 0..5 {
+        let mut thief = Browser { port, cookie: Some(first_cookie.clone()) };
+        let res = thief.request("GET", "/");
+        assert_eq!((res.count(), res.field("user")), (1, "-"), "{res:?}");
+        let fresh = thief.cookie.ok_or("a new cookie")?;
+        assert!(fresh != first_cookie && fresh != new_cookie);
+    }
+
+    // Log-out deletes the session: its cookie is removed, and replaying it starts over.
+    let res = ann.request("POST", "/logout");
+    assert_eq!(res.status, 200, "{res:?}");
+    assert_eq!(ann.cookie, None, "the cookie is removed");
+    let mut replay = Browser { port, cookie: Some(new_cookie) };
+    assert_eq!(replay.request("GET", "/").count(), 1);
+    assert_eq!(bob.request("GET", "/").count(), 3, "other sessions are untouched");
+
+    // Killing the first process stops every worker: the port stops answering.
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "workers still listen after the first process died");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Everything was in the file: another process sees bob's session.
+    let store = Store::open(&db.path)?;
+    assert!(store.count()? >= 2);
+    Ok(())
+}
