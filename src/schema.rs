@@ -61,14 +61,28 @@ pub(crate) struct WriteTables<'t> {
 
 impl<'t> WriteTables<'t> {
     /// Opens (creating where missing) every table in `txn`.
+    ///
+    /// The tables opened so far are held in `ManuallyDrop` until all are open: on a damaged
+    /// file redb can panic inside `open_table` while holding the transaction's table lock,
+    /// poisoning it, and a `Table` dropped during that unwinding panics again on the poisoned
+    /// lock, which aborts the process (fuzz/regressions/dump-abort-open-table-poisoned.redb).
+    /// Leaked instead, the panic reaches the group committer's `catch_unwind`. On an error
+    /// return they leak too, which only matters to the transaction, which is then dropped.
     pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, redb::TableError> {
+        use std::mem::ManuallyDrop as Held;
+        let meta = Held::new(txn.open_table(META)?);
+        let sessions = Held::new(txn.open_table(SESSIONS)?);
+        let states = Held::new(txn.open_table(STATES)?);
+        let expiry = Held::new(txn.open_table(EXPIRY)?);
+        let tombstones = Held::new(txn.open_table(TOMBSTONES)?);
+        let users = txn.open_table(USERS)?;
         Ok(Self {
-            meta: txn.open_table(META)?,
-            sessions: txn.open_table(SESSIONS)?,
-            states: txn.open_table(STATES)?,
-            expiry: txn.open_table(EXPIRY)?,
-            tombstones: txn.open_table(TOMBSTONES)?,
-            users: txn.open_table(USERS)?,
+            meta: Held::into_inner(meta),
+            sessions: Held::into_inner(sessions),
+            states: Held::into_inner(states),
+            expiry: Held::into_inner(expiry),
+            tombstones: Held::into_inner(tombstones),
+            users,
         })
     }
 }
