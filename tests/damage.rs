@@ -290,3 +290,13 @@ fn foreign_and_empty_files() {
     let store = Store::builder(&empty).sharing(Sharing::SingleProcess).open().unwrap();
     assert!(store.verify().unwrap().is_clean());
 }
+
+#[test]
+fn a_truncated_file_is_damaged_with_advice() {
+    let f = fixture();
+    let db = common::temp_db();
+    std::fs::write(&db.path, &f.bytes[..f.bytes.len() / 2]).unwrap();
+    let err = Store::builder(&db.path).sharing(Sharing::SingleProcess).open().unwrap_err();
+    assert!(matches!(err, Error::Damaged { .. }), "{err:?}");
+    assert!(err.to_string().contains("dump --verify"), "{err}");
+}

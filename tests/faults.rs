@@ -370,3 +370,28 @@ fn a_full_disk_is_disk_full_and_recovers_when_space_returns() {
     store.create(&data, b"").unwrap();
     assert!(store.verify().unwrap().is_clean());
 }
+
+#[test]
+fn after_an_io_error_in_a_commit_the_store_asks_to_be_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = FaultyDisk::new();
+    let clock = ManualClock::new(T0);
+    let store = open(&disk, &clock, &dir).unwrap();
+    let kept = store.create(b"kept", b"").unwrap();
+    // The next sync fails: the commit's data is written, its fsync is not.
+    disk.fail_after(1, Persistence::Persistent);
+    let err = store.create(b"lost", b"").unwrap_err();
+    assert!(matches!(err, Error::Io(_) | Error::Storage(_)), "{err:?}");
+    disk.heal();
+    // redb refuses every write on this handle from now on, though the device works again;
+    // the error says what to do. Reads of what was committed still answer.
+    let err = store.create(b"x", b"").unwrap_err();
+    assert!(matches!(err, Error::NeedsReopen), "{err:?}");
+    assert!(err.to_string().contains("open the file again"), "{err}");
+    assert!(matches!(store.delete(&kept.id), Err(Error::NeedsReopen)));
+    assert_eq!(store.load(&kept.id, &kept.token).unwrap().session_data, b"kept");
+    drop(store);
+    let store = open(&disk, &clock, &dir).unwrap();
+    assert_eq!(store.load(&kept.id, &kept.token).unwrap().session_data, b"kept");
+    store.create(b"after", b"").unwrap();
+}
