@@ -113,12 +113,13 @@ pub enum Error {
         message: String,
     },
     /// The disk is full (or the storage refused to grow). The write was not committed; every
-    /// committed session is intact. If redb then reports [`Error::NeedsReopen`], open the store
-    /// again once space is free.
+    /// committed session is intact. Retry once space is free: the store reopens the file by
+    /// itself.
     DiskFull(std::io::Error),
-    /// An earlier I/O error (a full disk, a failing device) left this handle unable to go on:
-    /// redb refuses every call after one. Drop the [`Store`](crate::Store) and open the file
-    /// again; the reopen recovers the last committed transaction.
+    /// An earlier I/O error (a full disk, a failing device) stopped redb's handle on the file,
+    /// and the store could not reopen it yet: reads of the old handle outlasted the wait.
+    /// Retry; the next write tries the reopen again, which recovers the last committed
+    /// transaction.
     NeedsReopen,
     /// redb found the file itself damaged: a page or a tree that does not hold together.
     /// Run `dump --verify` on it, and restore a backup or move it aside.
@@ -192,10 +193,10 @@ impl fmt::Display for Error {
                 "sessiondb panicked in {place}: {message}; run `dump --verify` on the file and report the bug"
             ),
             Error::DiskFull(_) => f.write_str(
-                "disk full: nothing was written; free space (committed sessions are intact)",
+                "disk full: nothing was written; free space and retry (committed sessions are intact)",
             ),
             Error::NeedsReopen => f.write_str(
-                "an earlier i/o error stopped this store: drop it and open the file again",
+                "an earlier i/o error stopped the file handle and it could not be reopened yet: retry",
             ),
             Error::Damaged { reason } => write!(
                 f,

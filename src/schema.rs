@@ -62,28 +62,45 @@ pub(crate) struct WriteTables<'t> {
 impl<'t> WriteTables<'t> {
     /// Opens (creating where missing) every table in `txn`.
     ///
-    /// The tables opened so far are held in `ManuallyDrop` until all are open: on a damaged
-    /// file redb can panic inside `open_table` while holding the transaction's table lock,
-    /// poisoning it, and a `Table` dropped during that unwinding panics again on the poisoned
-    /// lock, which aborts the process (fuzz/regressions/dump-abort-open-table-poisoned.redb).
-    /// Leaked instead, the panic reaches the group committer's `catch_unwind`. On an error
-    /// return they leak too, which only matters to the transaction, which is then dropped.
+    /// The tables opened so far are held in [`Opening`] until all are open: on a damaged file
+    /// redb can panic inside `open_table` while holding the transaction's table lock, poisoning
+    /// it, and a `Table` dropped during that unwinding panics again on the poisoned lock, which
+    /// aborts the process (`fuzz/regressions/dump-abort-open-table-poisoned.redb`). Leaked
+    /// instead, the panic reaches the group committer's `catch_unwind` and becomes
+    /// `Error::Panicked`. An error return drops them normally.
     pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, redb::TableError> {
-        use std::mem::ManuallyDrop as Held;
-        let meta = Held::new(txn.open_table(META)?);
-        let sessions = Held::new(txn.open_table(SESSIONS)?);
-        let states = Held::new(txn.open_table(STATES)?);
-        let expiry = Held::new(txn.open_table(EXPIRY)?);
-        let tombstones = Held::new(txn.open_table(TOMBSTONES)?);
+        let meta = Opening(Some(txn.open_table(META)?));
+        let sessions = Opening(Some(txn.open_table(SESSIONS)?));
+        let states = Opening(Some(txn.open_table(STATES)?));
+        let expiry = Opening(Some(txn.open_table(EXPIRY)?));
+        let tombstones = Opening(Some(txn.open_table(TOMBSTONES)?));
         let users = txn.open_table(USERS)?;
         Ok(Self {
-            meta: Held::into_inner(meta),
-            sessions: Held::into_inner(sessions),
-            states: Held::into_inner(states),
-            expiry: Held::into_inner(expiry),
-            tombstones: Held::into_inner(tombstones),
+            meta: meta.done(),
+            sessions: sessions.done(),
+            states: states.done(),
+            expiry: expiry.done(),
+            tombstones: tombstones.done(),
             users,
         })
+    }
+}
+
+/// A table held while [`WriteTables::open`] opens the others: dropped normally, but leaked if
+/// dropped while the thread panics (see there).
+struct Opening<T>(Option<T>);
+
+impl<T> Opening<T> {
+    fn done(mut self) -> T {
+        self.0.take().unwrap_or_else(|| unreachable!("an opened table is taken once"))
+    }
+}
+
+impl<T> Drop for Opening<T> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            std::mem::forget(self.0.take());
+        }
     }
 }
 

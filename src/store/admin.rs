@@ -6,7 +6,7 @@ use std::ops::Bound;
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::record::{decode_session, get_session, get_state, printable};
-use super::{Core, Store, guard};
+use super::{Core, Store};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::schema::{self, META_CREATED, META_FORMAT, SESSIONS_NAME};
@@ -130,7 +130,10 @@ pub struct Sessions<'s> {
 
 impl Sessions<'_> {
     fn fill(&mut self) -> Result<()> {
-        guard("a read", || self.fill_page())
+        {
+            let store = self.store;
+            store.core.reading(|| self.fill_page())
+        }
     }
 
     fn fill_page(&mut self) -> Result<()> {
@@ -226,7 +229,7 @@ impl Store {
     /// # Errors
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
     pub fn session_info(&self, id: &SessionId) -> Result<Option<SessionInfo>> {
-        guard("a read", || self.core.info_in(&self.core.read()?, id))
+        self.core.reading(|| self.core.info_in(&*self.core.read()?, id))
     }
 
     /// The states stored for a session, oldest first, with their sizes. Needs no token.
@@ -234,7 +237,7 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb.
     pub fn states(&self, id: &SessionId) -> Result<Vec<StateInfo>> {
-        guard("a read", || states_of(&schema::read_states(&self.core.read()?)?, id))
+        self.core.reading(|| states_of(&schema::read_states(&*self.core.read()?)?, id))
     }
 
     /// A session's metadata and its stored states, read in one transaction so that they agree
@@ -243,7 +246,7 @@ impl Store {
     /// # Errors
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
     pub fn inspect(&self, id: &SessionId) -> Result<Option<(SessionInfo, Vec<StateInfo>)>> {
-        guard("a read", || self.inspect_unguarded(id))
+        self.core.reading(|| self.inspect_unguarded(id))
     }
 
     fn inspect_unguarded(&self, id: &SessionId) -> Result<Option<(SessionInfo, Vec<StateInfo>)>> {
@@ -261,7 +264,7 @@ impl Store {
     /// # Errors
     /// [`Error::Corrupted`] for a damaged record or state, [`Error::Storage`] from redb.
     pub fn contents(&self, id: &SessionId) -> Result<Option<Contents>> {
-        guard("a read", || {
+        self.core.reading(|| {
             let txn = self.core.read()?;
             let sid = id.as_bytes();
             let Some(rec) = get_session(&schema::read_sessions(&txn)?, sid)? else {
@@ -280,7 +283,7 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb.
     pub fn count(&self) -> Result<u64> {
-        guard("a read", || Ok(schema::read_sessions(&self.core.read()?)?.len()?))
+        self.core.reading(|| Ok(schema::read_sessions(&*self.core.read()?)?.len()?))
     }
 
     /// File-wide facts: format, counts, size.
@@ -288,7 +291,7 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb, [`Error::Io`] if the file size cannot be read.
     pub fn info(&self) -> Result<StoreInfo> {
-        guard("a read", || self.info_unguarded())
+        self.core.reading(|| self.info_unguarded())
     }
 
     fn info_unguarded(&self) -> Result<StoreInfo> {

@@ -20,11 +20,10 @@ use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use super::Core;
 use super::session::Reply;
+use super::{Core, Writing};
 use crate::error::{Error, Result};
 use crate::schema::WriteTables;
-use redb::WriteTransaction;
 
 /// Inside a [`Job`]: returns a refusal decided before anything was written, so that the other
 /// jobs of the batch go on.
@@ -180,18 +179,16 @@ struct Done {
 
 /// Begins a write transaction. A panic becomes an error: the leader must never unwind while
 /// followers wait for it.
-fn begin(core: &Core) -> Result<WriteTransaction> {
+fn begin(core: &Core) -> Result<Writing> {
     // `rw_unreported`: a clean-up thread panic is for the callers to see, not for the leader.
-    catch_unwind(AssertUnwindSafe(|| Ok(core.rw_unreported()?.begin_write()?))).unwrap_or_else(
-        |panic| {
-            Err(Error::Panicked { place: "a write transaction", message: panic_message(&*panic) })
-        },
-    )
+    catch_unwind(AssertUnwindSafe(|| core.begin_write())).unwrap_or_else(|panic| {
+        Err(Error::Panicked { place: "a write transaction", message: panic_message(&*panic) })
+    })
 }
 
 /// Runs `batch`, the first time in `txn`, splitting it as jobs fail, until every job has a
 /// result.
-fn run(core: &Core, txn: Result<WriteTransaction>, batch: VecDeque<(u64, Job)>) -> Done {
+fn run(core: &Core, txn: Result<Writing>, batch: VecDeque<(u64, Job)>) -> Done {
     let mut done = Done { results: Vec::with_capacity(batch.len()), commits: vec![], retries: 0 };
     let mut groups = VecDeque::from([batch]);
     let mut first = Some(txn);
@@ -239,10 +236,10 @@ fn run(core: &Core, txn: Result<WriteTransaction>, batch: VecDeque<(u64, Job)>) 
 /// the job that failed part-way (`None`: the transaction itself failed) and the error.
 fn attempt(
     core: &Core,
-    txn: Result<WriteTransaction>,
+    txn: Result<Writing>,
     group: &mut VecDeque<(u64, Job)>,
 ) -> Result<Vec<Result<Reply>>, (Option<usize>, Error)> {
-    let txn = txn.map_err(|e| (None, e))?;
+    let Writing { txn, db } = txn.map_err(|e| (None, e))?;
     let mut results = Vec::with_capacity(group.len());
     {
         let mut tables = WriteTables::open(&txn).map_err(|e| (None, e.into()))?;
@@ -257,6 +254,7 @@ fn attempt(
         }
     }
     txn.commit().map_err(|e| (None, e.into()))?;
+    drop(db);
     Ok(results)
 }
 

@@ -33,9 +33,9 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock};
 
-use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
+use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, WriteTransaction};
 
 use crate::cleanup::Cleaner;
 use crate::config::{Builder, Config};
@@ -59,6 +59,49 @@ enum Db {
     ReadOnly(ReadOnlyDatabase),
 }
 
+impl Db {
+    fn begin_read(&self) -> Result<ReadTransaction> {
+        Ok(match self {
+            Db::ReadWrite(db) => db.begin_read()?,
+            Db::ReadOnly(db) => db.begin_read()?,
+        })
+    }
+
+    /// The read-write handle, or the error a read-only store gives for writes.
+    fn read_write(&self) -> Result<&Database> {
+        match self {
+            Db::ReadWrite(db) => Ok(db),
+            Db::ReadOnly(_) => Err(Error::InvalidInput(
+                "this store was opened read-only: open it without read_only to write".into(),
+            )),
+        }
+    }
+}
+
+/// A read transaction with the handle it came from: while any is alive, the handle is not
+/// replaced by a reopen ([`Core::reopen`]).
+pub(crate) struct Snapshot {
+    txn: ReadTransaction,
+    _db: Arc<Db>,
+}
+
+impl std::ops::Deref for Snapshot {
+    type Target = ReadTransaction;
+    fn deref(&self) -> &ReadTransaction {
+        &self.txn
+    }
+}
+
+/// A write transaction with the handle it came from, held by the group-commit leader until
+/// the commit: while it is alive, the handle is not replaced by a reopen.
+pub(crate) struct Writing {
+    txn: WriteTransaction,
+    db: Arc<Db>,
+}
+
+/// How long a reopen waits for the reads of the old handle to end.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A session store on one file. `Send + Sync`: share it between threads with `Arc` or by
 /// reference.
 ///
@@ -73,8 +116,9 @@ pub struct Store {
 
 /// What a store's operations share with its clean-up thread.
 pub(crate) struct Core {
-    /// Always `Some` until dropped; see the `Drop` impl.
-    db: Option<Db>,
+    /// The redb handle, shared with the reads and maintenance writes running on it. `None`
+    /// after a failed reopen (the next call tries again) and once dropped.
+    db: RwLock<Option<Arc<Db>>>,
     pub(crate) cfg: Config,
     pid: u32,
     committer: Committer,
@@ -127,7 +171,7 @@ impl Store {
         let locks = LockDir::new(&cfg.path, cfg.lock_stripes, cfg.lock_poll_interval);
         let committer = Committer::new(cfg.group_commit, cfg.max_batch);
         let core = Arc::new(Core {
-            db: Some(db),
+            db: RwLock::new(Some(Arc::new(db))),
             cfg,
             pid: std::process::id(),
             committer,
@@ -187,7 +231,7 @@ impl Store {
 impl Core {
     /// The redb handle, refused in a process forked after open (its locks and cached state
     /// belong to the parent), and after a clean-up thread panic, which is reported once.
-    fn db(&self) -> Result<&Db> {
+    fn db(&self) -> Result<Arc<Db>> {
         if self.cleanup_failed.load(Ordering::Relaxed) && std::process::id() == self.pid {
             let taken = self.cleanup_panic.lock().unwrap_or_else(PoisonError::into_inner).take();
             if let Some(message) = taken {
@@ -199,11 +243,45 @@ impl Core {
 
     /// The redb handle, refused in a forked child, leaving a clean-up thread panic for the
     /// next caller to see: for the group commit leader, which runs other callers' writes.
-    fn db_unreported(&self) -> Result<&Db> {
+    fn db_unreported(&self) -> Result<Arc<Db>> {
         if std::process::id() != self.pid {
             return Err(Error::Forked);
         }
-        self.db.as_ref().ok_or_else(|| Error::InvalidInput("the store is closed".into()))
+        if let Some(db) = &*self.db.read().unwrap_or_else(PoisonError::into_inner) {
+            return Ok(Arc::clone(db));
+        }
+        // A reopen failed (the disk was still full, say): try again.
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(Arc::new(guard("opening the file", || open::open_db(&self.cfg))?));
+        }
+        Ok(Arc::clone(slot.as_ref().expect("just filled")))
+    }
+
+    /// Replaces `stale`, a handle redb stopped after an I/O error in a commit
+    /// ([`Error::NeedsReopen`]), with a new one on the same file: redb recovers the last
+    /// committed transaction. Waits up to [`REOPEN_WAIT`] for the reads still running on the
+    /// old handle (and for the group-commit leader's transaction, see [`Writing`]); the next
+    /// call tries again if they outlast it.
+    fn reopen(&self, stale: Arc<Db>) -> Result<()> {
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if !slot.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &stale)) {
+            return Ok(()); // another thread reopened it already
+        }
+        // New reads wait on the lock; those running hold a clone each (`Snapshot`).
+        let deadline = std::time::Instant::now() + REOPEN_WAIT;
+        while Arc::strong_count(&stale) > 2 {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::NeedsReopen);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // The old handle closes before the new one opens: a single-process file admits one.
+        *slot = None;
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(stale)));
+        let db = guard("opening the file", || open::open_db(&self.cfg))?;
+        *slot = Some(Arc::new(db));
+        Ok(())
     }
 
     /// Records a panic of the clean-up thread, for the next call to report.
@@ -216,34 +294,69 @@ impl Core {
         self.cfg.clock.now_ms()
     }
 
-    /// Begins a read transaction.
-    fn read(&self) -> Result<ReadTransaction> {
-        Ok(match self.db()? {
-            Db::ReadWrite(db) => db.begin_read()?,
-            Db::ReadOnly(db) => db.begin_read()?,
-        })
+    /// Runs a read of a public call: a panic inside it becomes [`Error::Panicked`] (see
+    /// [`guard`]), and a read that met a handle redb stopped after an I/O error
+    /// ([`Error::NeedsReopen`]) reopens the file and runs once more.
+    pub(crate) fn reading<T>(&self, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+        match guard("a read", &mut f) {
+            Err(Error::NeedsReopen) => {
+                self.reopen(self.db()?)?;
+                guard("a read", f)
+            }
+            other => other,
+        }
     }
 
-    /// The read-write redb handle, or the error a read-only store gives for writes.
-    fn rw(&self) -> Result<&Database> {
+    /// Begins a read transaction, reopening a handle redb stopped after an I/O error (see
+    /// [`Core::begin_write`]).
+    fn read(&self) -> Result<Snapshot> {
+        let db = self.db()?;
+        match db.begin_read() {
+            Err(Error::NeedsReopen) => {
+                self.reopen(db)?;
+                let db = self.db()?;
+                Ok(Snapshot { txn: db.begin_read()?, _db: db })
+            }
+            Ok(txn) => Ok(Snapshot { txn, _db: db }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The redb handle if it takes writes, or the error a read-only store gives.
+    fn rw(&self) -> Result<Arc<Db>> {
         self.db()?;
         self.rw_unreported()
     }
 
     /// [`Core::rw`] without reporting a clean-up thread panic; see [`Core::db_unreported`].
-    fn rw_unreported(&self) -> Result<&Database> {
-        match self.db_unreported()? {
-            Db::ReadWrite(db) => Ok(db),
-            Db::ReadOnly(_) => Err(Error::InvalidInput(
-                "this store was opened read-only: open it without read_only to write".into(),
-            )),
+    fn rw_unreported(&self) -> Result<Arc<Db>> {
+        let db = self.db_unreported()?;
+        db.read_write()?;
+        Ok(db)
+    }
+
+    /// Begins a write transaction for the group committer. A handle redb stopped after an I/O
+    /// error in an earlier commit ([`Error::NeedsReopen`]) is reopened once, so that a store
+    /// goes on by itself when a full disk has room again or a failing device recovers.
+    fn begin_write(&self) -> Result<Writing> {
+        let db = self.rw_unreported()?;
+        match db.read_write()?.begin_write().map_err(Error::from) {
+            Err(Error::NeedsReopen) => {
+                self.reopen(db)?;
+                let db = self.rw_unreported()?;
+                let txn = db.read_write()?.begin_write()?;
+                Ok(Writing { txn, db })
+            }
+            Ok(txn) => Ok(Writing { txn, db }),
+            Err(e) => Err(e),
         }
     }
 
     /// Runs `f` in one write transaction of its own, committing if it returns `Ok` and aborting
     /// otherwise. For maintenance; request writes go through [`Core::submit`].
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> Result<T>) -> Result<T> {
-        let txn = self.rw()?.begin_write()?;
+        let db = self.rw()?;
+        let txn = db.read_write()?.begin_write()?;
         let out = {
             let mut tables = WriteTables::open(&txn)?;
             f(&mut tables)?
@@ -299,7 +412,7 @@ impl Drop for Core {
     /// Closing writes redb's allocator state, which on a damaged file can panic inside redb;
     /// that panic is caught: a drop never panics.
     fn drop(&mut self) {
-        let db = self.db.take();
+        let db = self.db.get_mut().unwrap_or_else(PoisonError::into_inner).take();
         if std::process::id() == self.pid {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(db)));
         } else {

@@ -137,10 +137,11 @@ pub(super) fn check_or_init_meta(store: &Core) -> Result<()> {
     if store.cfg.read_only {
         return Err(not_ours("the file holds no sessiondb tables (open it read-write once)"));
     }
-    let Db::ReadWrite(db) = store.db()? else {
+    let db = store.db()?;
+    let Db::ReadWrite(rw) = &*db else {
         return Err(not_ours("the file holds no sessiondb tables (open it read-write once)"));
     };
-    let txn = db.begin_write()?;
+    let txn = rw.begin_write()?;
     let foreign = |name: &str| !ALL_TABLES.contains(&name);
     if txn.list_tables()?.any(|h| foreign(h.name()))
         || txn.list_multimap_tables()?.any(|h| foreign(h.name()))

@@ -5,7 +5,7 @@ use super::record::{
     SessionRecord, get_session, get_state, put_session, put_state, remove_session,
 };
 use super::rotate::missing;
-use super::{Core, SessionStatus, Store, guard};
+use super::{Core, SessionStatus, Store};
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId, constant_time_eq, fingerprint_hash};
 use crate::schema;
@@ -255,7 +255,7 @@ impl Store {
         let c = &self.core;
         let sid = id.as_bytes();
         let now = c.now();
-        let (rec, state_id, state_data) = guard("a read", || {
+        let (rec, state_id, state_data) = c.reading(|| {
             let txn = c.read()?;
             let Some(rec) = get_session(&schema::read_sessions(&txn)?, sid)? else {
                 return Err(missing(&schema::read_tombstones(&txn)?, sid, token, now)?);
@@ -350,7 +350,7 @@ impl Store {
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
     pub fn exists(&self, id: &SessionId) -> Result<bool> {
         let c = &self.core;
-        guard("a read", || {
+        c.reading(|| {
             let txn = c.read()?;
             Ok(get_session(&schema::read_sessions(&txn)?, id.as_bytes())?
                 .is_some_and(|rec| c.status(&rec, c.now()) == SessionStatus::Live))

@@ -1,9 +1,9 @@
 //! Sessions by user: list them, and revoke them all ("log out everywhere").
 
+use super::Store;
 use super::commit::Job;
 use super::rotate::revoke_in;
 use super::session::{Reply, wrong_reply};
-use super::{Store, guard};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::schema;
@@ -33,7 +33,7 @@ impl Store {
     /// # Errors
     /// [`Error::Corrupted`] for an id that is not valid text, [`Error::Storage`] from redb.
     pub fn user_sessions(&self, user: &[u8]) -> Result<Vec<SessionId>> {
-        let ids = guard("a read", || ids_of(&schema::read_users(&self.core.read()?)?, user))?;
+        let ids = self.core.reading(|| ids_of(&schema::read_users(&*self.core.read()?)?, user))?;
         ids.into_iter()
             .map(|sid| {
                 std::str::from_utf8(&sid).ok().and_then(|s| SessionId::parse(s).ok()).ok_or_else(

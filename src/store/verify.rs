@@ -333,6 +333,6 @@ impl Store {
     /// Only when no read transaction can be begun: [`Error::Storage`](crate::Error::Storage),
     /// [`Error::NeedsReopen`](crate::Error::NeedsReopen), [`Error::Forked`](crate::Error::Forked).
     pub fn verify(&self) -> Result<Verified> {
-        super::guard("verify", || self.core.verify())
+        self.core.reading(|| self.core.verify())
     }
 }
