@@ -35,18 +35,8 @@ impl Core {
             return Ok(Err(Error::MaxSessionsExceeded { max }));
         }
         let rec = self.with_deadlines(SessionRecord {
-            created: now,
-            last_access: now,
-            expires_at: 0,
-            remove_at: 0,
-            version: 1,
-            latest_state: 0,
-            oldest_state: 0,
-            token_hash,
-            fingerprint: None,
-            user: None,
-            data: data.to_vec(),
             deadline,
+            ..SessionRecord::fresh(now, token_hash, data.to_vec())
         });
         put_state(t, sid, 0, &[])?;
         put_session(t, sid, None, &rec)?;

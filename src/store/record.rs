@@ -42,6 +42,25 @@ pub(crate) struct SessionRecord {
 }
 
 impl SessionRecord {
+    /// A session created at `now`: version 1, state 0 only, no fingerprint, user or deadline.
+    /// Its deadlines are set by `Core::with_deadlines`.
+    pub(crate) fn fresh(now: u64, token_hash: [u8; 32], data: Vec<u8>) -> Self {
+        SessionRecord {
+            created: now,
+            last_access: now,
+            expires_at: 0,
+            remove_at: 0,
+            version: 1,
+            latest_state: 0,
+            oldest_state: 0,
+            token_hash,
+            fingerprint: None,
+            user: None,
+            data,
+            deadline: None,
+        }
+    }
+
     /// This record's key in the `expiry` table.
     pub(crate) fn expiry_key<'a>(&self, sid: &'a [u8]) -> ExpiryKey<'a> {
         (self.remove_at, self.last_access, sid)

@@ -210,18 +210,9 @@ impl Store {
             }
             let id = unused_id_from(t, || c.cfg.id_spec.generate())?;
             let rec = c.with_deadlines(SessionRecord {
-                created: now,
-                last_access: now,
-                expires_at: 0,
-                remove_at: 0,
-                version: 1,
-                latest_state: 0,
-                oldest_state: 0,
-                token_hash,
                 fingerprint,
                 user: user.clone(),
-                data: session_data.clone(),
-                deadline: None,
+                ..SessionRecord::fresh(now, token_hash, session_data.clone())
             });
             put_state(t, id.as_bytes(), 0, &state_data)?;
             put_session(t, id.as_bytes(), None, &rec)?;
