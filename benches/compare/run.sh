@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Side-by-side comparison (issue 6): builds the harness in release and runs every workload.
+#
+#   benches/compare/run.sh [SECONDS_PER_CELL]        # default 3
+#
+# Extra arguments after the first go to the harness (e.g. `--sessions 10000 --big 0`).
+# Results go to benches/compare/results/: results.md (the tables, ready for BENCHMARKS.md),
+# results.tsv (every cell), compare.svg (the ratio chart), machine.txt (what it ran on).
+set -euo pipefail
+cd "$(dirname "$0")"
+SECS="${1:-3}"
+shift || true
+OUT="results"
+mkdir -p "$OUT"
+cargo build --release --quiet
+TMP="${TMPDIR:-/tmp}"
+{
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), sessiondb commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- ../../src 2>/dev/null || echo ' (src modified)')"
+  echo "- CPU: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); RAM $(free -g | awk '/Mem:/ {print $2}') GiB"
+  echo "- kernel: $(uname -sr)"
+  echo "- temp dir: $TMP on $(df -T "$TMP" | awk 'NR==2 {print $1 " (" $2 ")"}')"
+  echo "- synced 4 KiB writes (dd oflag=dsync, 500 × 4 KiB): $(dd if=/dev/zero of="$TMP/sessiondb-compare-dd" bs=4k count=500 oflag=dsync 2>&1 | tail -1 | awk '{print $(NF-3), $(NF-2) " for 500 writes"}')"
+  rm -f "$TMP/sessiondb-compare-dd"
+  echo "- load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- command: benches/compare/run.sh $SECS $*"
+} > "$OUT/machine.txt"
+cat "$OUT/machine.txt"
+./target/release/sessiondb-compare --secs "$SECS" --dir "$TMP" --out "$OUT" "$@"
+echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
+echo
+echo "Written: $OUT/results.md, $OUT/results.tsv, $OUT/compare.svg, $OUT/machine.txt"
