@@ -65,9 +65,9 @@ impl<'t> WriteTables<'t> {
     /// The tables opened so far are held in [`Opening`] until all are open: on a damaged file
     /// redb can panic inside `open_table` while holding the transaction's table lock, poisoning
     /// it, and a `Table` dropped during that unwinding panics again on the poisoned lock, which
-    /// aborts the process (`fuzz/regressions/dump-abort-open-table-poisoned.redb`). Leaked
-    /// instead, the panic reaches the group committer's `catch_unwind` and becomes
-    /// `Error::Panicked`. An error return drops them normally.
+    /// aborts the process (`fuzz/regressions/dump-abort-open-table-poisoned.redb`). Dropped
+    /// under `catch_unwind` instead, the first panic goes on to the group committer's
+    /// `catch_unwind` and becomes `Error::Panicked`.
     pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, redb::TableError> {
         let meta = Opening(Some(txn.open_table(META)?));
         let sessions = Opening(Some(txn.open_table(SESSIONS)?));
@@ -86,8 +86,8 @@ impl<'t> WriteTables<'t> {
     }
 }
 
-/// A table held while [`WriteTables::open`] opens the others: dropped normally, but leaked if
-/// dropped while the thread panics (see there).
+/// A table held while [`WriteTables::open`] opens the others. Dropped while the thread
+/// panics, its own panic is caught (see there). Not leaked: it holds the write slot.
 struct Opening<T>(Option<T>);
 
 impl<T> Opening<T> {
@@ -99,7 +99,8 @@ impl<T> Opening<T> {
 impl<T> Drop for Opening<T> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            std::mem::forget(self.0.take());
+            let table = self.0.take();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(table)));
         }
     }
 }

@@ -294,8 +294,8 @@ impl Store {
     pub fn delete_idle(&self, idle: Duration) -> Result<u64> {
         let cutoff =
             self.core.now().saturating_sub(u64::try_from(idle.as_millis()).unwrap_or(u64::MAX));
-        let mut candidates = Vec::new();
-        {
+        let candidates = self.core.reading(|| {
+            let mut candidates = Vec::new();
             let txn = self.core.read()?;
             for entry in schema::read_sessions(&txn)?.iter()? {
                 let (k, v) = entry?;
@@ -305,7 +305,8 @@ impl Store {
                     candidates.push(k.value().to_vec());
                 }
             }
-        }
+            Ok(candidates)
+        })?;
         let mut deleted = 0;
         for chunk in candidates.chunks(self.core.cfg.cleanup_batch) {
             deleted += self.core.write(|t| {

@@ -127,6 +127,8 @@ pub(crate) struct Core {
     cleanup_failed: AtomicBool,
     cleanup_panic: Mutex<Option<String>>,
     cleanup_stats: Mutex<CleanupStats>,
+    /// Set when a call met a panic inside redb or a damaged file ([`Core::watch`]).
+    suspect: AtomicBool,
 }
 
 /// Counters of a store since it was opened, for monitoring. See [`Store::stats`].
@@ -179,8 +181,9 @@ impl Store {
             cleanup_failed: AtomicBool::new(false),
             cleanup_panic: Mutex::new(None),
             cleanup_stats: Mutex::new(CleanupStats::default()),
+            suspect: AtomicBool::new(false),
         });
-        guard("opening the file", || open::check_or_init_meta(&core))?;
+        core.watch(guard("opening the file", || open::check_or_init_meta(&core)))?;
         let cleaner = match core.cfg.cleanup_interval {
             Some(every) if !core.cfg.read_only => Some(Cleaner::start(&core, every)?),
             _ => None,
@@ -298,13 +301,23 @@ impl Core {
     /// [`guard`]), and a read that met a handle redb stopped after an I/O error
     /// ([`Error::NeedsReopen`]) reopens the file and runs once more.
     pub(crate) fn reading<T>(&self, mut f: impl FnMut() -> Result<T>) -> Result<T> {
-        match guard("a read", &mut f) {
+        let result = match guard("a read", &mut f) {
             Err(Error::NeedsReopen) => {
                 self.reopen(self.db()?)?;
                 guard("a read", f)
             }
             other => other,
+        };
+        self.watch(result)
+    }
+
+    /// Passes `result` on, noting a panic caught inside redb or a damaged file: closing such a
+    /// handle can abort the process (see the `Drop` impl).
+    pub(crate) fn watch<T>(&self, result: Result<T>) -> Result<T> {
+        if matches!(result, Err(Error::Panicked { .. } | Error::Damaged { .. })) {
+            self.suspect.store(true, Ordering::Relaxed);
         }
+        result
     }
 
     /// Begins a read transaction, reopening a handle redb stopped after an I/O error (see
@@ -356,13 +369,15 @@ impl Core {
     /// otherwise. For maintenance; request writes go through [`Core::submit`].
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> Result<T>) -> Result<T> {
         let db = self.rw()?;
-        let txn = db.read_write()?.begin_write()?;
-        let out = {
-            let mut tables = WriteTables::open(&txn)?;
-            f(&mut tables)?
-        };
-        txn.commit()?;
-        Ok(out)
+        self.watch(guard("a write transaction", || {
+            let txn = db.read_write()?.begin_write()?;
+            let out = {
+                let mut tables = WriteTables::open(&txn)?;
+                f(&mut tables)?
+            };
+            txn.commit()?;
+            Ok(out)
+        }))
     }
 
     /// Refuses a user key longer than [`session::MAX_USER_KEY`].
@@ -409,11 +424,14 @@ impl Drop for Core {
     /// would release the parent's locks (and could write a stale header). It is leaked instead;
     /// the OS reclaims it when the child exits.
     ///
-    /// Closing writes redb's allocator state, which on a damaged file can panic inside redb;
-    /// that panic is caught: a drop never panics.
+    /// Closing writes redb's allocator state, which on a damaged file can panic inside redb.
+    /// That panic is caught, but a destructor inside redb may panic again while it unwinds,
+    /// which aborts the process (`fuzz/regressions/dump-abort-close-damaged-allocator.redb`).
+    /// So a handle that met a panic or a damaged file is leaked instead of closed: the OS
+    /// closes it at exit, and the next open of the file recovers as after a crash.
     fn drop(&mut self) {
         let db = self.db.get_mut().unwrap_or_else(PoisonError::into_inner).take();
-        if std::process::id() == self.pid {
+        if std::process::id() == self.pid && !*self.suspect.get_mut() {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(db)));
         } else {
             std::mem::forget(db);

@@ -132,18 +132,20 @@ impl Core {
     /// Runs a request write through the group committer.
     pub(crate) fn submit(&self, job: Job) -> Result<Reply> {
         self.rw()?; // refuse a forked child or a read-only store before touching the queue
-        self.committer.submit(self, job)
+        self.watch(self.committer.submit(self, job))
     }
 
     /// The admitted record of a session, read without recording access.
     pub(crate) fn admitted(&self, id: &SessionId, token: &SecureToken) -> Result<SessionRecord> {
-        let txn = self.read()?;
-        let now = self.now();
-        let Some(rec) = get_session(&schema::read_sessions(&txn)?, id.as_bytes())? else {
-            return Err(missing(&schema::read_tombstones(&txn)?, id.as_bytes(), token, now)?);
-        };
-        self.admit(&rec, token, now)?;
-        Ok(rec)
+        self.reading(|| {
+            let txn = self.read()?;
+            let now = self.now();
+            let Some(rec) = get_session(&schema::read_sessions(&txn)?, id.as_bytes())? else {
+                return Err(missing(&schema::read_tombstones(&txn)?, id.as_bytes(), token, now)?);
+            };
+            self.admit(&rec, token, now)?;
+            Ok(rec)
+        })
     }
 
     /// Moves the last-access time of a live session to now; returns its new expiry, or `None`
