@@ -3,6 +3,9 @@
 #
 #   bash fuzz/run.sh SECONDS [TARGET...]
 #
+# Without TARGETs: records, parse, model and dump (what CI runs). `damaged_writes` (writes on
+# damaged files) runs only when named: it finds aborts inside redb (fuzz/regressions/README.md).
+#
 # Needs a nightly toolchain and cargo-fuzz (`cargo +nightly install cargo-fuzz --locked`).
 # Works from any directory. Each target reads its checked-in seeds (fuzz/seeds/<target>/) and
 # its working corpus (fuzz/corpus/<target>/, where new inputs go, gitignored); a crash input
@@ -53,7 +56,7 @@ for t in "${targets[@]}"; do
     start=$(date +%s)
     # CPU time of the fuzzer (the children of this shell, measured around the one run).
     read -r u0 s0 < <(awk '{ print $14 + $16, $15 + $17 }' /proc/$$/stat)
-    cargo +nightly fuzz run -O -s "${sanitizer[$t]}" "$t" "$fuzz_dir/corpus/$t" "$fuzz_dir/seeds/$t" -- \
+    cargo +nightly fuzz run -O -s "${sanitizer[$t]}" "$t" "$fuzz_dir/corpus/$t" "$fuzz_dir/seeds/${seeds[$t]}" -- \
         -max_total_time="$secs" -max_len="${max_len[$t]}" -rss_limit_mb=2048 -timeout=60 \
         -print_final_stats=1 ${extra[$t]} >"$logs/$t.log" 2>&1
     status=$?

@@ -162,3 +162,15 @@ fn closing_a_damaged_file_does_not_abort() {
     read_only_pass(&copy_to(dir.path(), "ro.redb", &bytes));
     read_write_pass(&copy_to(dir.path(), "rw.redb", &bytes));
 }
+
+/// redb panicked inside `extract_from_if` on a damaged `states` page while a revocation
+/// removed the session's states, and the iterator's destructor panicked again during that
+/// unwinding: the process aborted. States are now collected by a range read and removed one
+/// by one (`record::remove_states`), so the first panic reaches the group committer.
+#[test]
+fn damaged_states_page_under_a_revocation_is_an_error_not_an_abort() {
+    let bytes = regression("damaged-writes-abort-remove-session.redb");
+    let dir = tempfile::tempdir().unwrap();
+    read_only_pass(&copy_to(dir.path(), "ro.redb", &bytes));
+    read_write_pass(&copy_to(dir.path(), "rw.redb", &bytes));
+}

@@ -261,15 +261,53 @@ pub(crate) fn remove_session(
         }
     } else {
         // The index keys are unknown: find them by scanning. Only damaged records come here.
-        t.expiry.retain(|(_, _, s), ()| s != sid)?;
-        t.users.retain(|(_, s), ()| s != sid)?;
+        // Collected, then removed (not `retain`: see `remove_states`).
+        let mut expiry = Vec::new();
+        for entry in t.expiry.iter()? {
+            let (key, _) = entry?;
+            let (remove_at, last_access, s) = key.value();
+            if s == sid {
+                expiry.push((remove_at, last_access));
+            }
+        }
+        for (remove_at, last_access) in expiry {
+            t.expiry.remove((remove_at, last_access, sid))?;
+        }
+        let mut users = Vec::new();
+        for entry in t.users.iter()? {
+            let (key, _) = entry?;
+            let (user, s) = key.value();
+            if s == sid {
+                users.push(user.to_vec());
+            }
+        }
+        for user in users {
+            t.users.remove((user.as_slice(), sid))?;
+        }
     }
-    let mut removed = 0;
-    for entry in t.states.extract_from_if((sid, 0)..=(sid, u64::MAX), |_, _| true)? {
-        entry?;
-        removed += 1;
+    remove_states(t, sid, 0..=u64::MAX)
+}
+
+/// Removes a session's states with ids in `ids`; returns how many there were. A range read
+/// visits only the states that exist, however wide the range.
+///
+/// The ids are collected first and removed one by one, rather than through redb's
+/// `extract_from_if`: on a damaged page redb can panic inside that iterator, and its destructor
+/// then panics again while unwinding, which aborts the process
+/// (`fuzz/regressions/damaged-writes-abort-remove-session.redb`).
+pub(crate) fn remove_states(
+    t: &mut WriteTables<'_>,
+    sid: &[u8],
+    ids: std::ops::RangeInclusive<u64>,
+) -> Result<u64> {
+    let mut found = Vec::new();
+    for entry in t.states.range((sid, *ids.start())..=(sid, *ids.end()))? {
+        found.push(entry?.0.value().1);
     }
-    Ok(removed)
+    for &state in &found {
+        t.states.remove((sid, state))?;
+    }
+    Ok(found.len() as u64)
 }
 
 /// Runs each record decoder on `bytes` (for `crate::fuzzing`); how many accepted them.

@@ -1,7 +1,7 @@
 //! Saving: a new state (or the latest overwritten) and the session data, at a stated version.
 
 use super::commit::Job;
-use super::record::{get_session, put_session, put_state};
+use super::record::{get_session, put_session, put_state, remove_states};
 use super::rotate::missing;
 use super::session::{Reply, wrong_reply};
 use super::{Core, Store};
@@ -125,12 +125,8 @@ impl Store {
                     put_state(t, &sid, state_id, state_data)?;
                     rec.latest_state = state_id;
                     if rec.state_count() > c.cfg.max_states {
-                        // A range delete visits only the states that exist, however wide the gap.
                         let keep_from = rec.latest_state + 1 - c.cfg.max_states;
-                        let range = (sid.as_slice(), rec.oldest_state)..(sid.as_slice(), keep_from);
-                        for evicted in t.states.extract_from_if(range, |_, _| true)? {
-                            evicted?;
-                        }
+                        remove_states(t, &sid, rec.oldest_state..=keep_from - 1)?;
                         rec.oldest_state = keep_from;
                     }
                     state_id

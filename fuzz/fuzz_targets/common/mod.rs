@@ -1,9 +1,10 @@
-//! Shared by the `model` and `dump` targets.
+//! Shared by the `model`, `dump` and `damaged_writes` targets.
 
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::{Mutex, Once, PoisonError};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once, OnceLock, PoisonError};
 
 /// Replaces libfuzzer-sys's panic hook (which aborts on any panic, even a caught one) with one
 /// that records the panic and lets it unwind: sessiondb catches some panics inside its API
@@ -47,4 +48,29 @@ pub fn verify(store: &sessiondb::Store) {
         assert!(report.problems.len() as u64 <= report.problem_count, "{report:?}");
         assert_eq!(report.is_clean(), report.problem_count == 0);
     }
+}
+
+/// The longest walk: a damaged B-tree must not make the fuzzer spin for ever.
+pub const MAX_ITEMS: usize = 10_000;
+
+/// The working directory, made once per fuzzing process (under `/dev/shm` when there is one).
+pub fn workdir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let shm = Path::new("/dev/shm");
+        let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() };
+        dir.expect("a temporary directory")
+    })
+    .path()
+}
+
+/// A file in [`workdir`] holding `data`, with no lock directory left from the last input.
+pub fn file_with(name: &str, data: &[u8]) -> PathBuf {
+    let path = workdir().join(name);
+    let _ = std::fs::remove_file(&path);
+    let mut locks = path.clone().into_os_string();
+    locks.push(".locks");
+    let _ = std::fs::remove_dir_all(locks);
+    std::fs::write(&path, data).expect("write the input file");
+    path
 }
