@@ -27,16 +27,24 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(records parse model dump)
 # Input sizes: records and parse are short texts; model is an operation list; dump is a whole
 # redb file (the seed files are 36 to 60 KiB).
-declare -A max_len=([records]=4096 [parse]=4096 [model]=8192 [dump]=98304)
+declare -A max_len=([records]=4096 [parse]=4096 [model]=8192 [dump]=98304 [damaged_writes]=98304)
 # AddressSanitizer where it is cheap (parse) or where redb's unsafe code reads damaged pages
 # (dump). Not for records: bincode allocates a claimed length (up to the 64 MiB limit) before
 # reading it, which ASan turns into an mmap per input. Not for model: its simulated disks are
 # large allocations copied often, and sessiondb itself forbids unsafe code.
-declare -A sanitizer=([records]=none [parse]=address [model]=none [dump]=address)
+declare -A sanitizer=([records]=none [parse]=address [model]=none [dump]=address
+    [damaged_writes]=address)
 # dump: no leak detection. When redb panics on a damaged page while the store closes the file,
 # the unwinding leaks a few bytes (fuzz/regressions/dump-leak-after-redb-panic.*): known, and
 # not what this target looks for.
-declare -A extra=([records]="" [parse]="" [model]="" [dump]="-detect_leaks=0")
+declare -A extra=([records]="" [parse]="" [model]="" [dump]="-detect_leaks=0"
+    [damaged_writes]="-detect_leaks=0")
+# Each target's checked-in seeds; damaged_writes starts from the dump seeds.
+declare -A seeds=([records]=records [parse]=parse [model]=model [dump]=dump [damaged_writes]=dump)
+
+# A store that met a damaged file leaks its read-write handle on drop (src/store/mod.rs,
+# `Core`'s Drop): damaged_writes opens thousands of them in one process.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 logs="$fuzz_dir/target/run-logs"
 mkdir -p "$logs"

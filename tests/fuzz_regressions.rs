@@ -174,3 +174,14 @@ fn damaged_states_page_under_a_revocation_is_an_error_not_an_abort() {
     read_only_pass(&copy_to(dir.path(), "ro.redb", &bytes));
     read_write_pass(&copy_to(dir.path(), "rw.redb", &bytes));
 }
+
+/// A damaged table tree gave `TableTypeMismatch` for sessiondb's own `expiry` table (an
+/// `Error::Storage`, no panic), and closing the file then panicked inside redb twice: abort.
+/// Any storage error now marks the handle, which is leaked rather than closed on drop.
+#[test]
+fn a_table_type_mismatch_then_close_does_not_abort() {
+    let bytes = regression("damaged-writes-abort-close-type-mismatch.redb");
+    let dir = tempfile::tempdir().unwrap();
+    read_only_pass(&copy_to(dir.path(), "ro.redb", &bytes));
+    read_write_pass(&copy_to(dir.path(), "rw.redb", &bytes));
+}

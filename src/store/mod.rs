@@ -281,7 +281,12 @@ impl Core {
         }
         // The old handle closes before the new one opens: a single-process file admits one.
         *slot = None;
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(stale)));
+        if self.suspect.load(Ordering::Relaxed) {
+            // Closing a handle that met a damaged file can abort inside redb (see `Drop`).
+            std::mem::forget(stale);
+        } else {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(stale)));
+        }
         let db = guard("opening the file", || open::open_db(&self.cfg))?;
         *slot = Some(Arc::new(db));
         Ok(())
@@ -311,10 +316,12 @@ impl Core {
         self.watch(result)
     }
 
-    /// Passes `result` on, noting a panic caught inside redb or a damaged file: closing such a
-    /// handle can abort the process (see the `Drop` impl).
+    /// Passes `result` on, noting a panic caught inside redb, a damaged file or any other error
+    /// of redb's (a table tree whose types no longer match, say): closing such a handle can
+    /// abort the process (see the `Drop` impl).
     pub(crate) fn watch<T>(&self, result: Result<T>) -> Result<T> {
-        if matches!(result, Err(Error::Panicked { .. } | Error::Damaged { .. })) {
+        if matches!(result, Err(Error::Panicked { .. } | Error::Damaged { .. } | Error::Storage(_)))
+        {
             self.suspect.store(true, Ordering::Relaxed);
         }
         result
@@ -427,11 +434,14 @@ impl Drop for Core {
     /// Closing writes redb's allocator state, which on a damaged file can panic inside redb.
     /// That panic is caught, but a destructor inside redb may panic again while it unwinds,
     /// which aborts the process (`fuzz/regressions/dump-abort-close-damaged-allocator.redb`).
-    /// So a handle that met a panic or a damaged file is leaked instead of closed: the OS
-    /// closes it at exit, and the next open of the file recovers as after a crash.
+    /// So a read-write handle that met a panic or a damaged file is leaked instead of closed
+    /// (its file descriptor and memory, once per such store): the OS closes it at exit, and
+    /// the next open of the file recovers as after a crash.
     fn drop(&mut self) {
         let db = self.db.get_mut().unwrap_or_else(PoisonError::into_inner).take();
-        if std::process::id() == self.pid && !*self.suspect.get_mut() {
+        // A read-only handle writes nothing when it closes.
+        let writes_on_close = db.as_deref().is_some_and(|db| matches!(db, Db::ReadWrite(_)));
+        if std::process::id() == self.pid && !(*self.suspect.get_mut() && writes_on_close) {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(db)));
         } else {
             std::mem::forget(db);
