@@ -39,6 +39,11 @@ declare -A sanitizer=([records]=none [parse]=address [model]=none [dump]=address
 # not what this target looks for.
 declare -A extra=([records]="" [parse]="" [model]="" [dump]="-detect_leaks=0"
     [damaged_writes]="-detect_leaks=0")
+# No leak report at exit either for the targets on damaged files: a store that met a damaged
+# file leaks its read-write handle on purpose (src/store/mod.rs, `Core`'s Drop), and redb leaks
+# a panic message when it panics while closing one.
+declare -A asan=([records]="" [parse]="" [model]="" [dump]="detect_leaks=0"
+    [damaged_writes]="detect_leaks=0")
 # Each target's checked-in seeds; damaged_writes starts from the dump seeds.
 declare -A seeds=([records]=records [parse]=parse [model]=model [dump]=dump [damaged_writes]=dump)
 
@@ -64,7 +69,7 @@ for t in "${targets[@]}"; do
     start=$(date +%s)
     # CPU time of the fuzzer (the children of this shell, measured around the one run).
     read -r u0 s0 < <(awk '{ print $14 + $16, $15 + $17 }' /proc/$$/stat)
-    cargo +nightly fuzz run -O -s "${sanitizer[$t]}" "$t" "$fuzz_dir/corpus/$t" "$fuzz_dir/seeds/${seeds[$t]}" -- \
+    ASAN_OPTIONS="${asan[$t]}" cargo +nightly fuzz run -O -s "${sanitizer[$t]}" "$t" "$fuzz_dir/corpus/$t" "$fuzz_dir/seeds/${seeds[$t]}" -- \
         -max_total_time="$secs" -max_len="${max_len[$t]}" -rss_limit_mb=2048 -timeout=60 \
         -print_final_stats=1 ${extra[$t]} >"$logs/$t.log" 2>&1
     status=$?

@@ -281,7 +281,7 @@ impl Core {
         }
         // The old handle closes before the new one opens: a single-process file admits one.
         *slot = None;
-        if self.suspect.load(Ordering::Relaxed) {
+        if self.suspect.load(Ordering::Relaxed) && matches!(*stale, Db::ReadWrite(_)) {
             // Closing a handle that met a damaged file can abort inside redb (see `Drop`).
             std::mem::forget(stale);
         } else {
