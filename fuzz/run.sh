@@ -3,7 +3,9 @@
 #
 #   bash fuzz/run.sh SECONDS [TARGET...]
 #
-# Without TARGETs: records, parse, model and dump (what CI runs). `damaged_writes` (writes on
+# Without TARGETs: records, model, parse and dump (what CI runs). FUZZ_SEED=N fixes libFuzzer's
+# seed, so that a run replays the same inputs (CI uses it: a smoke must not fail at random on a
+# new redb bug the dice happened to find; the long runs without it are where those are found). `damaged_writes` (writes on
 # damaged files) runs only when named: it finds aborts inside redb (fuzz/regressions/README.md).
 #
 # Needs a nightly toolchain and cargo-fuzz (`cargo +nightly install cargo-fuzz --locked`).
@@ -24,7 +26,7 @@ cd "$fuzz_dir/.." || exit 2
 unset CARGO_TARGET_DIR
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(records parse model dump)
+[ ${#targets[@]} -gt 0 ] || targets=(records model parse dump) # grouped by sanitizer: one rebuild
 # Input sizes: records and parse are short texts; model is an operation list; dump is a whole
 # redb file (the seed files are 36 to 60 KiB).
 declare -A max_len=([records]=4096 [parse]=4096 [model]=8192 [dump]=98304 [damaged_writes]=98304)
@@ -37,8 +39,12 @@ declare -A sanitizer=([records]=none [parse]=address [model]=none [dump]=address
 # dump: no leak detection. When redb panics on a damaged page while the store closes the file,
 # the unwinding leaks a few bytes (fuzz/regressions/dump-leak-after-redb-panic.*): known, and
 # not what this target looks for.
-declare -A extra=([records]="" [parse]="" [model]="" [dump]="-detect_leaks=0"
-    [damaged_writes]="-detect_leaks=0")
+# The damaged-file targets may ask for gigabytes: redb sizes a buffer by a page order read from
+# the damaged file (fuzz/regressions/dump-oom-huge-page-order.redb); the memory is zeroed and
+# mostly never touched. Allow 8 GiB per allocation and 4 GiB of RSS before calling it a crash.
+declare -A extra=([records]="" [parse]="" [model]=""
+    [dump]="-detect_leaks=0 -malloc_limit_mb=8192 -rss_limit_mb=4096"
+    [damaged_writes]="-detect_leaks=0 -malloc_limit_mb=8192 -rss_limit_mb=4096")
 # No leak report at exit either for the targets on damaged files: a store that met a damaged
 # file leaks its read-write handle on purpose (src/store/mod.rs, `Core`'s Drop), and redb leaks
 # a panic message when it panics while closing one.
@@ -71,7 +77,7 @@ for t in "${targets[@]}"; do
     read -r u0 s0 < <(awk '{ print $14 + $16, $15 + $17 }' /proc/$$/stat)
     ASAN_OPTIONS="${asan[$t]}" cargo +nightly fuzz run -O -s "${sanitizer[$t]}" "$t" "$fuzz_dir/corpus/$t" "$fuzz_dir/seeds/${seeds[$t]}" -- \
         -max_total_time="$secs" -max_len="${max_len[$t]}" -rss_limit_mb=2048 -timeout=60 \
-        -print_final_stats=1 ${extra[$t]} >"$logs/$t.log" 2>&1
+        -print_final_stats=1 ${FUZZ_SEED:+-seed="$FUZZ_SEED"} ${extra[$t]} >"$logs/$t.log" 2>&1
     status=$?
     read -r u1 s1 < <(awk '{ print $14 + $16, $15 + $17 }' /proc/$$/stat)
     wall=$(( $(date +%s) - start ))

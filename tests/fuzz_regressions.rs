@@ -109,6 +109,15 @@ fn read_only_pass(path: &Path) {
     }
 }
 
+/// Runs the regression input `name` through the read-only pass, then the read-write pass, each
+/// on its own copy; returns how many read-write calls failed.
+fn both_passes(name: &str) -> usize {
+    let bytes = regression(name);
+    let dir = tempfile::tempdir().unwrap();
+    read_only_pass(&copy_to(dir.path(), "ro.redb", &bytes));
+    read_write_pass(&copy_to(dir.path(), "rw.redb", &bytes))
+}
+
 /// A damaged page made redb panic inside `open_table` of a write transaction while holding
 /// the transaction's table lock; the tables already opened then panicked again in their
 /// destructors during the unwinding, on the poisoned lock, and the process aborted ("panic in
@@ -157,10 +166,7 @@ fn damaged_allocator_state_gives_typed_errors() {
 /// of closing it (`Core::watch`).
 #[test]
 fn closing_a_damaged_file_does_not_abort() {
-    let bytes = regression("dump-abort-close-damaged-allocator.redb");
-    let dir = tempfile::tempdir().unwrap();
-    read_only_pass(&copy_to(dir.path(), "ro.redb", &bytes));
-    read_write_pass(&copy_to(dir.path(), "rw.redb", &bytes));
+    both_passes("dump-abort-close-damaged-allocator.redb");
 }
 
 /// redb panicked inside `extract_from_if` on a damaged `states` page while a revocation
@@ -169,10 +175,7 @@ fn closing_a_damaged_file_does_not_abort() {
 /// by one (`record::remove_states`), so the first panic reaches the group committer.
 #[test]
 fn damaged_states_page_under_a_revocation_is_an_error_not_an_abort() {
-    let bytes = regression("damaged-writes-abort-remove-session.redb");
-    let dir = tempfile::tempdir().unwrap();
-    read_only_pass(&copy_to(dir.path(), "ro.redb", &bytes));
-    read_write_pass(&copy_to(dir.path(), "rw.redb", &bytes));
+    both_passes("damaged-writes-abort-remove-session.redb");
 }
 
 /// A damaged table tree gave `TableTypeMismatch` for sessiondb's own `expiry` table (an
@@ -180,8 +183,5 @@ fn damaged_states_page_under_a_revocation_is_an_error_not_an_abort() {
 /// Any storage error now marks the handle, which is leaked rather than closed on drop.
 #[test]
 fn a_table_type_mismatch_then_close_does_not_abort() {
-    let bytes = regression("damaged-writes-abort-close-type-mismatch.redb");
-    let dir = tempfile::tempdir().unwrap();
-    read_only_pass(&copy_to(dir.path(), "ro.redb", &bytes));
-    read_write_pass(&copy_to(dir.path(), "rw.redb", &bytes));
+    both_passes("damaged-writes-abort-close-type-mismatch.redb");
 }

@@ -28,8 +28,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
@@ -479,16 +479,6 @@ impl Model {
 // ---------------------------------------------------------------------------------------------
 // Running.
 
-fn workdir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let shm = Path::new("/dev/shm");
-        let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() };
-        dir.expect("a temporary directory")
-    })
-    .path()
-}
-
 fn open(path: &PathBuf, disk: &FaultyDisk, clock: &ManualClock) -> sessiondb::Result<Store> {
     Store::builder(path)
         .sharing(Sharing::SingleProcess)
@@ -934,7 +924,7 @@ fn check_store(store: &Store, model: &Model, now: u64) -> Result<(), String> {
 }
 
 fn run(input: &Input) {
-    let path = workdir().join("model.redb");
+    let path = common::workdir().join("model.redb");
     let clock = ManualClock::new(T0);
     let disk = FaultyDisk::new();
     let store = open(&path, &disk, &clock).expect("a store opens on a new simulated disk");
