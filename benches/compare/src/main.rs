@@ -68,6 +68,12 @@ pub struct Hist {
     pub max_ns: u64,
 }
 
+impl Default for Hist {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Hist {
     pub fn new() -> Self {
         Self { counts: vec![0; BUCKETS], max_ns: 0 }
@@ -572,12 +578,10 @@ fn run_cell(
         expect_ready(w)?;
     }
     let mut sweeper = None;
-    if sweep {
-        if kind != Kind::Single {
-            let mut s = spawn("sweeper", kind, "sweep", path, keys, 0, 0)?;
-            expect_ready(&mut s)?;
-            sweeper = Some(s);
-        }
+    if sweep && kind != Kind::Single {
+        let mut s = spawn("sweeper", kind, "sweep", path, keys, 0, 0)?;
+        expect_ready(&mut s)?;
+        sweeper = Some(s);
     }
     let cpu0 = machine_cpu();
     let start = SystemTime::now() + Duration::from_millis(200);
