@@ -110,12 +110,19 @@ fn read_only_pass(path: &Path) {
 }
 
 /// Runs the regression input `name` through the read-only pass, then the read-write pass, each
-/// on its own copy; returns how many read-write calls failed.
+/// on its own copy; returns how many read-write calls failed. In a thread with a 60 s deadline:
+/// a hang fails the test rather than stalling the run.
 fn both_passes(name: &str) -> usize {
     let bytes = regression(name);
     let dir = tempfile::tempdir().unwrap();
-    read_only_pass(&copy_to(dir.path(), "ro.redb", &bytes));
-    read_write_pass(&copy_to(dir.path(), "rw.redb", &bytes))
+    let (ro, rw) = (copy_to(dir.path(), "ro.redb", &bytes), copy_to(dir.path(), "rw.redb", &bytes));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        read_only_pass(&ro);
+        let _ = tx.send(read_write_pass(&rw));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the passes finish within 60 s without panicking")
 }
 
 /// A damaged page made redb panic inside `open_table` of a write transaction while holding
@@ -125,19 +132,9 @@ fn both_passes(name: &str) -> usize {
 /// write does not hang on the write slot).
 #[test]
 fn damaged_table_tree_in_a_write_transaction_is_an_error_not_an_abort() {
-    let bytes = regression("dump-abort-open-table-poisoned.redb");
-    let dir = tempfile::tempdir().unwrap();
-    let (ro, rw) = (copy_to(dir.path(), "ro.redb", &bytes), copy_to(dir.path(), "rw.redb", &bytes));
-    // In a thread with a deadline: leaking the opened tables instead (an earlier fix) kept the
+    // The deadline matters here: leaking the opened tables instead (an earlier fix) kept the
     // write slot taken, and the next write waited for ever.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        read_only_pass(&ro);
-        let _ = tx.send(read_write_pass(&rw));
-    });
-    let failed = rx
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .expect("the passes finish within 60 s without panicking");
+    let failed = both_passes("dump-abort-open-table-poisoned.redb");
     assert!(failed > 0, "the damage should show as errors");
 }
 
@@ -146,16 +143,7 @@ fn damaged_table_tree_in_a_write_transaction_is_an_error_not_an_abort() {
 /// bytes, found by LeakSanitizer). Every call still gives a typed error or a value.
 #[test]
 fn damaged_allocator_state_gives_typed_errors() {
-    let bytes = regression("dump-leak-after-redb-panic.redb");
-    let dir = tempfile::tempdir().unwrap();
-    let (ro, rw) = (copy_to(dir.path(), "ro.redb", &bytes), copy_to(dir.path(), "rw.redb", &bytes));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        read_only_pass(&ro);
-        let _ = tx.send(read_write_pass(&rw));
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(60))
-        .expect("the passes finish within 60 s without panicking");
+    both_passes("dump-leak-after-redb-panic.redb");
 }
 
 /// redb panics while the store closes a damaged file (`Database::drop` writes the allocator
