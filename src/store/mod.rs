@@ -306,9 +306,15 @@ impl Core {
     /// [`guard`]), and a read that met a handle redb stopped after an I/O error
     /// ([`Error::NeedsReopen`]) reopens the file and runs once more.
     pub(crate) fn reading<T>(&self, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+        // The handle the read runs on, weakly: a strong reference would hold up the reopen.
+        let handle = Arc::downgrade(&self.db()?);
         let result = match guard("a read", &mut f) {
             Err(Error::NeedsReopen) => {
-                self.reopen(self.db()?)?;
+                // Unless another thread replaced (and dropped) that handle meanwhile: `reopen`
+                // leaves a handle that is no longer the current one alone.
+                if let Some(stale) = handle.upgrade() {
+                    self.reopen(stale)?;
+                }
                 guard("a read", f)
             }
             other => other,
