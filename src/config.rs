@@ -59,6 +59,7 @@ pub(crate) struct Config {
     pub(crate) cleanup_interval: Option<Duration>,
     pub(crate) group_commit: bool,
     pub(crate) max_batch: usize,
+    pub(crate) company_wait: Option<Duration>,
     pub(crate) max_merge_attempts: u32,
     pub(crate) lock_stripes: usize,
     pub(crate) lock_poll_interval: Duration,
@@ -138,6 +139,7 @@ pub struct Builder {
     cleanup_interval: Option<Duration>,
     group_commit: bool,
     max_batch: usize,
+    company_wait: Option<Duration>,
     max_merge_attempts: u32,
     lock_stripes: usize,
     lock_poll_interval: Duration,
@@ -166,6 +168,7 @@ impl Builder {
             cleanup_interval: Some(Duration::from_secs(60)),
             group_commit: true,
             max_batch: 64,
+            company_wait: None,
             max_merge_attempts: 8,
             lock_stripes: 64,
             lock_poll_interval: Duration::from_millis(5),
@@ -210,7 +213,8 @@ impl Builder {
     }
 
     /// A load persists a new last-access time only when it moved by at least this much, so
-    /// most loads stay read-only. Idle expiry can therefore happen up to this much early.
+    /// most loads stay read-only; a save applies the same rule, so most saves leave the expiry
+    /// index alone. Idle expiry can therefore happen up to this much early, never late.
     /// Clamped to at most 1% of the idle timeout. Default = 1% of the idle timeout (18 s for
     /// 30 minutes), or 1 minute without an idle timeout.
     pub fn touch_resolution(mut self, resolution: Duration) -> Self {
@@ -295,6 +299,16 @@ impl Builder {
         self
     }
 
+    /// The longest a group-commit leader waits, before it begins, for the writers of the last
+    /// batch to queue their next writes, so that they share one commit instead of the first
+    /// one committing alone. It waits only when fewer writes are queued than the last batch
+    /// held, so a lone writer never waits. Default (`None`): a quarter of the last commit's
+    /// duration, at most 500 µs. `Some(Duration::ZERO)` never waits.
+    pub fn company_wait(mut self, wait: Option<Duration>) -> Self {
+        self.company_wait = wait;
+        self
+    }
+
     /// How many times [`Store::store_state_merging`] merges and retries after a conflict
     /// before returning it. Default = 8.
     pub fn max_merge_attempts(mut self, n: u32) -> Self {
@@ -368,6 +382,7 @@ impl Builder {
             cleanup_interval: self.cleanup_interval,
             group_commit: self.group_commit,
             max_batch: self.max_batch,
+            company_wait: self.company_wait,
             max_merge_attempts: self.max_merge_attempts,
             lock_stripes: self.lock_stripes,
             lock_poll_interval: self.lock_poll_interval,

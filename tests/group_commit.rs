@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sessiondb::{Clock, Created, Error, ManualClock, Save, Store};
 
@@ -38,13 +38,21 @@ impl Clock for GateClock {
 }
 
 fn gated_store(db: &common::TempDb) -> (Store, Arc<GateClock>) {
+    gated_store_waiting(db, None)
+}
+
+fn gated_store_waiting(db: &common::TempDb, wait: Option<Duration>) -> (Store, Arc<GateClock>) {
     let clock = Arc::new(GateClock {
         inner: ManualClock::new(T0),
         hold: AtomicBool::new(false),
         reads: AtomicUsize::new(0),
         panic_at: AtomicUsize::new(0),
     });
-    let store = Store::builder(&db.path).clock(clock.clone()).cleanup_interval(None).open();
+    let store = Store::builder(&db.path)
+        .clock(clock.clone())
+        .cleanup_interval(None)
+        .company_wait(wait)
+        .open();
     (store.expect("open"), clock)
 }
 
@@ -257,4 +265,56 @@ fn store_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Store>();
     assert_send_sync::<sessiondb::SessionLock<'static>>();
+}
+
+#[test]
+fn a_leader_waits_for_the_writers_of_the_last_batch() {
+    let db = common::temp_db();
+    // A fixed, long bound: whether the leader waited shows in the batches, not in timings.
+    let (store, clock) = gated_store_waiting(&db, Some(Duration::from_secs(30)));
+    let s: Vec<Created> = (0..3).map(|_| store.create(b"v1", b"").unwrap()).collect();
+    // The creates were batches of one. Now a batch of two: s[1] and s[2] after s[0].
+    let results = batch_after_first(&store, &clock, &s[0], &[(&s[1], 1), (&s[2], 1)]);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let before = store.stats().batches;
+    // The two writers come back one after the other: the first leads, and waits for the
+    // second instead of committing alone.
+    thread::scope(|scope| {
+        let first =
+            scope.spawn(|| store.store_state(&s[1].id, &s[1].token, Save::new(2, b"a", b"")));
+        thread::sleep(Duration::from_millis(200));
+        let second = store.store_state(&s[2].id, &s[2].token, Save::new(2, b"b", b""));
+        assert_eq!(second.unwrap().version, 3);
+        assert_eq!(first.join().unwrap().unwrap().version, 3);
+    });
+    let after = store.stats().batches;
+    assert_eq!(after.commits - before.commits, 1, "one commit for both: {after:?}");
+    assert_eq!(after.operations - before.operations, 2, "{after:?}");
+    assert_eq!(store.load(&s[1].id, &s[1].token).unwrap().session_data, b"a");
+    assert_eq!(store.load(&s[2].id, &s[2].token).unwrap().session_data, b"b");
+}
+
+#[test]
+fn a_leader_gives_up_after_the_bound_and_a_lone_writer_does_not_wait() {
+    let db = common::temp_db();
+    let bound = Duration::from_secs(2);
+    let (store, clock) = gated_store_waiting(&db, Some(bound));
+    let s: Vec<Created> = (0..3).map(|_| store.create(b"v1", b"").unwrap()).collect();
+    batch_after_first(&store, &clock, &s[0], &[(&s[1], 1), (&s[2], 1)]);
+    // The last batch held two; nobody joins this save, which waits out the bound alone.
+    let started = Instant::now();
+    store.store_state(&s[1].id, &s[1].token, Save::new(2, b"alone", b"")).unwrap();
+    assert!(started.elapsed() >= bound, "it waited for company: {:?}", started.elapsed());
+    // That batch held one: the next lone save does not wait at all (a wait would last 2 s).
+    let started = Instant::now();
+    store.store_state(&s[1].id, &s[1].token, Save::new(3, b"again", b"")).unwrap();
+    assert!(started.elapsed() < bound / 2, "a lone writer waited: {:?}", started.elapsed());
+    // And a zero bound never waits, whatever the last batch held.
+    drop(store);
+    let (store, clock) = gated_store_waiting(&db, Some(Duration::ZERO));
+    let s: Vec<Created> = (0..3).map(|_| store.create(b"v1", b"").unwrap()).collect();
+    batch_after_first(&store, &clock, &s[0], &[(&s[1], 1), (&s[2], 1)]);
+    let started = Instant::now();
+    store.store_state(&s[2].id, &s[2].token, Save::new(2, b"z", b"")).unwrap();
+    assert!(started.elapsed() < bound / 2, "waited: {:?}", started.elapsed());
 }

@@ -4,7 +4,14 @@
 //! Leader/follower, no extra thread: a writer queues its job, and if no batch is running it
 //! becomes the leader, takes every queued job (up to `max_batch`), runs them in one transaction
 //! and commits; the others wait for their results. Writers arriving while a batch commits queue
-//! up for the next one, so batches grow with the load and a lone writer never waits for company.
+//! up for the next one, so batches grow with the load.
+//!
+//! Waiting for company: when a batch of n jobs commits, its n writers come back at about the
+//! same time, and the first of them would otherwise lead a batch of one while the rest queue
+//! behind it. So a leader that finds fewer jobs queued than the last batch held waits for the
+//! others before it begins: by default at most a quarter of the last commit's duration, and
+//! never more than [`MAX_COMPANY_WAIT`] (`Builder::company_wait` sets a fixed bound instead). A
+//! lone writer (last batch: 1) never waits.
 //!
 //! Each job is split in two by its result type ([`Job`]): an outer `Err` (or a panic) means the
 //! job may have written part of its change, so the transaction is abandoned, that job gets its
@@ -19,6 +26,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::session::Reply;
 use super::{Core, Writing};
@@ -84,6 +92,9 @@ impl BatchStats {
     }
 }
 
+/// The longest a leader waits for the writers of the last batch to queue again, by default.
+pub(crate) const MAX_COMPANY_WAIT: Duration = Duration::from_micros(500);
+
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<(u64, Job)>,
@@ -91,23 +102,34 @@ struct Queue {
     leading: bool,
     next_ticket: u64,
     stats: BatchStats,
+    /// How many jobs the last batch held, and how long its transaction took (begin to commit).
+    last_batch: usize,
+    last_commit: Duration,
+    /// A leader is waiting for this many jobs to be queued (0: none is waiting).
+    awaited: usize,
 }
 
 /// The group committer of one store.
 pub(crate) struct Committer {
     enabled: bool,
     max_batch: usize,
+    /// A fixed bound on the wait for company (`None`: from the last commit's duration).
+    company_wait: Option<Duration>,
     queue: Mutex<Queue>,
     finished: Condvar,
+    /// Wakes a leader waiting for company.
+    arrived: Condvar,
 }
 
 impl Committer {
-    pub(crate) fn new(enabled: bool, max_batch: usize) -> Self {
+    pub(crate) fn new(enabled: bool, max_batch: usize, company_wait: Option<Duration>) -> Self {
         Self {
             enabled,
             max_batch: max_batch.max(1),
+            company_wait,
             queue: Mutex::new(Queue::default()),
             finished: Condvar::new(),
+            arrived: Condvar::new(),
         }
     }
 
@@ -137,6 +159,9 @@ impl Committer {
         let ticket = q.next_ticket;
         q.next_ticket += 1;
         q.jobs.push_back((ticket, job));
+        if q.awaited != 0 && q.jobs.len() >= q.awaited {
+            self.arrived.notify_one();
+        }
         loop {
             if let Some(result) = q.results.remove(&ticket) {
                 return result;
@@ -146,10 +171,12 @@ impl Committer {
                 continue;
             }
             q.leading = true;
+            q = self.await_company(q);
             drop(q);
             // Begin first, take the batch after: in MultiWriter mode `begin_write` waits for
             // the other processes' write transactions, and what queues up meanwhile joins this
             // batch instead of waiting for the next one.
+            let started = Instant::now();
             let txn = begin(core);
             q = self.lock();
             let take = q.jobs.len().min(self.max_batch);
@@ -158,10 +185,32 @@ impl Committer {
             let done = run(core, txn, batch);
             q = self.lock();
             q.leading = false;
+            q.last_batch = take;
+            q.last_commit = started.elapsed();
             q.stats.account(&done);
             q.results.extend(done.results);
             self.finished.notify_all();
         }
+    }
+}
+
+impl Committer {
+    /// Called by a new leader: waits until as many jobs are queued as the last batch held, or
+    /// the wait's bound has passed.
+    fn await_company<'a>(&'a self, mut q: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
+        let wanted = q.last_batch.min(self.max_batch);
+        let bound = self.company_wait.unwrap_or((q.last_commit / 4).min(MAX_COMPANY_WAIT));
+        if q.jobs.len() >= wanted || bound.is_zero() {
+            return q;
+        }
+        let deadline = Instant::now() + bound;
+        q.awaited = wanted;
+        while q.jobs.len() < wanted {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+            q = self.arrived.wait_timeout(q, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        q.awaited = 0;
+        q
     }
 }
 

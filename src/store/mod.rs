@@ -171,7 +171,7 @@ impl Store {
     pub(crate) fn open_with(cfg: Config) -> Result<Self> {
         let db = guard("opening the file", || open::open_db(&cfg))?;
         let locks = LockDir::new(&cfg.path, cfg.lock_stripes, cfg.lock_poll_interval);
-        let committer = Committer::new(cfg.group_commit, cfg.max_batch);
+        let committer = Committer::new(cfg.group_commit, cfg.max_batch, cfg.company_wait);
         let core = Arc::new(Core {
             db: RwLock::new(Some(Arc::new(db))),
             cfg,
