@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{T0, builder, store, temp_db};
+use redb::{ReadableDatabase, ReadableTable};
 use sessiondb::{Error, ManualClock, Save, SessionStatus};
 
 const SEC: u64 = 1000;
@@ -115,6 +116,58 @@ fn loads_persist_access_only_past_the_touch_resolution() -> Result<(), Error> {
     assert_eq!(info.last_access, T0 + 100);
     assert_eq!(info.expires_at, T0 + 100 + 10 * SEC);
     assert_eq!(info.version, 1, "a touch is not a save");
+    Ok(())
+}
+
+#[test]
+fn saves_move_the_access_time_only_past_the_touch_resolution() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    // Idle 10 s: the default resolution is 1% = 100 ms.
+    let store = builder(&db.path, &clock).open()?;
+    let c = store.create(b"x", b"")?;
+    let index = || -> Vec<(u64, u64)> {
+        let db = redb::Database::open(&db.path).expect("raw open");
+        let txn = db.begin_read().expect("read");
+        let table = txn.open_table(common::raw::EXPIRY).expect("expiry table");
+        let entries = table.iter().expect("iter").map(|e| {
+            let (r, l, _) = e.expect("entry").0.value();
+            (r, l)
+        });
+        entries.collect()
+    };
+    drop(store);
+    let created = index();
+    assert_eq!(created.len(), 1);
+    let store = builder(&db.path, &clock).open()?;
+    // Within the resolution the save writes data and state, but keeps the access time, the
+    // deadlines and therefore the expiry index entry.
+    clock.advance(99);
+    let saved = store.store_state(&c.id, &c.token, Save::new(c.version, b"y", b"s1"))?;
+    let info = store.session_info(&c.id)?.unwrap();
+    assert_eq!((info.last_access, info.expires_at), (T0, T0 + 10 * SEC));
+    assert_eq!(info.version, 2);
+    assert_eq!(store.load(&c.id, &c.token)?.session_data, b"y");
+    drop(store);
+    assert_eq!(index(), created, "the expiry entry did not move");
+    // Past it, the save moves them, and the entry with them.
+    let store = builder(&db.path, &clock).open()?;
+    clock.advance(1);
+    store.store_state(&c.id, &c.token, Save::new(saved.version, b"z", b"s2"))?;
+    let info = store.session_info(&c.id)?.unwrap();
+    assert_eq!((info.last_access, info.expires_at), (T0 + 100, T0 + 100 + 10 * SEC));
+    drop(store);
+    let moved = index();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].1, T0 + 100, "{moved:?}");
+    // The bound: a save 99 ms later keeps the deadline, so the session expires 99 ms (less
+    // than one resolution) before idle timeout counted from that save, never after it.
+    let store = builder(&db.path, &clock).open()?;
+    clock.advance(99);
+    store.store_state(&c.id, &c.token, Save::new(saved.version + 1, b"w", b""))?;
+    assert_eq!(store.session_info(&c.id)?.unwrap().expires_at, T0 + 100 + 10 * SEC);
+    clock.set(T0 + 100 + 10 * SEC);
+    assert!(matches!(store.load(&c.id, &c.token), Err(Error::Expired { .. })));
     Ok(())
 }
 

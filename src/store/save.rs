@@ -83,7 +83,8 @@ impl Store {
     ///
     /// A new state gets id latest + 1 and evicts the oldest beyond `max_states`; with
     /// [`Save::same_state`], or when `states_history` is off, the latest state is overwritten.
-    /// The version check and the write happen in one write transaction.
+    /// The version check and the write happen in one write transaction. Like a load, a save
+    /// records the access time only when it moved by at least the touch resolution.
     ///
     /// # Errors
     /// [`Error::Conflict`] if another save came first (reload and redo the change, or use
@@ -145,7 +146,13 @@ impl Store {
                 }
                 rec.user.clone_from(new_user);
             }
-            rec.last_access = rec.last_access.max(now);
+            // The access time moves as a load's touch does: only by at least the touch
+            // resolution. Most saves then keep the session's deadlines, and so its `expiry`
+            // entry, which spares the commit a remove and an insert in that index. The bound is
+            // the touch bound: a session can expire up to one resolution early, never late.
+            if now.saturating_sub(rec.last_access) >= c.cfg.touch_resolution {
+                rec.last_access = now;
+            }
             let rec = c.with_deadlines(rec);
             put_session(t, &sid, Some(old_key), &rec)?;
             Ok(Ok(Reply::Stored(Stored { state_id, version: rec.version })))
