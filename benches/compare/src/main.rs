@@ -865,6 +865,10 @@ fn worker(sweeper: bool) -> R<()> {
         }
         None => String::new(),
     };
+    let diag = sys.diagnostics();
+    if !diag.is_empty() {
+        eprintln!("{} {workload}: {diag}", kind.name());
+    }
     println!(
         "result requests={n} conflicts={c} secs={secs:.4} cpu_ms={} hwm_kb={} hist={}{swept}",
         own_cpu_ms() - cpu0,

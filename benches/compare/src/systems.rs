@@ -87,6 +87,10 @@ pub trait System: Sync {
     fn delete(&self, k: &Key) -> R<()>;
     /// Removes every expired session; returns how many, and how long the removal took.
     fn sweep(&self) -> R<(u64, Duration)>;
+    /// Diagnostics printed by a worker at its end (sessiondb: how group commit batched).
+    fn diagnostics(&self) -> String {
+        String::new()
+    }
 }
 
 pub fn now_ms() -> u64 {
@@ -150,6 +154,10 @@ impl System for Sdb {
         let t = Instant::now();
         let removed = self.store.cleanup()?.sessions;
         Ok((removed, t.elapsed()))
+    }
+    fn diagnostics(&self) -> String {
+        let b = self.store.stats().batches;
+        format!("commits={} mean_batch={:.2} largest={}", b.commits, b.mean(), b.largest)
     }
 }
 
@@ -319,18 +327,29 @@ impl System for Sql {
                     .execute(params![k.id, keep_from])?;
                 oldest = keep_from;
             }
-            t.prepare_cached(
-                "UPDATE sessions SET data = ?2, version = version + 1, last_access = ?3, \
-                 remove_at = ?4, latest_state = ?5, oldest_state = ?6 WHERE id = ?1",
-            )?
-            .execute(params![
-                k.id,
-                new,
-                now as i64,
-                (now + IDLE_MS + GRACE_MS) as i64,
-                state_id,
-                oldest
-            ])?;
+            // The same rule as sessiondb's save: the access time (and with it the indexed
+            // `remove_at`) moves only by at least the touch resolution, so most saves leave
+            // the index alone.
+            if now - last_access as u64 >= TOUCH_RES_MS {
+                t.prepare_cached(
+                    "UPDATE sessions SET data = ?2, version = version + 1, last_access = ?3, \
+                     remove_at = ?4, latest_state = ?5, oldest_state = ?6 WHERE id = ?1",
+                )?
+                .execute(params![
+                    k.id,
+                    new,
+                    now as i64,
+                    (now + IDLE_MS + GRACE_MS) as i64,
+                    state_id,
+                    oldest
+                ])?;
+            } else {
+                t.prepare_cached(
+                    "UPDATE sessions SET data = ?2, version = version + 1, latest_state = ?3, \
+                     oldest_state = ?4 WHERE id = ?1",
+                )?
+                .execute(params![k.id, new, state_id, oldest])?;
+            }
             t.commit()?;
             Ok(true)
         })
