@@ -164,15 +164,19 @@ fn respond() -> Result<(Page, Option<String>), Box<dyn std::error::Error>> {
     let client = ClientInfo::from_cgi_env();
     let action = Action::from_query(client.query_string.as_deref().unwrap_or(""));
     let mut attempts = 1;
-    loop {
+    let result = loop {
         let mut request = manager.begin(&client)?;
         let page = handle(&mut request, action, attempts)?;
         match manager.finish(request) {
-            Ok(cookie) => return Ok((page, cookie)),
+            Ok(cookie) => break Ok((page, cookie)),
             Err(e) if attempts < MAX_ATTEMPTS && worth_retrying(&e) => attempts += 1,
-            Err(e) => return Err(e.into()),
+            Err(e) => break Err(e.into()),
         }
-    }
+    };
+    // The process exits next: every commit is durable already, so skip the clean close (four
+    // syncs) and leave the file to the OS.
+    manager.into_store().close_for_exit();
+    result
 }
 
 /// Whether `finish` failed because another request of the browser changed the session first,

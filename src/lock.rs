@@ -3,7 +3,8 @@
 //!
 //! Layout: for a database `sessions.redb`, the directory `sessions.redb.locks/` holds
 //! `stripe-000` … (one per stripe; a session's stripe is a CRC-32 of its id) and
-//! `cleanup.lock`. The files stay empty; only their `flock` locks matter, and the OS releases
+//! `cleanup.lock`, and `open.lock`, which every read-write `MultiProcess` store holds shared
+//! while it is open (see [`LockDir::last_open`]). The files stay empty; only their `flock` locks matter, and the OS releases
 //! those when the holding process dies, however it dies.
 //!
 //! An OS file lock is held by an open file description, which every thread of a process
@@ -53,6 +54,7 @@ pub(crate) struct LockDir {
     poll: Duration,
     cleanup_file: OnceLock<File>,
     cleanup_held: Mutex<()>,
+    open_file: OnceLock<File>,
 }
 
 impl LockDir {
@@ -73,6 +75,7 @@ impl LockDir {
             poll: poll.max(Duration::from_millis(1)),
             cleanup_file: OnceLock::new(),
             cleanup_held: Mutex::new(()),
+            open_file: OnceLock::new(),
         }
     }
 
@@ -145,6 +148,33 @@ impl LockDir {
             return Ok(None);
         }
         Ok(Some(CleanupGuard { dir: self, file, _held: held }))
+    }
+}
+
+impl LockDir {
+    /// Takes a shared lock on `open.lock`, held until this store's lock files close: it tells
+    /// other processes that this one has the database open read-write. Waits while another
+    /// process, the last one open, closes the file. Best effort: `false` if the lock file
+    /// cannot be used.
+    pub(crate) fn hold_open(&self) -> bool {
+        self.file(&self.open_file, "open.lock").is_ok_and(|f| FileExt::lock_shared(f).is_ok())
+    }
+
+    /// Whether this is the last store with the database open read-write. Gives up this store's
+    /// shared lock on `open.lock`, then tries to take it exclusively (kept until the lock files
+    /// close, so that no process opens meanwhile). Unlock first, then try: of several stores
+    /// closing at once, the last to try finds no shared lock left and answers `true`. Also
+    /// `true` when this store never held the lock (it cannot tell, so it must close), and
+    /// `false` in a process forked after open.
+    pub(crate) fn last_open(&self) -> bool {
+        let Some(file) = self.open_file.get() else {
+            return true;
+        };
+        if std::process::id() != self.pid {
+            return false;
+        }
+        let _ = FileExt::unlock(file);
+        FileExt::try_lock_exclusive(file).unwrap_or(true)
     }
 }
 

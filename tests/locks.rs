@@ -106,12 +106,20 @@ fn lock_files_live_beside_the_database_in_a_directory_of_their_own() {
     let c = store.create(b"", b"").unwrap();
     let lock = store.lock(&c.id, Duration::from_secs(1)).unwrap();
     let dir = db.path.with_file_name("sessions.redb.locks");
-    let names: Vec<String> = std::fs::read_dir(&dir)
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
         .expect("lock directory")
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names.len(), 1, "{names:?}");
-    assert!(names[0].starts_with("stripe-"), "{names:?}");
+    names.sort();
+    // `open.lock`: held shared by every read-write MultiProcess store (`close_for_exit`).
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names[0], "open.lock");
+    assert!(names[1].starts_with("stripe-"), "{names:?}");
+    let open = std::fs::File::open(dir.join(&names[0])).unwrap();
+    assert!(open.try_lock().is_err(), "held shared while the store is open");
+    assert!(open.try_lock_shared().is_ok(), "shared with other stores");
+    drop(open);
+    names.remove(0);
     // The held lock is the stripe file's flock: another open file description cannot take it
     // until the guard is dropped. (The database file is only ever locked by redb itself.)
     let stripe = std::fs::File::open(dir.join(&names[0])).unwrap();

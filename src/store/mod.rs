@@ -129,6 +129,8 @@ pub(crate) struct Core {
     cleanup_stats: Mutex<CleanupStats>,
     /// Set when a call met a panic inside redb or a damaged file ([`Core::watch`]).
     suspect: AtomicBool,
+    /// Set by [`Store::close_for_exit`]: the read-write handle is left to the OS, not closed.
+    leave_to_exit: AtomicBool,
 }
 
 /// Counters of a store since it was opened, for monitoring. See [`Store::stats`].
@@ -171,6 +173,10 @@ impl Store {
     pub(crate) fn open_with(cfg: Config) -> Result<Self> {
         let db = guard("opening the file", || open::open_db(&cfg))?;
         let locks = LockDir::new(&cfg.path, cfg.lock_stripes, cfg.lock_poll_interval);
+        if cfg.sharing == crate::Sharing::MultiProcess && !cfg.read_only {
+            // For `close_for_exit`: which process is the last one open.
+            locks.hold_open();
+        }
         let committer = Committer::new(cfg.group_commit, cfg.max_batch, cfg.company_wait);
         let core = Arc::new(Core {
             db: RwLock::new(Some(Arc::new(db))),
@@ -182,6 +188,7 @@ impl Store {
             cleanup_panic: Mutex::new(None),
             cleanup_stats: Mutex::new(CleanupStats::default()),
             suspect: AtomicBool::new(false),
+            leave_to_exit: AtomicBool::new(false),
         });
         core.watch(guard("opening the file", || open::check_or_init_meta(&core)))?;
         let cleaner = match core.cfg.cleanup_interval {
@@ -442,12 +449,17 @@ impl Drop for Core {
     /// which aborts the process (`fuzz/regressions/dump-abort-close-damaged-allocator.redb`).
     /// So a read-write handle that met a panic or a damaged file is leaked instead of closed
     /// (its file descriptor and memory, once per such store): the OS closes it at exit, and
-    /// the next open of the file recovers as after a crash.
+    /// the next open of the file recovers as after a crash. So is the handle of a store closed
+    /// with [`Store::close_for_exit`].
     fn drop(&mut self) {
         let db = self.db.get_mut().unwrap_or_else(PoisonError::into_inner).take();
         // A read-only handle writes nothing when it closes.
         let writes_on_close = db.as_deref().is_some_and(|db| matches!(db, Db::ReadWrite(_)));
-        if std::process::id() == self.pid && !(*self.suspect.get_mut() && writes_on_close) {
+        // `close_for_exit` leaves the handle unless this is the last store open: the last one
+        // closes, so the file ends clean and a read-only open needs no repair.
+        let leave = *self.suspect.get_mut()
+            || (*self.leave_to_exit.get_mut() && writes_on_close && !self.locks.last_open());
+        if std::process::id() == self.pid && !(leave && writes_on_close) {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(db)));
         } else {
             std::mem::forget(db);

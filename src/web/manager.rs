@@ -273,6 +273,13 @@ impl SessionManager {
         &self.store
     }
 
+    /// Gives the store back, for instance to end a CGI process with
+    /// [`Store::close_for_exit`].
+    #[must_use]
+    pub fn into_store(self) -> Store {
+        self.store
+    }
+
     /// Starts a request: reads the session cookie (or query, if enabled), loads the session at
     /// the state asked for in the query string (or the latest; an unknown or evicted state
     /// falls back to the latest), and applies the cross-checks. A session that cannot be
