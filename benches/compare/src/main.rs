@@ -896,5 +896,7 @@ fn cgi_request() -> R<()> {
             return Err("conflicts".into());
         }
     }
+    // What a CGI program does last (sessiondb: `Store::close_for_exit`).
+    sys.exit();
     Ok(())
 }

@@ -87,6 +87,8 @@ pub trait System: Sync {
     fn delete(&self, k: &Key) -> R<()>;
     /// Removes every expired session; returns how many, and how long the removal took.
     fn sweep(&self) -> R<(u64, Duration)>;
+    /// Ends a process's use of the system just before it exits (a CGI request's end).
+    fn exit(self: Box<Self>) {}
     /// Diagnostics printed by a worker at its end (sessiondb: how group commit batched).
     fn diagnostics(&self) -> String {
         String::new()
@@ -154,6 +156,9 @@ impl System for Sdb {
         let t = Instant::now();
         let removed = self.store.cleanup()?.sessions;
         Ok((removed, t.elapsed()))
+    }
+    fn exit(self: Box<Self>) {
+        self.store.close_for_exit();
     }
     fn diagnostics(&self) -> String {
         let b = self.store.stats().batches;
@@ -253,6 +258,13 @@ impl Sql {
 }
 
 impl System for Sql {
+    /// With `CMP_SQLITE_NO_CLOSE` set, the connection is left to the OS like sessiondb's
+    /// `close_for_exit` (no checkpoint of the WAL at close); by default it is closed.
+    fn exit(self: Box<Self>) {
+        if std::env::var_os("CMP_SQLITE_NO_CLOSE").is_some() {
+            CONN.with(|cell| std::mem::forget(cell.borrow_mut().take()));
+        }
+    }
     fn request(&self, k: &Key, save: Option<&[u8]>) -> R<bool> {
         self.with(|c| {
             let now = now_ms();
