@@ -213,8 +213,9 @@ impl Builder {
     }
 
     /// A load persists a new last-access time only when it moved by at least this much, so
-    /// most loads stay read-only; a save applies the same rule, so most saves leave the expiry
-    /// index alone. Idle expiry can therefore happen up to this much early, never late.
+    /// most loads stay read-only; with an idle timeout a save applies the same rule, so most
+    /// saves leave the expiry index alone. Idle expiry can therefore happen up to this much
+    /// early, never late.
     /// Clamped to at most 1% of the idle timeout. Default = 1% of the idle timeout (18 s for
     /// 30 minutes), or 1 minute without an idle timeout.
     pub fn touch_resolution(mut self, resolution: Duration) -> Self {
@@ -302,10 +303,11 @@ impl Builder {
     /// The longest a group-commit leader waits, before it begins, for the writers of the last
     /// batch to queue their next writes, so that they share one commit instead of the first
     /// one committing alone. It waits only when fewer writes are queued than the last batch
-    /// held, so a lone writer never waits. Default (`None`): a quarter of the last commit's
-    /// duration, at most 500 µs. `Some(Duration::ZERO)` never waits.
+    /// held, so in steady state a lone writer never waits. Default (`None`): a quarter of the
+    /// last commit's duration, at most 500 µs. `Some(Duration::ZERO)` never waits. A fixed
+    /// bound is clamped to at most 5 s.
     pub fn company_wait(mut self, wait: Option<Duration>) -> Self {
-        self.company_wait = wait;
+        self.company_wait = wait.map(|w| w.min(Duration::from_secs(5)));
         self
     }
 

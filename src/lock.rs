@@ -4,7 +4,8 @@
 //! Layout: for a database `sessions.redb`, the directory `sessions.redb.locks/` holds
 //! `stripe-000` … (one per stripe; a session's stripe is a CRC-32 of its id) and
 //! `cleanup.lock`, and `open.lock`, which every read-write `MultiProcess` store holds shared
-//! while it is open (see [`LockDir::last_open`]). The files stay empty; only their `flock` locks matter, and the OS releases
+//! while it is open (see [`LockDir::last_open`]). The files stay empty; only their `flock`
+//! locks matter, and the OS releases
 //! those when the holding process dies, however it dies.
 //!
 //! An OS file lock is held by an open file description, which every thread of a process
@@ -84,7 +85,13 @@ impl LockDir {
         if let Some(file) = cell.get() {
             return Ok(file);
         }
-        std::fs::create_dir_all(&self.dir).map_err(|e| lock_io(&self.dir, &e))?;
+        // Not `create_dir_all`: the database's own directory must already exist.
+        match std::fs::create_dir(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(lock_io(&self.dir, &e));
+            }
+            _ => {}
+        }
         let path = self.dir.join(name);
         let file = OpenOptions::new()
             .read(true)
@@ -151,21 +158,35 @@ impl LockDir {
     }
 }
 
+/// How long [`LockDir::hold_open`] waits for the last process open to finish closing.
+const HOLD_OPEN_WAIT: Duration = Duration::from_secs(2);
+
 impl LockDir {
-    /// Takes a shared lock on `open.lock`, held until this store's lock files close: it tells
-    /// other processes that this one has the database open read-write. Waits while another
-    /// process, the last one open, closes the file. Best effort: `false` if the lock file
-    /// cannot be used.
-    pub(crate) fn hold_open(&self) -> bool {
-        self.file(&self.open_file, "open.lock").is_ok_and(|f| FileExt::lock_shared(f).is_ok())
+    /// Takes a shared lock on `open.lock`, held until the store closes: it tells other
+    /// processes that this one has the database open read-write. Waits (at most 2 s, polling)
+    /// while another process, the last one open, closes the file. Best effort: if the lock
+    /// file cannot be used or the wait runs out, this store is not counted, which only makes
+    /// another process's `close_for_exit` close cleanly where it could have skipped it.
+    pub(crate) fn hold_open(&self) {
+        let Ok(file) = self.file(&self.open_file, "open.lock") else {
+            return;
+        };
+        let start = Instant::now();
+        while matches!(FileExt::try_lock_shared(file), Ok(false)) {
+            if start.elapsed() >= HOLD_OPEN_WAIT {
+                return;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Whether this is the last store with the database open read-write. Gives up this store's
-    /// shared lock on `open.lock`, then tries to take it exclusively (kept until the lock files
-    /// close, so that no process opens meanwhile). Unlock first, then try: of several stores
-    /// closing at once, the last to try finds no shared lock left and answers `true`. Also
-    /// `true` when this store never held the lock (it cannot tell, so it must close), and
-    /// `false` in a process forked after open.
+    /// shared lock on `open.lock`, then tries to take it exclusively, kept until the store's
+    /// lock directory is dropped, after the database closed: a process opening meanwhile waits
+    /// in [`LockDir::hold_open`] before it opens the database. Unlock first, then try: of
+    /// several stores closing at once, the last to try finds no shared lock left and answers
+    /// `true`. Also `true` when this store never held the lock (it cannot tell, so it must
+    /// close), and `false` in a process forked after open.
     pub(crate) fn last_open(&self) -> bool {
         let Some(file) = self.open_file.get() else {
             return true;
@@ -175,6 +196,18 @@ impl LockDir {
         }
         let _ = FileExt::unlock(file);
         FileExt::try_lock_exclusive(file).unwrap_or(true)
+    }
+}
+
+impl Drop for LockDir {
+    /// Releases `open.lock` explicitly, not only by closing the file: a process forked without
+    /// exec holds a copy of the descriptor, which would keep the lock.
+    fn drop(&mut self) {
+        if std::process::id() == self.pid
+            && let Some(file) = self.open_file.get()
+        {
+            let _ = FileExt::unlock(file);
+        }
     }
 }
 

@@ -172,6 +172,21 @@ fn saves_move_the_access_time_only_past_the_touch_resolution() -> Result<(), Err
 }
 
 #[test]
+fn a_save_never_moves_the_access_time_back_even_with_a_zero_resolution() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    let store = builder(&db.path, &clock).touch_resolution(Duration::ZERO).open()?;
+    let c = store.create(b"x", b"")?;
+    clock.advance(5);
+    let saved = store.store_state(&c.id, &c.token, Save::new(c.version, b"y", b""))?;
+    assert_eq!(store.session_info(&c.id)?.unwrap().last_access, T0 + 5, "exact, resolution 0");
+    clock.set(T0 - 60 * SEC);
+    store.store_state(&c.id, &c.token, Save::new(saved.version, b"z", b""))?;
+    assert_eq!(store.session_info(&c.id)?.unwrap().last_access, T0 + 5, "never moves back");
+    Ok(())
+}
+
+#[test]
 fn explicit_touch_and_clock_going_backwards() -> Result<(), Error> {
     let db = temp_db();
     let (store, clock) = store(&db);

@@ -271,7 +271,7 @@ fn store_is_send_and_sync() {
 fn a_leader_waits_for_the_writers_of_the_last_batch() {
     let db = common::temp_db();
     // A fixed, long bound: whether the leader waited shows in the batches, not in timings.
-    let (store, clock) = gated_store_waiting(&db, Some(Duration::from_secs(30)));
+    let (store, clock) = gated_store_waiting(&db, Some(Duration::from_secs(5)));
     let s: Vec<Created> = (0..3).map(|_| store.create(b"v1", b"").unwrap()).collect();
     // The creates were batches of one. Now a batch of two: s[1] and s[2] after s[0].
     let results = batch_after_first(&store, &clock, &s[0], &[(&s[1], 1), (&s[2], 1)]);
@@ -279,6 +279,7 @@ fn a_leader_waits_for_the_writers_of_the_last_batch() {
     let before = store.stats().batches;
     // The two writers come back one after the other: the first leads, and waits for the
     // second instead of committing alone.
+    let started = Instant::now();
     thread::scope(|scope| {
         let first =
             scope.spawn(|| store.store_state(&s[1].id, &s[1].token, Save::new(2, b"a", b"")));
@@ -287,6 +288,8 @@ fn a_leader_waits_for_the_writers_of_the_last_batch() {
         assert_eq!(second.unwrap().version, 3);
         assert_eq!(first.join().unwrap().unwrap().version, 3);
     });
+    // Woken by the second save's arrival, not by the 5 s bound running out.
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
     let after = store.stats().batches;
     assert_eq!(after.commits - before.commits, 1, "one commit for both: {after:?}");
     assert_eq!(after.operations - before.operations, 2, "{after:?}");

@@ -229,16 +229,32 @@ impl Store {
     /// left by CGI programs opens read-only (`dump`) without a repair. Which process is last is
     /// decided with a shared lock on `open.lock` in the lock directory, which every read-write
     /// `MultiProcess` store holds while open. Measured for one CGI request, open to exit:
-    /// 3.5–3.8 ms closed, 3.0–3.3 ms left (BENCHMARKS.md, `cgi`).
+    /// 3.5–3.8 ms closed, 3.0–3.3 ms left (BENCHMARKS.md, `cgi`). Under a lone,
+    /// sequential CGI process there is nothing to skip: it is always the last one open.
     ///
     /// Only in [`Sharing::MultiProcess`](crate::Sharing::MultiProcess), whose commits record
     /// that snapshot: any other store is simply dropped, since a `SingleProcess` file left
     /// open would need a full repair. A left handle keeps its file descriptor and locks until
     /// the process exits, so call this last, and not in a process that goes on serving.
-    pub fn close_for_exit(self) {
-        if self.core.cfg.sharing == crate::Sharing::MultiProcess {
-            self.core.leave_to_exit.store(true, std::sync::atomic::Ordering::Relaxed);
+    ///
+    /// Returns whether the handle was left open (`false`: it closed cleanly, as the last one
+    /// open or in another sharing mode; `true` also in a process forked after open, where a
+    /// store never closes the parent's handle).
+    pub fn close_for_exit(mut self) -> bool {
+        let c = &self.core;
+        if std::process::id() != c.pid {
+            return true; // A forked child never closes the parent's handle (see `Drop`).
         }
+        if c.cfg.sharing != crate::Sharing::MultiProcess || c.cfg.read_only {
+            return false;
+        }
+        // The clean-up thread first: it may be writing.
+        if let Some(cleaner) = self.cleaner.take() {
+            cleaner.stop();
+        }
+        let leave = !c.locks.last_open();
+        c.leave_to_exit.store(leave, std::sync::atomic::Ordering::Relaxed);
+        leave
     }
 
     /// Every session's metadata, for admin tools (session2's `iter_sessions`). Needs no tokens.

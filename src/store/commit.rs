@@ -203,11 +203,19 @@ impl Committer {
         if q.jobs.len() >= wanted || bound.is_zero() {
             return q;
         }
-        let deadline = Instant::now() + bound;
+        // A bound too far to represent waits for company without a deadline in practice.
+        let deadline = Instant::now().checked_add(bound);
         q.awaited = wanted;
         while q.jobs.len() < wanted {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
-            q = self.arrived.wait_timeout(q, left).unwrap_or_else(PoisonError::into_inner).0;
+            q = match deadline {
+                Some(deadline) => {
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                        break;
+                    };
+                    self.arrived.wait_timeout(q, left).unwrap_or_else(PoisonError::into_inner).0
+                }
+                None => self.arrived.wait(q).unwrap_or_else(PoisonError::into_inner),
+            };
         }
         q.awaited = 0;
         q

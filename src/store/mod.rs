@@ -171,12 +171,13 @@ impl Store {
     }
 
     pub(crate) fn open_with(cfg: Config) -> Result<Self> {
-        let db = guard("opening the file", || open::open_db(&cfg))?;
         let locks = LockDir::new(&cfg.path, cfg.lock_stripes, cfg.lock_poll_interval);
         if cfg.sharing == crate::Sharing::MultiProcess && !cfg.read_only {
-            // For `close_for_exit`: which process is the last one open.
+            // For `close_for_exit`: which process is the last one open. Before the open, so
+            // that a process closing as the last one finishes first.
             locks.hold_open();
         }
+        let db = guard("opening the file", || open::open_db(&cfg))?;
         let committer = Committer::new(cfg.group_commit, cfg.max_batch, cfg.company_wait);
         let core = Arc::new(Core {
             db: RwLock::new(Some(Arc::new(db))),
@@ -455,10 +456,8 @@ impl Drop for Core {
         let db = self.db.get_mut().unwrap_or_else(PoisonError::into_inner).take();
         // A read-only handle writes nothing when it closes.
         let writes_on_close = db.as_deref().is_some_and(|db| matches!(db, Db::ReadWrite(_)));
-        // `close_for_exit` leaves the handle unless this is the last store open: the last one
-        // closes, so the file ends clean and a read-only open needs no repair.
-        let leave = *self.suspect.get_mut()
-            || (*self.leave_to_exit.get_mut() && writes_on_close && !self.locks.last_open());
+        // `close_for_exit` decided to leave the handle (this was not the last store open).
+        let leave = *self.suspect.get_mut() || *self.leave_to_exit.get_mut();
         if std::process::id() == self.pid && !(leave && writes_on_close) {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(db)));
         } else {

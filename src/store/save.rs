@@ -146,11 +146,14 @@ impl Store {
                 }
                 rec.user.clone_from(new_user);
             }
-            // The access time moves as a load's touch does: only by at least the touch
-            // resolution. Most saves then keep the session's deadlines, and so its `expiry`
-            // entry, which spares the commit a remove and an insert in that index. The bound is
-            // the touch bound: a session can expire up to one resolution early, never late.
-            if now.saturating_sub(rec.last_access) >= c.cfg.touch_resolution {
+            // With an idle timeout, the access time moves as a load's touch does: only by at
+            // least the touch resolution. Most saves then keep the session's deadlines, and so
+            // its `expiry` entry, which spares the commit a remove and an insert in that index.
+            // The bound is the touch bound: a session can expire up to one resolution early,
+            // never late. It never moves backwards (a clock stepped back).
+            let moved = now.saturating_sub(rec.last_access);
+            let coalesce = c.cfg.idle_timeout.is_some() && moved < c.cfg.touch_resolution;
+            if now > rec.last_access && !coalesce {
                 rec.last_access = now;
             }
             let rec = c.with_deadlines(rec);

@@ -296,7 +296,7 @@ impl System for Sql {
             }
             black_box((&data, &state));
             let Some(new) = save else {
-                if now - last_access as u64 >= TOUCH_RES_MS {
+                if now.saturating_sub(last_access as u64) >= TOUCH_RES_MS {
                     // The same touch coalescing as sessiondb's.
                     let t = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                     t.prepare_cached(
@@ -342,7 +342,7 @@ impl System for Sql {
             // The same rule as sessiondb's save: the access time (and with it the indexed
             // `remove_at`) moves only by at least the touch resolution, so most saves leave
             // the index alone.
-            if now - last_access as u64 >= TOUCH_RES_MS {
+            if now.saturating_sub(last_access as u64) >= TOUCH_RES_MS {
                 t.prepare_cached(
                     "UPDATE sessions SET data = ?2, version = version + 1, last_access = ?3, \
                      remove_at = ?4, latest_state = ?5, oldest_state = ?6 WHERE id = ?1",
