@@ -627,8 +627,7 @@ impl Run {
                 let before = self.model.clone();
                 let want = self.model.fetch(&id, &token, state, now);
                 let after = self.model.clone();
-                let step =
-                    self.judge(op, got.as_ref().map(fetched).map_err(clone_err), &want, || after);
+                let step = self.judge(op, got.map(|f| fetched(&f)), &want, || after);
                 if let Step::Uncertain(_) = step {
                     self.model = before;
                 }
@@ -822,32 +821,6 @@ impl Run {
                 }
             }
         }
-    }
-}
-
-/// A copy of the typed part of an error (`Error` is not `Clone`), I/O-class errors as
-/// themselves for the messages.
-fn clone_err(e: &Error) -> Error {
-    match e {
-        Error::NotFound => Error::NotFound,
-        Error::Expired { data } => Error::Expired { data: data.clone() },
-        Error::StateNotFound { requested, latest } => {
-            Error::StateNotFound { requested: *requested, latest: *latest }
-        }
-        Error::StateEvicted { requested, oldest } => {
-            Error::StateEvicted { requested: *requested, oldest: *oldest }
-        }
-        Error::Conflict { expected, found } => {
-            Error::Conflict { expected: *expected, found: *found }
-        }
-        Error::Security => Error::Security,
-        Error::Rotated { successor, token } => {
-            Error::Rotated { successor: successor.clone(), token: token.clone() }
-        }
-        Error::Revoked => Error::Revoked,
-        Error::Corrupted { table, key } => Error::Corrupted { table, key: key.clone() },
-        Error::Panicked { place, message } => Error::Panicked { place, message: message.clone() },
-        other => Error::Io(std::io::Error::other(format!("{other:?}"))),
     }
 }
 

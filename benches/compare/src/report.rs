@@ -114,11 +114,7 @@ pub fn write_all(o: &Opts, cells: &[Cell]) -> R<()> {
                     fmt_ms(ms(c.hist.max_ns)),
                     c.cpu_ms as f64 * 1000.0 / c.requests.max(1) as f64,
                     c.conflicts,
-                    if k == Kind::Multi {
-                        "—".into()
-                    } else {
-                        r.map_or("?".into(), |r| format!("{r:.2}×"))
-                    }
+                    ratio_cell(k, r)
                 );
             }
         }
@@ -141,11 +137,7 @@ pub fn write_all(o: &Opts, cells: &[Cell]) -> R<()> {
                     fmt_ms(cgi_cost(c)),
                     fmt_ms(ms(c.hist.quantile(0.5))),
                     fmt_ms(ms(c.hist.quantile(0.99))),
-                    if k == Kind::Multi {
-                        "—".into()
-                    } else {
-                        r.map_or("?".into(), |r| format!("{r:.2}×"))
-                    }
+                    ratio_cell(k, r)
                 );
             }
         }
@@ -396,4 +388,9 @@ fn svg(o: &Opts, cells: &[Cell]) -> String {
     );
     s.push_str("</svg>\n");
     s
+}
+
+/// The ratio column: `—` in sessiondb-multi's own row, `?` when its cell is missing.
+fn ratio_cell(k: Kind, r: Option<f64>) -> String {
+    if k == Kind::Multi { "—".into() } else { r.map_or("?".into(), |r| format!("{r:.2}×")) }
 }
