@@ -228,9 +228,10 @@ impl Store {
     /// every `MultiProcess` commit records. The last process open closes cleanly, so a file
     /// left by CGI programs opens read-only (`dump`) without a repair. Which process is last is
     /// decided with a shared lock on `open.lock` in the lock directory, which every read-write
-    /// `MultiProcess` store holds while open. Measured for one CGI request, open to exit:
-    /// 3.5–3.8 ms closed, 3.0–3.3 ms left (BENCHMARKS.md, `cgi`). Under a lone,
-    /// sequential CGI process there is nothing to skip: it is always the last one open.
+    /// `MultiProcess` store holds while open. What skipping the close saves, measured with a
+    /// build that left every handle (300 requests in a row): 3.5–3.8 ms per CGI request, open
+    /// to exit, became 3.0–3.3 ms (BENCHMARKS.md, `cgi`). A lone, sequential CGI process is
+    /// always the last one open, so it closes and gains nothing.
     ///
     /// Only in [`Sharing::MultiProcess`](crate::Sharing::MultiProcess), whose commits record
     /// that snapshot: any other store is simply dropped, since a `SingleProcess` file left
