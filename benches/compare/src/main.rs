@@ -3,7 +3,7 @@
 //! store, on the same request workloads, in one run.
 //!
 //! `cargo run --release -- [--secs S] [--sessions N] [--big N] [--procs 1,2,4] [--threads T]
-//! [--workloads read,web,write,churn,cgi,sweep,scale] [--dir DIR] [--out DIR]`; see run.sh.
+//! [--workloads read,web,write,churn,cgi,floor,sweep,scale] [--dir DIR] [--out DIR]`; see run.sh.
 //!
 //! The binary re-executes itself: `CMP_ROLE=worker` children run one workload with T threads,
 //! `CMP_ROLE=sweeper` removes the expired sessions during `sweep`, `CMP_ROLE=cgi` opens the
@@ -11,6 +11,7 @@
 //! (copied before each workload, and before each `sweep` cell), starts the P children of a cell
 //! together, stops them after the cell's time, and merges their latency histograms.
 
+mod floor;
 mod report;
 mod systems;
 
@@ -44,6 +45,9 @@ fn main() {
         "worker" => worker(false),
         "sweeper" => worker(true),
         "cgi" => cgi_request(),
+        "floor-writer" => floor::writer_role(),
+        "floor-cgi" => floor::cgi_role(),
+        "floor-web" => floor::web_role(),
         _ => parent(),
     };
     if let Err(e) = result {
@@ -317,7 +321,10 @@ fn parse_opts() -> R<Opts> {
         big: 1_000_000,
         procs: vec![1, 2, 4],
         threads: 4,
-        workloads: "read,web,write,churn,cgi,sweep,scale".split(',').map(String::from).collect(),
+        workloads: "read,web,write,churn,cgi,floor,sweep,scale"
+            .split(',')
+            .map(String::from)
+            .collect(),
         dir: std::env::temp_dir(),
         out: PathBuf::from("results"),
         systems: systems::ALL.to_vec(),
@@ -427,6 +434,10 @@ fn parent() -> R<()> {
         for p in work.values() {
             let _ = std::fs::remove_file(p);
         }
+    }
+    if want("floor") {
+        // redb alone, right after the cells it bounds (see floor.rs).
+        cells.extend(floor::run(&o, dir.path())?);
     }
     if want("sweep") {
         for fam in families.iter().filter(|f| o.systems.iter().any(|k| k.family() == **f)) {
@@ -621,23 +632,29 @@ fn run_cell(
     };
     let mut secs = Vec::new();
     for w in workers {
-        let line = finish(w)?;
-        for f in line.split_whitespace().skip(1) {
-            let (k, v) = f.split_once('=').ok_or("bad field")?;
-            match k {
-                "requests" => cell.requests += v.parse::<u64>()?,
-                "conflicts" => cell.conflicts += v.parse::<u64>()?,
-                "secs" => secs.push(v.parse::<f64>()?),
-                "cpu_ms" => cell.cpu_ms += v.parse::<u64>()?,
-                "hwm_kb" => cell.hwm_kb = cell.hwm_kb.max(v.parse()?),
-                "hist" => cell.hist.merge(&Hist::decode(v)?),
-                "swept" => cell.swept = Some(parse_sweep(&format!("result swept={v}"))?),
-                _ => return Err(format!("unknown field {k}").into()),
-            }
-        }
+        secs.push(absorb(&mut cell, &finish(w)?)?);
     }
     cell.secs = secs.iter().sum::<f64>() / secs.len() as f64;
     Ok(cell)
+}
+
+/// Adds a child's `result` line to `cell`; returns the child's own measured seconds.
+fn absorb(cell: &mut Cell, line: &str) -> R<f64> {
+    let mut secs = f64::NAN;
+    for f in line.split_whitespace().skip(1) {
+        let (k, v) = f.split_once('=').ok_or("bad field")?;
+        match k {
+            "requests" => cell.requests += v.parse::<u64>()?,
+            "conflicts" => cell.conflicts += v.parse::<u64>()?,
+            "secs" => secs = v.parse::<f64>()?,
+            "cpu_ms" => cell.cpu_ms += v.parse::<u64>()?,
+            "hwm_kb" => cell.hwm_kb = cell.hwm_kb.max(v.parse()?),
+            "hist" => cell.hist.merge(&Hist::decode(v)?),
+            "swept" => cell.swept = Some(parse_sweep(&format!("result swept={v}"))?),
+            _ => return Err(format!("unknown field {k}").into()),
+        }
+    }
+    Ok(secs)
 }
 
 fn parse_sweep(line: &str) -> R<(u64, f64)> {

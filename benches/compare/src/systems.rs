@@ -38,6 +38,8 @@ pub enum Kind {
     SqlFull,
     SqlNormal,
     Tower,
+    /// redb alone, for the floor cells (`floor.rs`); not a session store, not in [`ALL`].
+    Floor,
 }
 
 pub const ALL: [Kind; 5] = [Kind::Multi, Kind::Single, Kind::SqlFull, Kind::SqlNormal, Kind::Tower];
@@ -50,6 +52,7 @@ impl Kind {
             Kind::SqlFull => "sqlite-full",
             Kind::SqlNormal => "sqlite-normal",
             Kind::Tower => "tower-sqlite",
+            Kind::Floor => "redb-floor",
         }
     }
     pub fn parse(s: &str) -> R<Kind> {
@@ -62,11 +65,12 @@ impl Kind {
             Kind::Multi | Kind::Single => "sdb",
             Kind::SqlFull | Kind::SqlNormal => "sql",
             Kind::Tower => "tower",
+            Kind::Floor => "floor",
         }
     }
     pub fn ext(self) -> &'static str {
         match self {
-            Kind::Multi | Kind::Single => "redb",
+            Kind::Multi | Kind::Single | Kind::Floor => "redb",
             _ => "db",
         }
     }
@@ -106,6 +110,7 @@ pub fn open(kind: Kind, path: &Path) -> R<Box<dyn System>> {
         Kind::SqlFull => Box::new(Sql::new(path, "FULL")),
         Kind::SqlNormal => Box::new(Sql::new(path, "NORMAL")),
         Kind::Tower => Box::new(Tower::open(path)?),
+        Kind::Floor => return Err("redb-floor is not a session store: see floor.rs".into()),
     })
 }
 
