@@ -13,6 +13,10 @@ use crate::id::IdSpec;
 use crate::store::Store;
 use crate::time::{Clock, SystemClock};
 
+/// How long one clean-up transaction should hold the file, by default
+/// ([`Builder::cleanup_batch_time`]).
+const DEFAULT_CLEANUP_BATCH_TIME: Duration = Duration::from_millis(15);
+
 /// How processes share the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Sharing {
@@ -56,6 +60,7 @@ pub(crate) struct Config {
     pub(crate) id_spec: IdSpec,
     pub(crate) cache_size: usize,
     pub(crate) cleanup_batch: usize,
+    pub(crate) cleanup_batch_time: Option<Duration>,
     pub(crate) cleanup_interval: Option<Duration>,
     pub(crate) group_commit: bool,
     pub(crate) max_batch: usize,
@@ -136,6 +141,7 @@ pub struct Builder {
     id_spec: IdSpec,
     cache_size: usize,
     cleanup_batch: usize,
+    cleanup_batch_time: Option<Duration>,
     cleanup_interval: Option<Duration>,
     group_commit: bool,
     max_batch: usize,
@@ -165,6 +171,7 @@ impl Builder {
             id_spec: IdSpec::default(),
             cache_size: 16 << 20,
             cleanup_batch: 1000,
+            cleanup_batch_time: Some(DEFAULT_CLEANUP_BATCH_TIME),
             cleanup_interval: Some(Duration::from_secs(60)),
             group_commit: true,
             max_batch: 64,
@@ -278,6 +285,17 @@ impl Builder {
         self
     }
 
+    /// How long one clean-up write transaction should hold the file, which every other writer
+    /// (of any process) waits for: a sweep starts with small batches and sizes the next batch
+    /// from how long the last one took, doubling or halving at most, never above
+    /// [`cleanup_batch`](Self::cleanup_batch). `None`: every batch is `cleanup_batch`
+    /// sessions. Default = 15 ms: a request writer waits about that long behind a sweep. A
+    /// larger value removes more sessions per second (fewer commits), with longer waits.
+    pub fn cleanup_batch_time(mut self, budget: Option<Duration>) -> Self {
+        self.cleanup_batch_time = budget;
+        self
+    }
+
     /// How often the clean-up thread sweeps expired sessions; `None` starts no thread (sweep
     /// with [`Store::cleanup`] then, or let another process's thread do it). The first sweep
     /// comes one interval after open, so short-lived processes (CGI) never sweep. Read-only
@@ -381,6 +399,7 @@ impl Builder {
             id_spec: self.id_spec,
             cache_size: self.cache_size,
             cleanup_batch: self.cleanup_batch,
+            cleanup_batch_time: self.cleanup_batch_time,
             cleanup_interval: self.cleanup_interval,
             group_commit: self.group_commit,
             max_batch: self.max_batch,

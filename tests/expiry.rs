@@ -201,6 +201,34 @@ fn explicit_touch_and_clock_going_backwards() -> Result<(), Error> {
     Ok(())
 }
 
+/// Sweeps 300 expired sessions with `cleanup_batch(1000)` and `budget` as the batch time;
+/// returns the batches the sweep used.
+fn sweep_300_with_batch_time(budget: Option<Duration>) -> Result<u64, Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    let store = builder(&db.path, &clock).cleanup_batch(1000).cleanup_batch_time(budget).open()?;
+    for _ in 0..300 {
+        store.create(b"old", b"")?;
+    }
+    clock.advance(20 * SEC);
+    let report = store.cleanup()?;
+    assert_eq!(report.sessions, 300, "{report:?}");
+    assert_eq!(store.count()?, 0);
+    Ok(report.batches)
+}
+
+#[test]
+fn a_sweep_sized_by_time_starts_small_and_follows_its_budget() -> Result<(), Error> {
+    // Every commit is far below an hour: the batches double from 64, up to what is left.
+    assert_eq!(sweep_300_with_batch_time(Some(Duration::from_secs(3600)))?, 3, "64+128+108");
+    // Every commit is far above a nanosecond: they halve down to 16 and stay there.
+    let tiny = sweep_300_with_batch_time(Some(Duration::from_nanos(1)))?;
+    assert_eq!(tiny, 2 + 12 + 1, "64+32, twelve of 16, then the last 12");
+    // Without a budget, every batch is cleanup_batch.
+    assert_eq!(sweep_300_with_batch_time(None)?, 1);
+    Ok(())
+}
+
 #[test]
 fn cleanup_removes_only_sessions_past_grace_in_batches() -> Result<(), Error> {
     let db = temp_db();

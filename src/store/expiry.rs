@@ -3,8 +3,8 @@
 //! The `expiry` table is keyed by (remove at, last access, session id), so everything here
 //! walks it from its start: a range scan that stops at the first entry not yet due.
 
-use std::sync::PoisonError;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
@@ -126,6 +126,28 @@ fn sweep_batch(t: &mut WriteTables<'_>, now: u64, limit: usize) -> Result<Cleanu
     Ok(report)
 }
 
+/// The first batch of a sweep sized by time (`Builder::cleanup_batch_time`); later batches
+/// grow from it as the budget allows.
+const FIRST_SWEEP_BATCH: usize = 64;
+/// The smallest batch a sweep sized by time shrinks to.
+const MIN_SWEEP_BATCH: usize = 16;
+
+/// The size of a sweep's next batch: the last one, `last` sessions, held the file for `held`;
+/// scaled towards `budget`, by at most a factor of two either way (so one slow commit does not
+/// collapse the sweep), within `MIN_SWEEP_BATCH..=max`.
+fn next_sweep_batch(last: usize, held: Duration, budget: Duration, max: usize) -> usize {
+    let held = held.as_secs_f64().max(1e-9);
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "a batch size: the float is clamped to a small positive range first"
+    )]
+    let scaled = (last as f64 * budget.as_secs_f64() / held)
+        .clamp(last as f64 / 2.0, last as f64 * 2.0) as usize;
+    scaled.clamp(MIN_SWEEP_BATCH.min(max), max)
+}
+
 /// Removes up to `limit` tombstones that are due. Tombstones have no index, so this scans the
 /// table; it holds one entry per rotation or log-out whose session would still be alive.
 fn sweep_tombstones(t: &mut WriteTables<'_>, now: u64, limit: usize) -> Result<u64> {
@@ -223,11 +245,20 @@ impl Core {
             return Ok(CleanupReport { skipped: true, ..CleanupReport::default() });
         };
         let mut total = CleanupReport::default();
-        let limit = self.cfg.cleanup_batch;
+        let max = self.cfg.cleanup_batch;
+        let mut limit = match self.cfg.cleanup_batch_time {
+            Some(_) => max.min(FIRST_SWEEP_BATCH),
+            None => max,
+        };
         loop {
+            // When the job began, inside the write transaction: from then until the commit the
+            // batch holds the file, and every other writer waits.
+            let began = Arc::new(Mutex::new(None));
+            let mark = Arc::clone(&began);
             // Through the group committer: request writes queued meanwhile go first (FIFO), so
             // a writer of this process waits for at most one batch.
             let job: Job = Box::new(move |c, t| {
+                *mark.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
                 let now = c.now();
                 let mut batch = sweep_batch(t, now, limit)?;
                 batch.tombstones = sweep_tombstones(t, now, limit)?;
@@ -241,6 +272,11 @@ impl Core {
             let more = removed >= limit as u64 || batch.tombstones >= limit as u64;
             if !more || stop() {
                 return Ok(total);
+            }
+            if let Some(budget) = self.cfg.cleanup_batch_time {
+                let began = *began.lock().unwrap_or_else(PoisonError::into_inner);
+                let held = began.map_or(Duration::ZERO, |b| b.elapsed());
+                limit = next_sweep_batch(limit, held, budget, max);
             }
             // Writers of other processes wait on redb's file lock: let them in between batches.
             std::thread::sleep(Duration::from_millis(1));
@@ -266,9 +302,10 @@ impl Core {
 }
 
 impl Store {
-    /// Removes every session past its grace window, in batches of `cleanup_batch` sessions,
-    /// one write transaction each, so other writers wait at most one batch (pyweblib's
-    /// `cleanUp`, Aquarium's `cleanup`). The clean-up thread runs the same sweep.
+    /// Removes every session past its grace window, in batches of at most `cleanup_batch`
+    /// sessions, one write transaction each, so other writers wait at most one batch (pyweblib's
+    /// `cleanUp`, Aquarium's `cleanup`). Batches are sized so that each holds the file for about
+    /// `cleanup_batch_time`. The clean-up thread runs the same sweep.
     ///
     /// Only one thread or process sweeps at a time: if another holds the clean-up lock, this
     /// returns at once with [`CleanupReport::skipped`] set.
@@ -371,5 +408,29 @@ impl Store {
             }
             Ok(adjusted)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{MIN_SWEEP_BATCH, next_sweep_batch};
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_batch_grows_when_fast_and_shrinks_when_slow_by_at_most_two() {
+        assert_eq!(next_sweep_batch(100, 10 * MS, 15 * MS, 1000), 150);
+        assert_eq!(next_sweep_batch(100, MS, 15 * MS, 1000), 200, "at most doubled");
+        assert_eq!(next_sweep_batch(100, 30 * MS, 15 * MS, 1000), 50);
+        assert_eq!(next_sweep_batch(100, 300 * MS, 15 * MS, 1000), 50, "at most halved");
+    }
+
+    #[test]
+    fn a_batch_stays_within_the_minimum_and_cleanup_batch() {
+        assert_eq!(next_sweep_batch(800, Duration::ZERO, 15 * MS, 1000), 1000);
+        assert_eq!(next_sweep_batch(MIN_SWEEP_BATCH, 300 * MS, 15 * MS, 1000), MIN_SWEEP_BATCH);
+        assert_eq!(next_sweep_batch(5, 300 * MS, 15 * MS, 5), 5, "cleanup_batch below the minimum");
     }
 }
