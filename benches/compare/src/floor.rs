@@ -42,7 +42,7 @@ use crate::{Cell, Hist, Opts, Running, busy_between, copy_db, expect_ready, fini
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("floor");
 /// Rows per transaction in the `floor-sweep-B` cells.
-pub const SWEEP_BATCHES: [u64; 3] = [1_000, 4_000, 16_000];
+pub const SWEEP_BATCHES: [u64; 4] = [250, 1_000, 4_000, 16_000];
 
 /// The key of row `i`.
 fn key(i: u64) -> [u8; 32] {
