@@ -29,7 +29,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -84,36 +84,17 @@ impl Rng {
 }
 
 fn cell(workload: String, procs: usize, rows: u64) -> Cell {
-    Cell {
-        workload,
-        kind: Kind::Floor,
-        procs,
-        sessions: rows as usize,
-        requests: 0,
-        secs: 0.0,
-        conflicts: 0,
-        hist: Hist::new(),
-        cpu_ms: 0,
-        hwm_kb: 0,
-        busy: f64::NAN,
-        swept: None,
-    }
+    Cell::new(workload, Kind::Floor, procs, rows as usize)
 }
 
 fn spawn(role: &str, path: &Path, rows: u64, k: usize, seed: u64) -> R<Running> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .env("CMP_ROLE", role)
+    let mut c = Command::new(std::env::current_exe()?);
+    c.env("CMP_ROLE", role)
         .env("CMP_PATH", path)
         .env("CMP_ROWS", rows.to_string())
         .env("CMP_K", k.to_string())
-        .env("CMP_SEED", seed.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let stdin = child.stdin.take();
-    let out = std::io::BufReader::new(child.stdout.take().ok_or("stdout")?);
-    Ok(Running { child, stdin, out })
+        .env("CMP_SEED", seed.to_string());
+    Running::start(c)
 }
 
 /// `procs` writer processes committing `k` rows per transaction (`floor-web`: of `k` threads
@@ -174,14 +155,19 @@ pub fn writer_role() -> R<()> {
         h.record(t.elapsed().as_nanos() as u64);
         written += k;
     }
+    print_result(written, start, cpu0, &h);
+    Ok(())
+}
+
+/// The `result` line a child ends with, in the form `absorb` reads.
+fn print_result(requests: u64, start: Instant, cpu0: u64, hist: &Hist) {
     println!(
-        "result requests={written} conflicts=0 secs={:.4} cpu_ms={} hwm_kb={} hist={}",
+        "result requests={requests} conflicts=0 secs={:.4} cpu_ms={} hwm_kb={} hist={}",
         start.elapsed().as_secs_f64(),
         crate::own_cpu_ms() - cpu0,
         crate::hwm_kb(),
-        h.encode()
+        hist.encode()
     );
-    Ok(())
 }
 
 /// The shared part of a minimal group commit: savers queue their keys; one of them at a time
@@ -287,13 +273,7 @@ pub fn web_role() -> R<()> {
         n += a;
         hist.merge(&h);
     }
-    println!(
-        "result requests={n} conflicts=0 secs={:.4} cpu_ms={} hwm_kb={} hist={}",
-        start.elapsed().as_secs_f64(),
-        crate::own_cpu_ms() - cpu0,
-        crate::hwm_kb(),
-        hist.encode()
-    );
+    print_result(n, start, cpu0, &hist);
     Ok(())
 }
 
@@ -347,46 +327,16 @@ pub fn cgi_role() -> R<()> {
 fn cgi_cell(o: &Opts, name: &str, path: &Path, procs: usize, close: bool) -> R<Cell> {
     let rows = o.sessions as u64;
     let exe = std::env::current_exe()?;
-    let end = Instant::now() + Duration::from_secs_f64(o.secs);
-    let cpu0 = machine_cpu();
-    let t0 = Instant::now();
-    let results: Vec<R<(u64, Hist)>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..procs)
-            .map(|p| {
-                let exe = &exe;
-                s.spawn(move || -> R<(u64, Hist)> {
-                    let (mut h, mut n) = (Hist::new(), 0u64);
-                    while Instant::now() < end {
-                        let t = Instant::now();
-                        let status = Command::new(exe)
-                            .env("CMP_ROLE", "floor-cgi")
-                            .env("CMP_PATH", path)
-                            .env("CMP_ROWS", rows.to_string())
-                            .env("CMP_K", if close { "1" } else { "0" })
-                            .env("CMP_SEED", (p as u64 * 1_000_003 + n).to_string())
-                            .stdin(Stdio::null())
-                            .stdout(Stdio::null())
-                            .status()?;
-                        if !status.success() {
-                            return Err(format!("a floor cgi request failed: {status}").into());
-                        }
-                        h.record(t.elapsed().as_nanos() as u64);
-                        n += 1;
-                    }
-                    Ok((n, h))
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().expect("floor cgi driver")).collect()
-    });
     let mut c = cell(name.to_string(), procs, rows);
-    c.secs = t0.elapsed().as_secs_f64();
-    c.busy = busy_between(cpu0, machine_cpu());
-    for r in results {
-        let (n, h) = r?;
-        c.requests += n;
-        c.hist.merge(&h);
-    }
+    crate::drive(&mut c, o.secs, &|p, n| {
+        let mut c = Command::new(&exe);
+        c.env("CMP_ROLE", "floor-cgi")
+            .env("CMP_PATH", path)
+            .env("CMP_ROWS", rows.to_string())
+            .env("CMP_K", if close { "1" } else { "0" })
+            .env("CMP_SEED", (p as u64 * 1_000_003 + n).to_string());
+        c
+    })?;
     Ok(c)
 }
 

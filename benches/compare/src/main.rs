@@ -371,6 +371,23 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// A cell with nothing measured yet.
+    pub fn new(workload: impl Into<String>, kind: Kind, procs: usize, sessions: usize) -> Cell {
+        Cell {
+            workload: workload.into(),
+            kind,
+            procs,
+            sessions,
+            requests: 0,
+            secs: 0.0,
+            conflicts: 0,
+            hist: Hist::new(),
+            cpu_ms: 0,
+            hwm_kb: 0,
+            busy: f64::NAN,
+            swept: None,
+        }
+    }
     pub fn rps(&self) -> f64 {
         self.requests as f64 / self.secs
     }
@@ -523,21 +540,26 @@ fn spawn(
     threads: usize,
     seed: u64,
 ) -> R<Running> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .env("CMP_ROLE", role)
+    let mut c = Command::new(std::env::current_exe()?);
+    c.env("CMP_ROLE", role)
         .env("CMP_SYS", kind.name())
         .env("CMP_WORKLOAD", workload)
         .env("CMP_PATH", path)
         .env("CMP_KEYS", keys)
         .env("CMP_THREADS", threads.to_string())
-        .env("CMP_SEED", seed.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let stdin = child.stdin.take();
-    let out = BufReader::new(child.stdout.take().ok_or("stdout")?);
-    Ok(Running { child, stdin, out })
+        .env("CMP_SEED", seed.to_string());
+    Running::start(c)
+}
+
+impl Running {
+    /// Starts a child with its stdin and stdout piped to this process.
+    fn start(mut c: Command) -> R<Running> {
+        let mut child =
+            c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
+        let stdin = child.stdin.take();
+        let out = BufReader::new(child.stdout.take().ok_or("stdout")?);
+        Ok(Running { child, stdin, out })
+    }
 }
 
 fn expect_ready(r: &mut Running) -> R<()> {
@@ -616,20 +638,9 @@ fn run_cell(
         }
     }
     let cpu1 = machine_cpu();
-    let mut cell = Cell {
-        workload: workload.to_string(),
-        kind,
-        procs,
-        sessions,
-        requests: 0,
-        secs: 0.0,
-        conflicts: 0,
-        hist: Hist::new(),
-        cpu_ms: 0,
-        hwm_kb: 0,
-        busy: busy_between(cpu0, cpu1),
-        swept,
-    };
+    let mut cell = Cell::new(workload, kind, procs, sessions);
+    cell.busy = busy_between(cpu0, cpu1);
+    cell.swept = swept;
     let mut secs = Vec::new();
     for w in workers {
         secs.push(absorb(&mut cell, &finish(w)?)?);
@@ -669,30 +680,38 @@ fn parse_sweep(line: &str) -> R<(u64, f64)> {
 fn run_cgi(o: &Opts, kind: Kind, procs: usize, path: &Path, keys: &Path) -> R<Cell> {
     let exe = std::env::current_exe()?;
     let nkeys = Keys::open(keys)?.n;
-    let end = Instant::now() + Duration::from_secs_f64(o.secs);
+    let mut cell = Cell::new("cgi", kind, procs, o.sessions);
+    drive(&mut cell, o.secs, &|p, n| {
+        let seed = p as u64 * 1_000_003 + n + 99;
+        let mut c = Command::new(&exe);
+        c.env("CMP_ROLE", "cgi")
+            .env("CMP_SYS", kind.name())
+            .env("CMP_PATH", path)
+            .env("CMP_KEYS", keys)
+            .env("CMP_INDEX", SmallRng::seed_from_u64(seed).random_range(0..nkeys).to_string());
+        c
+    })?;
+    Ok(cell)
+}
+
+/// Runs `cell.procs` driver threads for `secs`, each starting fresh processes back to back and
+/// waiting for each (`command(p, n)` builds driver p's n-th); adds to `cell` the requests, their
+/// latencies (spawn to exit), the wall time and how busy the machine was.
+fn drive(cell: &mut Cell, secs: f64, command: &(dyn Fn(usize, u64) -> Command + Sync)) -> R<()> {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
     let cpu0 = machine_cpu();
     let t0 = Instant::now();
     let results: Vec<R<(u64, Hist)>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..procs)
+        let hs: Vec<_> = (0..cell.procs)
             .map(|p| {
-                let exe = &exe;
                 s.spawn(move || -> R<(u64, Hist)> {
-                    let mut rng = SmallRng::seed_from_u64(p as u64 + 99);
-                    let mut h = Hist::new();
-                    let mut n = 0;
+                    let (mut h, mut n) = (Hist::new(), 0);
                     while Instant::now() < end {
                         let t = Instant::now();
-                        let status = Command::new(exe)
-                            .env("CMP_ROLE", "cgi")
-                            .env("CMP_SYS", kind.name())
-                            .env("CMP_PATH", path)
-                            .env("CMP_KEYS", keys)
-                            .env("CMP_INDEX", rng.random_range(0..nkeys).to_string())
-                            .stdin(Stdio::null())
-                            .stdout(Stdio::null())
-                            .status()?;
+                        let status =
+                            command(p, n).stdin(Stdio::null()).stdout(Stdio::null()).status()?;
                         if !status.success() {
-                            return Err(format!("a cgi request failed: {status}").into());
+                            return Err(format!("a request process failed: {status}").into());
                         }
                         h.record(t.elapsed().as_nanos() as u64);
                         n += 1;
@@ -701,29 +720,16 @@ fn run_cgi(o: &Opts, kind: Kind, procs: usize, path: &Path, keys: &Path) -> R<Ce
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().expect("cgi driver")).collect()
+        hs.into_iter().map(|h| h.join().expect("request driver")).collect()
     });
-    let secs = t0.elapsed().as_secs_f64();
-    let mut cell = Cell {
-        workload: "cgi".into(),
-        kind,
-        procs,
-        sessions: o.sessions,
-        requests: 0,
-        secs,
-        conflicts: 0,
-        hist: Hist::new(),
-        cpu_ms: 0,
-        hwm_kb: 0,
-        busy: busy_between(cpu0, machine_cpu()),
-        swept: None,
-    };
+    cell.secs = t0.elapsed().as_secs_f64();
+    cell.busy = busy_between(cpu0, machine_cpu());
     for r in results {
         let (n, h) = r?;
         cell.requests += n;
         cell.hist.merge(&h);
     }
-    Ok(cell)
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
