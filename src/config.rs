@@ -287,10 +287,13 @@ impl Builder {
 
     /// How long one clean-up write transaction should hold the file, which every other writer
     /// (of any process) waits for: a sweep starts with small batches and sizes the next batch
-    /// from how long the last one took, doubling or halving at most, never above
-    /// [`cleanup_batch`](Self::cleanup_batch). `None`: every batch is `cleanup_batch`
-    /// sessions. Default = 15 ms: a request writer waits about that long behind a sweep. A
-    /// larger value removes more sessions per second (fewer commits), with longer waits.
+    /// from how long the last one took (from the start of its own work to its commit; redb's
+    /// transaction start and request writes batched with it come on top), doubling or halving
+    /// at most, never above [`cleanup_batch`](Self::cleanup_batch). Where a commit's fixed
+    /// cost alone exceeds the budget (a slow disk), batches aim at four times the quickest
+    /// commit instead, so the sweep keeps its pace. `None`: every batch is `cleanup_batch`
+    /// sessions. Default = 15 ms. A larger value removes more sessions per second (fewer
+    /// commits), with longer waits.
     pub fn cleanup_batch_time(mut self, budget: Option<Duration>) -> Self {
         self.cleanup_batch_time = budget;
         self

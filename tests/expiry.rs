@@ -221,11 +221,12 @@ fn sweep_300_with_batch_time(budget: Option<Duration>) -> Result<u64, Error> {
 fn a_sweep_sized_by_time_starts_small_and_follows_its_budget() -> Result<(), Error> {
     // Every commit is far below an hour: the batches double from 64, up to what is left.
     assert_eq!(sweep_300_with_batch_time(Some(Duration::from_secs(3600)))?, 3, "64+128+108");
-    // Every commit is far above a nanosecond: they halve down to 16 and stay there.
-    let tiny = sweep_300_with_batch_time(Some(Duration::from_nanos(1)))?;
-    assert_eq!(tiny, 2 + 12 + 1, "64+32, twelve of 16, then the last 12");
     // Without a budget, every batch is cleanup_batch.
     assert_eq!(sweep_300_with_batch_time(None)?, 1);
+    // A budget below any commit's own cost: the batches follow four times the quickest
+    // commit instead (how many depends on the machine), and the sweep still ends.
+    let tiny = sweep_300_with_batch_time(Some(Duration::from_nanos(1)))?;
+    assert!((2..=300 / 16 + 1).contains(&tiny), "{tiny} batches");
     Ok(())
 }
 

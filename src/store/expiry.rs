@@ -133,9 +133,21 @@ const FIRST_SWEEP_BATCH: usize = 64;
 const MIN_SWEEP_BATCH: usize = 16;
 
 /// The size of a sweep's next batch: the last one, `last` sessions, held the file for `held`;
-/// scaled towards `budget`, by at most a factor of two either way (so one slow commit does not
-/// collapse the sweep), within `MIN_SWEEP_BATCH..=max`.
-fn next_sweep_batch(last: usize, held: Duration, budget: Duration, max: usize) -> usize {
+/// scaled towards a target time, by at most a factor of two either way (so one slow commit does
+/// not collapse the sweep), within `MIN_SWEEP_BATCH..=max`.
+///
+/// The target is `budget`, or four times `quickest` (the shortest hold of this sweep so far)
+/// if that is longer: a commit has a fixed cost (its syncs) that no smaller batch avoids, and
+/// where that cost alone exceeds the budget, shrinking would only make the sweep slower, so
+/// batches grow until the fixed cost is at most about a quarter of their time.
+fn next_sweep_batch(
+    last: usize,
+    held: Duration,
+    quickest: Duration,
+    budget: Duration,
+    max: usize,
+) -> usize {
+    let target = budget.max(quickest.saturating_mul(4));
     let held = held.as_secs_f64().max(1e-9);
     #[expect(
         clippy::cast_possible_truncation,
@@ -143,7 +155,7 @@ fn next_sweep_batch(last: usize, held: Duration, budget: Duration, max: usize) -
         clippy::cast_precision_loss,
         reason = "a batch size: the float is clamped to a small positive range first"
     )]
-    let scaled = (last as f64 * budget.as_secs_f64() / held)
+    let scaled = (last as f64 * target.as_secs_f64() / held)
         .clamp(last as f64 / 2.0, last as f64 * 2.0) as usize;
     scaled.clamp(MIN_SWEEP_BATCH.min(max), max)
 }
@@ -250,6 +262,7 @@ impl Core {
             Some(_) => max.min(FIRST_SWEEP_BATCH),
             None => max,
         };
+        let mut quickest = Duration::MAX;
         loop {
             // When the job began, inside the write transaction: from then until the commit the
             // batch holds the file, and every other writer waits.
@@ -276,7 +289,8 @@ impl Core {
             if let Some(budget) = self.cfg.cleanup_batch_time {
                 let began = *began.lock().unwrap_or_else(PoisonError::into_inner);
                 let held = began.map_or(Duration::ZERO, |b| b.elapsed());
-                limit = next_sweep_batch(limit, held, budget, max);
+                quickest = quickest.min(held);
+                limit = next_sweep_batch(limit, held, quickest, budget, max);
             }
             // Writers of other processes wait on redb's file lock: let them in between batches.
             std::thread::sleep(Duration::from_millis(1));
@@ -419,18 +433,33 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    /// `next_sweep_batch` when the sweep's quickest hold so far was short (1 ms).
+    fn next(last: usize, held: Duration, budget: Duration, max: usize) -> usize {
+        next_sweep_batch(last, held, MS, budget, max)
+    }
+
     #[test]
     fn a_batch_grows_when_fast_and_shrinks_when_slow_by_at_most_two() {
-        assert_eq!(next_sweep_batch(100, 10 * MS, 15 * MS, 1000), 150);
-        assert_eq!(next_sweep_batch(100, MS, 15 * MS, 1000), 200, "at most doubled");
-        assert_eq!(next_sweep_batch(100, 30 * MS, 15 * MS, 1000), 50);
-        assert_eq!(next_sweep_batch(100, 300 * MS, 15 * MS, 1000), 50, "at most halved");
+        assert_eq!(next(100, 10 * MS, 15 * MS, 1000), 150);
+        assert_eq!(next(100, MS, 15 * MS, 1000), 200, "at most doubled");
+        assert_eq!(next(100, 30 * MS, 15 * MS, 1000), 50);
+        assert_eq!(next(100, 300 * MS, 15 * MS, 1000), 50, "at most halved");
     }
 
     #[test]
     fn a_batch_stays_within_the_minimum_and_cleanup_batch() {
-        assert_eq!(next_sweep_batch(800, Duration::ZERO, 15 * MS, 1000), 1000);
-        assert_eq!(next_sweep_batch(MIN_SWEEP_BATCH, 300 * MS, 15 * MS, 1000), MIN_SWEEP_BATCH);
-        assert_eq!(next_sweep_batch(5, 300 * MS, 15 * MS, 5), 5, "cleanup_batch below the minimum");
+        assert_eq!(next(800, Duration::ZERO, 15 * MS, 1000), 1000);
+        assert_eq!(next(MIN_SWEEP_BATCH, 300 * MS, 15 * MS, 1000), MIN_SWEEP_BATCH);
+        assert_eq!(next(5, 300 * MS, 15 * MS, 5), 5, "cleanup_batch below the minimum");
+    }
+
+    #[test]
+    fn a_fixed_cost_above_the_budget_makes_batches_grow_not_shrink() {
+        // Every commit takes at least 20 ms (a slow disk's syncs), more than the 15 ms budget:
+        // the target becomes 80 ms, and a 64-session batch that held 25 ms grows.
+        assert_eq!(next_sweep_batch(64, 25 * MS, 20 * MS, 15 * MS, 1000), 128);
+        assert_eq!(next_sweep_batch(400, 100 * MS, 20 * MS, 15 * MS, 1000), 320);
+        // A fast disk (quickest hold 2 ms): the budget rules.
+        assert_eq!(next_sweep_batch(64, 25 * MS, 2 * MS, 15 * MS, 1000), 38);
     }
 }
