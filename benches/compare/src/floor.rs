@@ -23,7 +23,8 @@
 //!   read-only open refuses it until then).
 //! - `floor-sweep-B`: one process, alone on a file of 2 × `rows` rows, durably removes the
 //!   `rows` rows known in advance (every other row number: spread over the whole key space),
-//!   B per transaction. A real sweep must also find them (an expiry index) and remove their
+//!   B per transaction (`floor-sweep-all`: all of them in one). A real sweep must also find
+//!   them (an expiry index) and remove their
 //!   other records; this one only removes. Requests/s is rows removed per second; the
 //!   histogram holds each commit's duration, which is how long a request writer would wait.
 
@@ -42,7 +43,8 @@ use crate::{Cell, Hist, Opts, Running, busy_between, copy_db, expect_ready, fini
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("floor");
 /// Rows per transaction in the `floor-sweep-B` cells.
-pub const SWEEP_BATCHES: [u64; 4] = [250, 1_000, 4_000, 16_000];
+/// The last removes everything in one transaction: the most redb removes per second at all.
+pub const SWEEP_BATCHES: [u64; 5] = [250, 1_000, 4_000, 16_000, u64::MAX];
 
 /// The key of row `i`.
 fn key(i: u64) -> [u8; 32] {
@@ -344,7 +346,8 @@ fn cgi_cell(o: &Opts, name: &str, path: &Path, procs: usize, close: bool) -> R<C
 fn sweep_cell(tpl: &Path, path: &Path, rows: u64, batch: u64) -> R<Cell> {
     copy_db(tpl, path)?;
     let db = open(path, ConcurrencyMode::MultiWriter)?;
-    let mut c = cell(format!("floor-sweep-{batch}"), 1, rows);
+    let name = if batch >= rows { "all".to_string() } else { batch.to_string() };
+    let mut c = cell(format!("floor-sweep-{name}"), 1, rows);
     let t0 = Instant::now();
     let mut next = 0u64;
     while next < rows {
@@ -352,13 +355,13 @@ fn sweep_cell(tpl: &Path, path: &Path, rows: u64, batch: u64) -> R<Cell> {
         let w = db.begin_write()?;
         {
             let mut table = w.open_table(TABLE)?;
-            for i in next..(next + batch).min(rows) {
+            for i in next..next.saturating_add(batch).min(rows) {
                 table.remove(&key(2 * i)[..])?.ok_or("floor sweep: row missing")?;
             }
         }
         w.commit()?;
         c.hist.record(t.elapsed().as_nanos() as u64);
-        next += batch;
+        next = next.saturating_add(batch);
     }
     let secs = t0.elapsed().as_secs_f64();
     c.requests = rows;
