@@ -136,10 +136,11 @@ const MIN_SWEEP_BATCH: usize = 16;
 /// scaled towards a target time, by at most a factor of two either way (so one slow commit does
 /// not collapse the sweep), within `MIN_SWEEP_BATCH..=max`.
 ///
-/// The target is `budget`, or four times `quickest` (the shortest hold of this sweep so far)
-/// if that is longer: a commit has a fixed cost (its syncs) that no smaller batch avoids, and
-/// where that cost alone exceeds the budget, shrinking would only make the sweep slower, so
-/// batches grow until the fixed cost is at most about a quarter of their time.
+/// The target is `budget`, unless even the shortest hold of this sweep so far (`quickest`)
+/// exceeds it: a commit has a fixed cost (its syncs) that no smaller batch avoids, and where
+/// that cost alone exceeds the budget, shrinking would only make the sweep slower. The target
+/// is then four times `quickest`, so that the fixed cost is about a quarter of each batch's
+/// time.
 fn next_sweep_batch(
     last: usize,
     held: Duration,
@@ -147,7 +148,7 @@ fn next_sweep_batch(
     budget: Duration,
     max: usize,
 ) -> usize {
-    let target = budget.max(quickest.saturating_mul(4));
+    let target = if quickest > budget { quickest.saturating_mul(4) } else { budget };
     let held = held.as_secs_f64().max(1e-9);
     #[expect(
         clippy::cast_possible_truncation,
@@ -459,7 +460,8 @@ mod tests {
         // the target becomes 80 ms, and a 64-session batch that held 25 ms grows.
         assert_eq!(next_sweep_batch(64, 25 * MS, 20 * MS, 15 * MS, 1000), 128);
         assert_eq!(next_sweep_batch(400, 100 * MS, 20 * MS, 15 * MS, 1000), 320);
-        // A fast disk (quickest hold 2 ms): the budget rules.
+        // Commits that fit the budget (quickest hold 2 ms, or 10 ms): the budget rules.
         assert_eq!(next_sweep_batch(64, 25 * MS, 2 * MS, 15 * MS, 1000), 38);
+        assert_eq!(next_sweep_batch(64, 25 * MS, 10 * MS, 15 * MS, 1000), 38);
     }
 }
