@@ -131,13 +131,30 @@ fn write_cell(o: &Opts, name: &str, path: &Path, procs: usize, k: usize) -> R<Ce
     Ok(c)
 }
 
+/// What a floor child is given (`spawn`): the file, opened, its row count, `CMP_K` and its
+/// seed.
+struct Child {
+    db: Database,
+    rows: u64,
+    k: u64,
+    seed: u64,
+}
+
+impl Child {
+    fn from_env() -> R<Child> {
+        let path = crate::env("CMP_PATH")?;
+        Ok(Child {
+            db: open(Path::new(&path), ConcurrencyMode::MultiWriter)?,
+            rows: crate::env("CMP_ROWS")?.parse()?,
+            k: crate::env("CMP_K")?.parse()?,
+            seed: crate::env("CMP_SEED")?.parse()?,
+        })
+    }
+}
+
 /// `floor-writer` child: commits `CMP_K` random overwrites per transaction until told to stop.
 pub fn writer_role() -> R<()> {
-    let path = crate::env("CMP_PATH")?;
-    let rows: u64 = crate::env("CMP_ROWS")?.parse()?;
-    let k: u64 = crate::env("CMP_K")?.parse()?;
-    let seed: u64 = crate::env("CMP_SEED")?.parse()?;
-    let db = open(Path::new(&path), ConcurrencyMode::MultiWriter)?;
+    let Child { db, rows, k, seed } = Child::from_env()?;
     let stop = wait_for_start()?;
     let cpu0 = crate::own_cpu_ms();
     let start = Instant::now();
@@ -231,11 +248,7 @@ fn save(db: &Database, q: &(Mutex<Queue>, Condvar), key: [u8; 32]) -> R<()> {
 /// `floor-web` child: `CMP_K` threads, each request reads a random row and, with probability
 /// `WEB_SAVE`, durably overwrites it through the group commit above.
 pub fn web_role() -> R<()> {
-    let path = crate::env("CMP_PATH")?;
-    let rows: u64 = crate::env("CMP_ROWS")?.parse()?;
-    let threads: u64 = crate::env("CMP_K")?.parse()?;
-    let seed: u64 = crate::env("CMP_SEED")?.parse()?;
-    let db = open(Path::new(&path), ConcurrencyMode::MultiWriter)?;
+    let Child { db, rows, k: threads, seed } = Child::from_env()?;
     let stop = wait_for_start()?;
     let cpu0 = crate::own_cpu_ms();
     let start = Instant::now();
@@ -302,11 +315,8 @@ fn wait_for_start() -> R<Arc<AtomicBool>> {
 /// `floor-cgi` child: open, read a row, overwrite it durably, exit (`CMP_K`: 1 closes, 0 leaves
 /// the handle to the OS).
 pub fn cgi_role() -> R<()> {
-    let path = crate::env("CMP_PATH")?;
-    let rows: u64 = crate::env("CMP_ROWS")?.parse()?;
-    let close = crate::env("CMP_K")? == "1";
-    let seed: u64 = crate::env("CMP_SEED")?.parse()?;
-    let db = open(Path::new(&path), ConcurrencyMode::MultiWriter)?;
+    let Child { db, rows, k, seed } = Child::from_env()?;
+    let close = k == 1;
     let k = key(Rng(0x9E37_79B9_7F4A_7C15 ^ (seed + 1)).below(rows));
     {
         let r = db.begin_read()?;
