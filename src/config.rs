@@ -289,11 +289,11 @@ impl Builder {
     /// (of any process) waits for: a sweep starts with small batches and sizes the next batch
     /// from how long the last one took (from the start of its own work to its commit; redb's
     /// transaction start and request writes batched with it come on top), doubling or halving
-    /// at most, never above [`cleanup_batch`](Self::cleanup_batch). Where a commit's fixed
-    /// cost alone exceeds the budget (a slow disk: even the sweep's quickest commit took longer),
-    /// batches aim at four times that commit instead, so the sweep keeps its pace. `None`: every batch is `cleanup_batch`
-    /// sessions. Default = 15 ms. A larger value removes more sessions per second (fewer
-    /// commits), with longer waits.
+    /// at most, never above [`cleanup_batch`](Self::cleanup_batch). Where a commit's fixed cost
+    /// alone exceeds the budget (a slow disk: even the sweep's quickest commit took longer),
+    /// batches aim at four times that commit instead, so the sweep keeps its pace. `None`: every
+    /// batch is `cleanup_batch` sessions. Default = 15 ms. A larger value removes more sessions
+    /// per second (fewer commits), with longer waits.
     pub fn cleanup_batch_time(mut self, budget: Option<Duration>) -> Self {
         self.cleanup_batch_time = budget;
         self
