@@ -191,7 +191,7 @@ fn formatting(first: u8, name: &str, value: &str, extra: &str) {
         "REMOTE_ADDR" => Some(OsString::from(extra)),
         _ => None,
     });
-    assert_eq!(client.cookie_header.as_deref(), Some(name));
+    assert_eq!(client.cookie_header.as_deref(), Some(name.as_bytes()));
     assert_eq!(client.query_string.as_deref(), Some(value));
 }
 

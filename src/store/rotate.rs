@@ -116,14 +116,73 @@ impl Store {
 
     /// Ends a session on purpose (log-out): deletes it and its states, and leaves a tombstone
     /// so that later uses of the id are [`Error::Revoked`] rather than [`Error::NotFound`],
-    /// until the session would have been removed anyway. Returns whether it existed. Needs no
-    /// token, like [`Store::delete`].
+    /// until the session would have been removed anyway. Needs no token, like
+    /// [`Store::delete`]: for admin pages; a log-out with the client's cookie should use
+    /// [`Store::revoke_with_token`].
+    ///
+    /// Revoking an id that was rotated ([`Store::regenerate`]) revokes the session it was
+    /// rotated into, and so on along the chain, in the same write transaction: a log-out that
+    /// races a log-in never leaves the logged-in session alive. A rotation's tombstone keeps
+    /// its successor until the tombstone is swept, whatever the forwarding window. Returns
+    /// whether a live session was revoked (the id's own or one it was rotated into).
     ///
     /// # Errors
     /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
     pub fn revoke(&self, id: &SessionId) -> Result<bool> {
         let sid = id.as_bytes().to_vec();
         let job: Job = Box::new(move |c, t| Ok(Ok(Reply::Existed(revoke_in(t, &sid, c.now())?))));
+        match self.core.submit(job)? {
+            Reply::Existed(existed) => Ok(existed),
+            _ => Err(wrong_reply()),
+        }
+    }
+
+    /// As [`Store::revoke`] (the id and the chain it was rotated into, in one transaction),
+    /// for the holder of the id's token: the log-out of a client that sends its cookie. The
+    /// token is checked against the live session or, for a retired id, against its tombstone,
+    /// so a cookie that reads as [`Error::Revoked`] or [`Error::Rotated`] (another request
+    /// logged in meanwhile) still ends the session it was rotated into. Returns whether a live
+    /// session was revoked; `Ok(false)` for an id that is unknown or already swept.
+    ///
+    /// # Errors
+    /// [`Error::Security`] for a wrong token (nothing is revoked), [`Error::Storage`] from
+    /// redb, [`Error::InvalidInput`] on a read-only store.
+    pub fn revoke_with_token(&self, id: &SessionId, token: &SecureToken) -> Result<bool> {
+        self.revoke_as(id, token, None)
+    }
+
+    /// [`Store::revoke_with_token`] that also refuses ([`Error::Security`], nothing written)
+    /// when the live session at the end of the chain was created with a client fingerprint
+    /// other than `fingerprint` (the web layer's cross-checks).
+    pub(crate) fn revoke_as(
+        &self,
+        id: &SessionId,
+        token: &SecureToken,
+        fingerprint: Option<&[u8]>,
+    ) -> Result<bool> {
+        let (sid, token) = (id.as_bytes().to_vec(), token.clone());
+        let fingerprint = fingerprint.map(crate::id::fingerprint_hash);
+        let job: Job = Box::new(move |c, t| {
+            let now = c.now();
+            let hash = match get_session(&t.sessions, &sid)? {
+                Some(rec) => rec.token_hash,
+                None => match get_tombstone(&t.tombstones, &sid)? {
+                    Some(stone) => stone.token_hash,
+                    None => return Ok(Ok(Reply::Existed(false))),
+                },
+            };
+            if !token.matches(&hash) {
+                return Ok(Err(Error::Security));
+            }
+            if let Some(wanted) = &fingerprint
+                && let Some(end) = chain_end(t, &sid)?
+                && let Some(stored) = get_session(&t.sessions, &end)?.and_then(|r| r.fingerprint)
+                && !crate::id::constant_time_eq(wanted, &stored)
+            {
+                return Ok(Err(Error::Security));
+            }
+            Ok(Ok(Reply::Existed(revoke_in(t, &sid, now)?)))
+        });
         match self.core.submit(job)? {
             Reply::Existed(existed) => Ok(existed),
             _ => Err(wrong_reply()),
@@ -136,42 +195,75 @@ impl Store {
 /// session); sessions without expiry would otherwise keep their tombstones for ever.
 pub(crate) const TOMBSTONE_LIFE: u64 = 7 * 24 * 3600 * 1000;
 
-/// Revokes `sid` inside a write transaction, at `now`; whether a session existed.
+/// The most links of a rotation chain that [`revoke_in`] follows. Ids are never reused, so a
+/// chain has no cycle; the bound only guards against a damaged file.
+const MAX_CHAIN: usize = 10_000;
+
+/// The id at the end of the rotation chain from `sid`: the live session it was rotated into
+/// (`sid` itself if live), or `None` if the chain ends without one.
+fn chain_end(t: &crate::schema::WriteTables<'_>, sid: &[u8]) -> Result<Option<Vec<u8>>> {
+    let mut cur = sid.to_vec();
+    for _ in 0..MAX_CHAIN {
+        if t.sessions.get(cur.as_slice())?.is_some() {
+            return Ok(Some(cur));
+        }
+        match get_tombstone(&t.tombstones, &cur).ok().flatten().and_then(|s| s.successor) {
+            Some(next) => cur = next.into_bytes(),
+            None => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// Revokes `sid` inside a write transaction, at `now`, and the chain of ids it was rotated
+/// into: each rotation tombstone on the way stops forwarding (it keeps its successor, so that
+/// revoking again follows the same chain), and the live session at the end is revoked.
+/// Returns whether a live session was revoked.
 pub(crate) fn revoke_in(
     t: &mut crate::schema::WriteTables<'_>,
     sid: &[u8],
     now: u64,
 ) -> Result<bool> {
-    let rec = match get_session(&t.sessions, sid) {
-        Ok(Some(rec)) => rec,
-        Ok(None) => {
-            // A rotated id: stop its forwarding (the caller revokes the successor too).
-            if let Ok(Some(mut stone)) = get_tombstone(&t.tombstones, sid)
-                && stone.reason == Retired::Rotated
-            {
-                stone.reason = Retired::Revoked;
-                stone.successor = None;
-                stone.sealed_token.clear();
-                put_tombstone(t, sid, &stone)?;
+    let mut cur = sid.to_vec();
+    for _ in 0..MAX_CHAIN {
+        let rec = match get_session(&t.sessions, &cur) {
+            Ok(Some(rec)) => rec,
+            Ok(None) => {
+                // A retired id: stop its forwarding and follow it to its successor. A damaged
+                // tombstone ends the walk (its successor is unknown).
+                let Ok(Some(mut stone)) = get_tombstone(&t.tombstones, &cur) else {
+                    return Ok(false);
+                };
+                let next = stone.successor.clone();
+                if stone.reason == Retired::Rotated {
+                    stone.reason = Retired::Revoked;
+                    stone.sealed_token.clear();
+                    put_tombstone(t, &cur, &stone)?;
+                }
+                match next {
+                    Some(next) => cur = next.into_bytes(),
+                    None => return Ok(false),
+                }
+                continue;
             }
-            return Ok(false);
-        }
-        // A damaged record: removed, with no tombstone (its token hash is unknown).
-        Err(Error::Corrupted { .. }) => {
-            remove_session(t, sid, None)?;
-            return Ok(true);
-        }
-        Err(e) => return Err(e),
-    };
-    remove_session(t, sid, Some(&rec))?;
-    let stone = Tombstone {
-        reason: Retired::Revoked,
-        token_hash: rec.token_hash,
-        successor: None,
-        sealed_token: Vec::new(),
-        forward_until: 0,
-        remove_at: rec.remove_at.min(now.saturating_add(TOMBSTONE_LIFE)),
-    };
-    put_tombstone(t, sid, &stone)?;
-    Ok(true)
+            // A damaged record: removed, with no tombstone (its token hash is unknown).
+            Err(Error::Corrupted { .. }) => {
+                remove_session(t, &cur, None)?;
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        };
+        remove_session(t, &cur, Some(&rec))?;
+        let stone = Tombstone {
+            reason: Retired::Revoked,
+            token_hash: rec.token_hash,
+            successor: None,
+            sealed_token: Vec::new(),
+            forward_until: 0,
+            remove_at: rec.remove_at.min(now.saturating_add(TOMBSTONE_LIFE)),
+        };
+        put_tombstone(t, &cur, &stone)?;
+        return Ok(true);
+    }
+    Ok(false)
 }

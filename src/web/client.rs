@@ -9,8 +9,9 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClientInfo {
-    /// The `Cookie` request header, if any.
-    pub cookie_header: Option<String>,
+    /// The `Cookie` request header, if any, as bytes: a header with a byte that is not UTF-8
+    /// in another site's cookie still yields ours (a bad pair spoils only itself).
+    pub cookie_header: Option<Vec<u8>>,
     /// The client's address (`REMOTE_ADDR`).
     pub remote_addr: Option<String>,
     /// The `User-Agent` request header.
@@ -22,10 +23,10 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
-    /// A client with only a `Cookie` header.
+    /// A client with only a `Cookie` header (text or bytes).
     #[must_use]
-    pub fn with_cookie(cookie_header: impl Into<String>) -> Self {
-        Self { cookie_header: Some(cookie_header.into()), ..Self::default() }
+    pub fn with_cookie(cookie_header: impl AsRef<[u8]>) -> Self {
+        Self { cookie_header: Some(cookie_header.as_ref().to_vec()), ..Self::default() }
     }
 
     /// Sets the client address.
@@ -57,8 +58,9 @@ impl ClientInfo {
     }
 
     /// Reads a CGI/1.1 request's environment: `HTTP_COOKIE`, `REMOTE_ADDR`, `HTTP_USER_AGENT`,
-    /// `SSL_SESSION_ID` and `QUERY_STRING`. A variable that is unset, or not valid UTF-8, is
-    /// `None` (a cookie header that is not UTF-8 cannot hold our cookie).
+    /// `SSL_SESSION_ID` and `QUERY_STRING`. A variable that is unset is `None`; so is one that
+    /// is not valid UTF-8, except `HTTP_COOKIE`, kept as bytes: a byte that is not UTF-8 in one
+    /// cookie spoils only that cookie.
     #[must_use]
     pub fn from_cgi_env() -> Self {
         Self::from_vars(|name| std::env::var_os(name))
@@ -68,9 +70,10 @@ impl ClientInfo {
     /// parameter list...).
     #[must_use]
     pub fn from_vars(mut var: impl FnMut(&str) -> Option<OsString>) -> Self {
+        let cookie_header = var("HTTP_COOKIE").map(std::ffi::OsString::into_encoded_bytes);
         let mut get = |name: &str| var(name).and_then(|v| v.into_string().ok());
         Self {
-            cookie_header: get("HTTP_COOKIE"),
+            cookie_header,
             remote_addr: get("REMOTE_ADDR"),
             user_agent: get("HTTP_USER_AGENT"),
             tls_session_id: get("SSL_SESSION_ID"),
@@ -171,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn cgi_variables_are_read_and_non_utf8_is_dropped() {
+    fn cgi_variables_are_read_and_a_non_utf8_cookie_header_is_kept_as_bytes() {
         use std::os::unix::ffi::OsStringExt;
         let client = ClientInfo::from_vars(|name| match name {
             "HTTP_COOKIE" => Some(OsString::from_vec(vec![b's', b'=', 0xff])),
@@ -180,7 +183,7 @@ mod tests {
             "QUERY_STRING" => Some("state=3".into()),
             _ => None,
         });
-        assert_eq!(client.cookie_header, None);
+        assert_eq!(client.cookie_header.as_deref(), Some(&b"s=\xff"[..]));
         assert_eq!(client.remote_addr.as_deref(), Some("203.0.113.9"));
         assert_eq!(client.user_agent.as_deref(), Some("curl/8"));
         assert_eq!(client.tls_session_id, None);

@@ -20,7 +20,10 @@ pub const MAX_COOKIE_HEADER_LEN: usize = 8192;
 /// malformed pairs, which are skipped, do not count.
 ///
 /// Unlike the length limit this one keeps what came before it: pairs are cut only at pair
-/// boundaries, so every pair returned is whole and correct.
+/// boundaries, so every pair returned is whole and correct. [`get_cookie`] and the session
+/// manager look for their name among all the pairs of the header (bounded by
+/// [`MAX_COOKIE_HEADER_LEN`]), so other sites' cookies cannot push theirs out of this limit;
+/// the manager tries at most this many session cookies of its own name.
 pub const MAX_COOKIES: usize = 64;
 
 /// The longest `name=value` text a browser stores (RFC 6265bis §5.7: name and value together).
@@ -73,10 +76,23 @@ fn parse_pair(segment: &[u8]) -> Option<(&str, &str)> {
     Some((std::str::from_utf8(name).ok()?, std::str::from_utf8(value).ok()?))
 }
 
+/// Every well-formed pair of a `Cookie` header, in order, if the header is within
+/// [`MAX_COOKIE_HEADER_LEN`] (which bounds the work); not capped in count.
+fn all_pairs(header: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    let header = if header.len() > MAX_COOKIE_HEADER_LEN { &[][..] } else { header };
+    header.split(|&b| b == b';').filter_map(parse_pair)
+}
+
 /// The well-formed pairs of a `Cookie` header, in order, within the limits.
 fn pairs(header: &[u8]) -> impl Iterator<Item = (&str, &str)> {
-    let header = if header.len() > MAX_COOKIE_HEADER_LEN { &[][..] } else { header };
-    header.split(|&b| b == b';').filter_map(parse_pair).take(MAX_COOKIES)
+    all_pairs(header).take(MAX_COOKIES)
+}
+
+/// The values of every well-formed cookie called `name`, in order: picked by name among all
+/// the header's pairs, so no count of other cookies can hide them. Bounded by the header's
+/// size, [`MAX_COOKIE_HEADER_LEN`].
+pub(crate) fn cookie_values<'a>(header: &'a [u8], name: &'a str) -> impl Iterator<Item = &'a str> {
+    all_pairs(header).filter(move |&(n, _)| n == name).map(|(_, v)| v)
 }
 
 /// Parses a `Cookie` request header (RFC 6265 §4.2.1, `name=value; name2=value2`) into its
@@ -116,8 +132,10 @@ pub fn parse_cookie_header<H: AsRef<[u8]> + ?Sized>(header: &H) -> Vec<(&str, &s
     pairs(header.as_ref()).collect()
 }
 
-/// The value of the first cookie called `name` in a `Cookie` request header, if any: the first
-/// such pair [`parse_cookie_header`] returns, under the same rules and limits.
+/// The value of the first cookie called `name` in a `Cookie` request header, if any, under the
+/// rules of [`parse_cookie_header`]. It is looked for among all the header's pairs, not only the
+/// first [`MAX_COOKIES`]: other cookies cannot push it out. The size limit,
+/// [`MAX_COOKIE_HEADER_LEN`], holds.
 ///
 /// A malformed occurrence of the name is skipped, so a later well-formed one is returned. An
 /// attacker controlling a sibling subdomain can plant a cookie that comes first ("cookie
@@ -132,7 +150,7 @@ pub fn parse_cookie_header<H: AsRef<[u8]> + ?Sized>(header: &H) -> Vec<(&str, &s
 /// assert_eq!(get_cookie(header, "sid"), None);
 /// ```
 pub fn get_cookie<'a, H: AsRef<[u8]> + ?Sized>(header: &'a H, name: &str) -> Option<&'a str> {
-    pairs(header.as_ref()).find(|&(n, _)| n == name).map(|(_, v)| v)
+    all_pairs(header.as_ref()).find(|&(n, _)| n == name).map(|(_, v)| v)
 }
 
 /// The `SameSite` attribute of a cookie: in which cross-site requests the browser sends it.
@@ -597,7 +615,9 @@ mod tests {
         assert_eq!(got[0], ("c0", "v"));
         assert_eq!(got[MAX_COOKIES - 1].0, format!("c{}", MAX_COOKIES - 1));
         assert_eq!(get_cookie(header, "c63"), Some("v"));
-        assert_eq!(get_cookie(header, "c64"), None, "get_cookie keeps the same limit");
+        // get_cookie looks past the pair limit: other cookies cannot hide the one asked for.
+        assert_eq!(get_cookie(header, "c64"), Some("v"));
+        assert_eq!(get_cookie(header, "c700"), Some("v"));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use super::client::{ClientInfo, CrossCheck, fingerprint};
-use super::cookie::{CookieAttrs, parse_cookie_header, revoke_cookie, set_cookie};
+use super::cookie::{CookieAttrs, MAX_COOKIES, cookie_values, revoke_cookie, set_cookie};
 use super::url::{session_from_query, state_from_query};
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId};
@@ -150,6 +150,9 @@ pub struct Request {
     fingerprint: Option<Vec<u8>>,
     /// `Some(user)`: file the session under `user` (`None`: no user) at `finish`.
     user: Option<UserKey>,
+    /// The well-formed sessions the client named (cookies or query), which a log-out revokes
+    /// with their chains even when `begin` refused them (another request rotated them).
+    named: Vec<(SessionId, SecureToken)>,
     ending: Ending,
     cookie: CookieNeed,
 }
@@ -302,6 +305,7 @@ impl SessionManager {
             new_state: None,
             fingerprint,
             user: None,
+            named: Vec::new(),
             ending: Ending::Keep,
             cookie: CookieNeed::Nothing,
         };
@@ -317,6 +321,7 @@ impl SessionManager {
         };
         let query = client.query_string.as_deref().unwrap_or("");
         let wanted = state_from_query(query, &self.config.state_param);
+        req.named.clone_from(&candidates);
         let Loaded { id, token, fetched, forwarded } = match self.load_named(candidates, wanted)? {
             Ok(loaded) => loaded,
             Err(refusal) => return Self::refused(req, refusal),
@@ -350,24 +355,26 @@ impl SessionManager {
 
     /// The sessions the client names: every cookie of our name (a stale cookie on another
     /// path or from a sibling domain must not shadow the real one), else (if enabled) its query
-    /// string.
+    /// string. Cookies are picked by name before any count limit, so other cookies cannot push
+    /// ours out; only the header's size is bounded ([`MAX_COOKIE_HEADER_LEN`]).
+    ///
+    /// [`MAX_COOKIE_HEADER_LEN`]: super::MAX_COOKIE_HEADER_LEN
     fn named_sessions(&self, client: &ClientInfo) -> Named {
-        let header = client.cookie_header.as_deref().unwrap_or("");
-        let values: Vec<&str> = parse_cookie_header(header)
-            .into_iter()
-            .filter(|(name, _)| *name == self.config.cookie_name)
-            .map(|(_, value)| value)
-            .collect();
+        let header = client.cookie_header.as_deref().unwrap_or_default();
+        let values: Vec<&str> = cookie_values(header, &self.config.cookie_name).collect();
         if !values.is_empty() {
             // Split at the last dot: tokens are base64url and never hold one, while a custom
-            // id alphabet may.
-            let parsed: Vec<_> = values
-                .iter()
-                .filter_map(|value| {
-                    let (id, token) = value.rsplit_once('.')?;
-                    Some((SessionId::parse(id).ok()?, SecureToken::parse(token).ok()?))
-                })
-                .collect();
+            // id alphabet may. Duplicates are tried once; at most `MAX_COOKIES` are tried.
+            let mut parsed: Vec<(SessionId, SecureToken)> = Vec::new();
+            for value in values {
+                let Some((id, token)) = value.rsplit_once('.') else { continue };
+                let (Ok(id), Ok(token)) = (SessionId::parse(id), SecureToken::parse(token)) else {
+                    continue;
+                };
+                if parsed.len() < MAX_COOKIES && !parsed.iter().any(|p| p.0 == id && p.1 == token) {
+                    parsed.push((id, token));
+                }
+            }
             return if parsed.is_empty() { Named::Junk } else { Named::Sessions(parsed) };
         }
         if self.config.session_in_url
@@ -447,11 +454,12 @@ impl SessionManager {
         let clear = || revoke_cookie(name, attrs).map(Some);
         let (changed, cookie) = (req.changed(), req.cookie);
         if req.ending == Ending::Logout {
-            if let Some((id, token, _)) = &req.stored {
-                self.revoke_chain(id, token)?;
-                return clear();
-            }
-            return if cookie == CookieNeed::Clear { clear() } else { Ok(None) };
+            self.revoke_named(&req)?;
+            return if req.stored.is_some() || cookie == CookieNeed::Clear {
+                clear()
+            } else {
+                Ok(None)
+            };
         }
         let Request { stored, data, new_state, fingerprint, user, ending, .. } = req;
         let Some((mut id, mut token, version)) = stored else {
@@ -507,21 +515,26 @@ impl SessionManager {
         if send { self.cookie(&id, &token).map(Some) } else { Ok(None) }
     }
 
-    /// Revokes a session and, if another request rotated it meanwhile, the sessions its
-    /// forwarding leads to (a log-out must not leave the logged-in successor alive).
-    fn revoke_chain(&self, id: &SessionId, token: &SecureToken) -> Result<()> {
-        let (mut id, mut token) = (id.clone(), token.clone());
-        for _ in 0..=MAX_FORWARDS {
-            // Look before revoking: revoking a forwarding tombstone stops its forwarding.
-            let next = match self.store.fetch_state(&id, &token, None) {
-                Err(Error::Rotated { successor, token: moved }) => Some((successor, moved)),
-                _ => None,
-            };
-            self.store.revoke(&id)?;
-            match next {
-                Some(pair) => (id, token) = pair,
-                None => return Ok(()),
-            }
+    /// A log-out: revokes the request's session and every session the client named with its
+    /// valid token, each with the chain it was rotated into, in one transaction per name
+    /// ([`Store::revoke_with_token`]). A cookie `begin` refused as revoked or rotated (another
+    /// request logged in meanwhile) still ends the logged-in session; a wrong token ends
+    /// nothing. A request refused for its cross-checks revokes nothing, and a named session is
+    /// not revoked through a client that fails the cross-checks of the session at its chain's
+    /// end.
+    fn revoke_named(&self, req: &Request) -> Result<()> {
+        let ignore = |r: Result<bool>| match r {
+            Ok(_) | Err(Error::Security | Error::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Some((id, token, _)) = &req.stored {
+            ignore(self.store.revoke_as(id, token, None))?;
+        }
+        if req.outcome == (Outcome::Hijacked { continued: false }) {
+            return Ok(());
+        }
+        for (id, token) in &req.named {
+            ignore(self.store.revoke_as(id, token, req.fingerprint.as_deref()))?;
         }
         Ok(())
     }

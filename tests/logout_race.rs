@@ -1,0 +1,306 @@
+//! A log-out racing a log-in (issue 15): revoking an id revokes the chain it was rotated into,
+//! in one write transaction, so that no interleaving of the two leaves the logged-in session
+//! alive; and a log-out whose cookie was refused as revoked or rotated still ends it. Through
+//! the store, the web layer, and two real processes (this test binary re-run as a child).
+
+use std::process::Command;
+use std::time::Duration;
+
+use sessiondb::web::{ClientInfo, ManagerConfig, Outcome, SessionManager};
+use sessiondb::{Error, SecureToken, SessionId, Store};
+
+mod common;
+use common::{T0, temp_db};
+
+/// The forwarding windows every interleaving is tried with: none (the default) and 30 s.
+const FORWARDS: [u64; 2] = [0, 30];
+
+fn manager(db: &common::TempDb, forward: u64) -> SessionManager {
+    let clock = sessiondb::ManualClock::new(T0);
+    let store = common::builder(&db.path, &clock).cleanup_interval(None).open().unwrap();
+    let mut config = ManagerConfig::default();
+    config.rotation_forward = Duration::from_secs(forward);
+    SessionManager::new(store, config).unwrap()
+}
+
+/// The `name=value` part of a `Set-Cookie` value, as a browser sends it back.
+fn cookie_of(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+/// A session with some data; its cookie.
+fn logged_out_visit(m: &SessionManager) -> String {
+    let mut req = m.begin(&ClientInfo::default()).unwrap();
+    req.set_data(b"cart".to_vec());
+    cookie_of(&m.finish(req).unwrap().expect("a new session sends its cookie"))
+}
+
+/// A complete log-in with `cookie`: rotates the session and files it under a user; the new
+/// cookie.
+fn login(m: &SessionManager, cookie: &str) -> String {
+    let mut req = m.begin(&ClientInfo::with_cookie(cookie)).unwrap();
+    assert!(matches!(req.outcome(), Outcome::Resumed | Outcome::Forwarded), "{:?}", req.outcome());
+    req.regenerate();
+    req.set_user(Some(b"ann".to_vec()));
+    cookie_of(&m.finish(req).unwrap().expect("a log-in sends the new cookie"))
+}
+
+/// Whether the session `cookie` names can still be used by its holder.
+fn alive(m: &SessionManager, cookie: &str) -> bool {
+    let req = m.begin(&ClientInfo::with_cookie(cookie)).unwrap();
+    let alive = matches!(req.outcome(), Outcome::Resumed | Outcome::Forwarded);
+    m.finish(req).unwrap();
+    alive
+}
+
+/// The log-out finished: the cookie is removed, and nothing of the session lives on.
+fn assert_all_logged_out(m: &SessionManager, cookies: &[&str], set_cookie: Option<String>) {
+    let set_cookie = set_cookie.expect("a log-out removes the cookie");
+    assert!(set_cookie.contains("Max-Age=0"), "{set_cookie}");
+    for cookie in cookies {
+        assert!(!alive(m, cookie), "{cookie} is still logged in");
+    }
+    assert_eq!(m.store().count().unwrap(), 0, "a session survived the log-out");
+    assert!(m.store().user_sessions(b"ann").unwrap().is_empty());
+}
+
+fn parse(cookie: &str) -> (SessionId, SecureToken) {
+    let (id, token) = cookie.split_once('=').unwrap().1.rsplit_once('.').unwrap();
+    (SessionId::parse(id).unwrap(), SecureToken::parse(token).unwrap())
+}
+
+#[test]
+fn logout_after_a_committed_login_ends_the_logged_in_session() {
+    for forward in FORWARDS {
+        let db = temp_db();
+        let m = manager(&db, forward);
+        let old = logged_out_visit(&m);
+        let new = login(&m, &old);
+        // The other tab still sends the old cookie with its log-out.
+        let mut logout = m.begin(&ClientInfo::with_cookie(&old)).unwrap();
+        logout.logout();
+        let set = m.finish(logout).unwrap();
+        assert_all_logged_out(&m, &[&old, &new], set);
+    }
+}
+
+#[test]
+fn logout_whose_begin_precedes_a_login_ends_the_logged_in_session() {
+    for forward in FORWARDS {
+        let db = temp_db();
+        let m = manager(&db, forward);
+        let old = logged_out_visit(&m);
+        let mut logout = m.begin(&ClientInfo::with_cookie(&old)).unwrap();
+        assert_eq!(logout.outcome(), &Outcome::Resumed);
+        let new = login(&m, &old); // commits between the log-out's begin and finish
+        logout.logout();
+        let set = m.finish(logout).unwrap();
+        assert_all_logged_out(&m, &[&old, &new], set);
+    }
+}
+
+#[test]
+fn a_login_that_commits_after_the_logout_resurrects_nothing() {
+    for forward in FORWARDS {
+        for with_save in [false, true] {
+            let db = temp_db();
+            let m = manager(&db, forward);
+            let old = logged_out_visit(&m);
+            let mut login = m.begin(&ClientInfo::with_cookie(&old)).unwrap();
+            let mut logout = m.begin(&ClientInfo::with_cookie(&old)).unwrap();
+            logout.logout();
+            let set = m.finish(logout).unwrap();
+            login.regenerate();
+            if with_save {
+                login.set_user(Some(b"ann".to_vec()));
+            }
+            match m.finish(login) {
+                // Rotating a revoked session is refused; the log-in clears the cookie.
+                Ok(set) => assert!(set.unwrap().contains("Max-Age=0")),
+                // Its save is refused (the web layer runs the request again, as a new visit).
+                Err(e) => assert!(matches!(e, Error::Revoked), "{e:?}"),
+            }
+            assert_all_logged_out(&m, &[&old], set);
+        }
+    }
+}
+
+#[test]
+fn logout_with_a_cookie_rotated_twice_ends_the_end_of_the_chain() {
+    for forward in FORWARDS {
+        for logout_begins_first in [false, true] {
+            let db = temp_db();
+            let m = manager(&db, forward);
+            let first = logged_out_visit(&m);
+            let early = m.begin(&ClientInfo::with_cookie(&first)).unwrap();
+            let second = login(&m, &first);
+            let third = login(&m, &second);
+            let mut logout = if logout_begins_first {
+                early
+            } else {
+                m.finish(early).unwrap();
+                m.begin(&ClientInfo::with_cookie(&first)).unwrap()
+            };
+            logout.logout();
+            let set = m.finish(logout).unwrap();
+            assert_all_logged_out(&m, &[&first, &second, &third], set);
+        }
+    }
+}
+
+#[test]
+fn a_wrong_token_cannot_log_out_through_a_rotated_id() {
+    for forward in FORWARDS {
+        let db = temp_db();
+        let m = manager(&db, forward);
+        let old = logged_out_visit(&m);
+        let new = login(&m, &old);
+        let (id, _) = parse(&old);
+        let forged = format!("sessiondb={}.{}", id.as_str(), "A".repeat(43));
+        let mut logout = m.begin(&ClientInfo::with_cookie(&forged)).unwrap();
+        assert_eq!(logout.outcome(), &Outcome::Hijacked { continued: false });
+        logout.logout();
+        m.finish(logout).unwrap();
+        assert!(alive(&m, &new), "a forged token logged the user out");
+        assert_eq!(m.store().count().unwrap(), 1);
+    }
+}
+
+// ---- the store's guarantee ----
+
+#[test]
+fn revoking_a_rotated_id_revokes_the_session_it_was_rotated_into() -> Result<(), Error> {
+    // Windows short enough to end before the test clock's idle timeout (10 s).
+    for forward in [0, 2] {
+        let db = temp_db();
+        let (store, clock) = common::store(&db);
+        let a = store.create(b"cart", b"")?;
+        let b = store.regenerate(&a.id, &a.token, Duration::from_secs(forward))?;
+        let c = store.regenerate(&b.id, &b.token, Duration::from_secs(forward))?;
+        // After any forwarding window too: the tombstone keeps its successor until it goes.
+        clock.advance(forward * 1000 + 1);
+        let revoked = store.revoke(&a.id)?;
+        for (id, token) in [(&a.id, &a.token), (&b.id, &b.token), (&c.id, &c.token)] {
+            let got = store.load(id, token);
+            assert!(matches!(got, Err(Error::Revoked)), "forward {forward}, {id}: {got:?}");
+        }
+        assert!(revoked, "a live session at the end of the chain was revoked");
+        assert_eq!(store.count()?, 0);
+        assert!(!store.revoke(&a.id)?, "nothing left to revoke");
+        // The chain cannot be rotated back to life.
+        let again = store.regenerate(&c.id, &c.token, Duration::ZERO);
+        assert!(matches!(again, Err(Error::Revoked)), "{again:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn revoking_inside_the_forwarding_window_stops_the_forwarding() -> Result<(), Error> {
+    let db = temp_db();
+    let (store, _clock) = common::store(&db);
+    let a = store.create(b"cart", b"")?;
+    let b = store.regenerate(&a.id, &a.token, Duration::from_secs(30))?;
+    assert!(matches!(store.load(&a.id, &a.token), Err(Error::Rotated { .. })));
+    let revoked = store.revoke(&a.id)?;
+    assert!(matches!(store.load(&a.id, &a.token), Err(Error::Revoked)));
+    let got = store.load(&b.id, &b.token);
+    assert!(matches!(got, Err(Error::Revoked)), "{got:?}");
+    assert!(revoked);
+    Ok(())
+}
+
+#[test]
+fn a_revoke_first_leaves_nothing_to_rotate() -> Result<(), Error> {
+    let db = temp_db();
+    let (store, _clock) = common::store(&db);
+    let a = store.create(b"cart", b"")?;
+    assert!(store.revoke(&a.id)?);
+    let moved = store.regenerate(&a.id, &a.token, Duration::from_secs(30));
+    assert!(matches!(moved, Err(Error::Revoked)), "{moved:?}");
+    assert_eq!(store.count()?, 0);
+    Ok(())
+}
+
+// ---- two real processes ----
+
+/// The child: one complete log-in with the cookie in `SESSIONDB_LR_COOKIE`; prints the new
+/// cookie.
+#[test]
+#[ignore = "child process of logout_and_login_in_two_processes; run by it"]
+fn child_login() {
+    let path = std::env::var("SESSIONDB_LR_PATH").expect("run by the parent test");
+    let cookie = std::env::var("SESSIONDB_LR_COOKIE").unwrap();
+    let store = Store::builder(&path).cleanup_interval(None).open().unwrap();
+    let m = SessionManager::new(store, ManagerConfig::default()).unwrap();
+    let mut req = m.begin(&ClientInfo::with_cookie(&cookie)).unwrap();
+    if !matches!(req.outcome(), Outcome::Resumed | Outcome::Forwarded) {
+        // Logged out already: this log-in form would be shown again.
+        m.finish(req).unwrap();
+        println!("\nLOGIN: none");
+        return;
+    }
+    req.regenerate();
+    req.set_user(Some(b"ann".to_vec()));
+    match m.finish(req) {
+        Ok(set) => println!("\nLOGIN: {}", cookie_of(&set.unwrap_or_default())),
+        Err(e) => println!("\nLOGIN: refused {e}"),
+    }
+}
+
+/// Runs the child's log-in with `cookie` in its own process; the new cookie, if it got one.
+fn spawn_login(path: &std::path::Path, cookie: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "child_login", "--nocapture", "--test-threads=1"])
+        .env("SESSIONDB_LR_PATH", path)
+        .env("SESSIONDB_LR_COOKIE", cookie)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn child")
+}
+
+fn login_output(child: std::process::Child) -> Option<String> {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stdout));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find_map(|l| l.strip_prefix("LOGIN: ")).expect("the child's answer");
+    line.strip_prefix("sessiondb=").filter(|v| !v.is_empty()).map(|v| format!("sessiondb={v}"))
+}
+
+#[test]
+fn logout_and_login_in_two_processes() {
+    let db = temp_db();
+    let open = || {
+        let store = Store::builder(&db.path).cleanup_interval(None).open().unwrap();
+        SessionManager::new(store, ManagerConfig::default()).unwrap()
+    };
+    let m = open();
+    // Set interleavings: the other process logs in before the log-out's begin, and between
+    // its begin and finish.
+    for login_before_begin in [true, false] {
+        let old = logged_out_visit(&m);
+        let mut new = None;
+        if login_before_begin {
+            new = login_output(spawn_login(&db.path, &old));
+        }
+        let mut logout = m.begin(&ClientInfo::with_cookie(&old)).unwrap();
+        if !login_before_begin {
+            new = login_output(spawn_login(&db.path, &old));
+        }
+        logout.logout();
+        let set = m.finish(logout).unwrap();
+        let new = new.expect("the child logged in");
+        assert_all_logged_out(&m, &[&old, &new], set);
+    }
+    // Free races: whoever wins, nothing stays logged in.
+    for _ in 0..8 {
+        let old = logged_out_visit(&m);
+        let child = spawn_login(&db.path, &old);
+        let mut logout = m.begin(&ClientInfo::with_cookie(&old)).unwrap();
+        logout.logout();
+        let set = m.finish(logout).unwrap();
+        let new = login_output(child);
+        let mut cookies = vec![old.as_str()];
+        cookies.extend(new.as_deref());
+        assert_all_logged_out(&m, &cookies, set);
+    }
+}
