@@ -221,6 +221,74 @@ fn a_revoke_first_leaves_nothing_to_rotate() -> Result<(), Error> {
     Ok(())
 }
 
+#[test]
+fn revoke_with_token_checks_the_token_of_the_id_it_was_given() -> Result<(), Error> {
+    for forward in [0, 2] {
+        let db = temp_db();
+        let (store, _clock) = common::store(&db);
+        let wrong = SecureToken::parse(&"A".repeat(43))?;
+        let a = store.create(b"cart", b"")?;
+        let b = store.regenerate(&a.id, &a.token, Duration::from_secs(forward))?;
+        // A wrong token revokes nothing, neither through the retired id nor the live one.
+        for id in [&a.id, &b.id] {
+            let got = store.revoke_with_token(id, &wrong);
+            assert!(matches!(got, Err(Error::Security)), "{got:?}");
+        }
+        // The successor's token does not open the retired id either.
+        assert!(matches!(store.revoke_with_token(&a.id, &b.token), Err(Error::Security)));
+        assert_eq!(store.load(&b.id, &b.token)?.session_data, b"cart");
+        // The retired id's own token ends the chain.
+        assert!(store.revoke_with_token(&a.id, &a.token)?);
+        assert!(matches!(store.load(&b.id, &b.token), Err(Error::Revoked)));
+        assert!(!store.revoke_with_token(&a.id, &a.token)?, "nothing left");
+        let unknown = SessionId::parse("never-issued-id-0123456789abcdef")?;
+        assert!(!store.revoke_with_token(&unknown, &wrong)?, "unknown: nothing to revoke");
+    }
+    Ok(())
+}
+
+#[test]
+fn with_cross_checks_a_planted_cookie_cannot_log_the_victim_out() {
+    // Session fixation: the attacker planted cookie `old` (it knows its token), the victim
+    // logged in with it. The attacker's log-out with `old` must not end the victim's session
+    // when the sessions are bound to the client; the victim's own log-out with `old` (another
+    // tab) does.
+    for forward in FORWARDS {
+        let db = temp_db();
+        let clock = sessiondb::ManualClock::new(T0);
+        let store = common::builder(&db.path, &clock).cleanup_interval(None).open().unwrap();
+        let mut config = ManagerConfig::default();
+        config.rotation_forward = Duration::from_secs(forward);
+        config.cross_checks = vec![sessiondb::web::CrossCheck::UserAgent];
+        let m = SessionManager::new(store, config).unwrap();
+        let victim = |cookie: &str| ClientInfo::with_cookie(cookie).user_agent("Firefox");
+        let mut req = m.begin(&victim("")).unwrap();
+        req.set_data(b"cart".to_vec());
+        let old = cookie_of(&m.finish(req).unwrap().unwrap());
+        let mut req = m.begin(&victim(&old)).unwrap();
+        req.regenerate();
+        let new = cookie_of(&m.finish(req).unwrap().unwrap());
+
+        let mut logout = m.begin(&ClientInfo::with_cookie(&old).user_agent("curl/8")).unwrap();
+        logout.logout();
+        m.finish(logout).unwrap();
+        let req = m.begin(&victim(&new)).unwrap();
+        assert_eq!(
+            req.outcome(),
+            &Outcome::Resumed,
+            "forward {forward}: the victim was logged out"
+        );
+        m.finish(req).unwrap();
+
+        let mut logout = m.begin(&victim(&old)).unwrap();
+        logout.logout();
+        m.finish(logout).unwrap();
+        let req = m.begin(&victim(&new)).unwrap();
+        assert_eq!(req.outcome(), &Outcome::Revoked, "forward {forward}");
+        m.finish(req).unwrap();
+    }
+}
+
 // ---- two real processes ----
 
 /// The child: one complete log-in with the cookie in `SESSIONDB_LR_COOKIE`; prints the new

@@ -15,7 +15,7 @@ use super::record::{
 use super::session::{Reply, wrong_reply};
 use super::{Core, Created, Store};
 use crate::error::{Error, Result};
-use crate::id::{SecureToken, SessionId};
+use crate::id::{SecureToken, SessionId, constant_time_eq};
 
 /// Why there is no session under `sid`: forwarded ([`Error::Rotated`]), retired
 /// ([`Error::Revoked`]), a wrong token for a retired id ([`Error::Security`]) or never issued
@@ -148,45 +148,76 @@ impl Store {
     /// [`Error::Security`] for a wrong token (nothing is revoked), [`Error::Storage`] from
     /// redb, [`Error::InvalidInput`] on a read-only store.
     pub fn revoke_with_token(&self, id: &SessionId, token: &SecureToken) -> Result<bool> {
-        self.revoke_as(id, token, None)
+        self.revoke_as(vec![(id.clone(), token.clone(), None)]).map(|revoked| revoked > 0)
     }
 
-    /// [`Store::revoke_with_token`] that also refuses ([`Error::Security`], nothing written)
-    /// when the live session at the end of the chain was created with a client fingerprint
-    /// other than `fingerprint` (the web layer's cross-checks).
-    pub(crate) fn revoke_as(
-        &self,
-        id: &SessionId,
-        token: &SecureToken,
-        fingerprint: Option<&[u8]>,
-    ) -> Result<bool> {
-        let (sid, token) = (id.as_bytes().to_vec(), token.clone());
-        let fingerprint = fingerprint.map(crate::id::fingerprint_hash);
+    /// [`Store::revoke_with_token`] for each of `named`, in one write transaction: a pair with
+    /// a wrong token is skipped, as is one with a client fingerprint (the web layer's
+    /// cross-checks) whose chain ends in a live session created with another one. Returns how
+    /// many live sessions were revoked; [`Error::Security`] (nothing written) if every pair was
+    /// skipped so.
+    pub(crate) fn revoke_as(&self, named: Vec<Named>) -> Result<u64> {
+        let named: Vec<_> = named
+            .into_iter()
+            .map(|(id, token, fp)| (id, token, fp.as_deref().map(crate::id::fingerprint_hash)))
+            .collect();
         let job: Job = Box::new(move |c, t| {
             let now = c.now();
-            let hash = match get_session(&t.sessions, &sid)? {
-                Some(rec) => rec.token_hash,
-                None => match get_tombstone(&t.tombstones, &sid)? {
-                    Some(stone) => stone.token_hash,
-                    None => return Ok(Ok(Reply::Existed(false))),
-                },
-            };
-            if !token.matches(&hash) {
-                return Ok(Err(Error::Security));
+            let (mut revoked, mut refused) = (0, 0);
+            for (id, token, fingerprint) in &named {
+                let sid = id.as_bytes();
+                if !holds(t, sid, token, fingerprint.as_ref())? {
+                    refused += 1;
+                    continue;
+                }
+                revoked += u64::from(revoke_in(t, sid, now)?);
             }
-            if let Some(wanted) = &fingerprint
-                && let Some(end) = chain_end(t, &sid)?
-                && let Some(stored) = get_session(&t.sessions, &end)?.and_then(|r| r.fingerprint)
-                && !crate::id::constant_time_eq(wanted, &stored)
-            {
-                return Ok(Err(Error::Security));
+            if refused > 0 && refused == named.len() {
+                return Ok(Err(Error::Security)); // nothing was written
             }
-            Ok(Ok(Reply::Existed(revoke_in(t, &sid, now)?)))
+            Ok(Ok(Reply::Count(revoked)))
         });
         match self.core.submit(job)? {
-            Reply::Existed(existed) => Ok(existed),
+            Reply::Count(revoked) => Ok(revoked),
             _ => Err(wrong_reply()),
         }
+    }
+}
+
+/// A session a client names, with its token and, to check, the client's fingerprint.
+pub(crate) type Named = (SessionId, SecureToken, Option<Vec<u8>>);
+
+/// Whether `token` opens `sid` (its live session or, retired, its tombstone), and whether the
+/// live session its rotation chain ends in, if any, was created with `fingerprint` (or with
+/// none); `true` too for an id unknown here, which there is nothing to revoke of. A damaged
+/// record cannot be checked: `false`.
+fn holds(
+    t: &crate::schema::WriteTables<'_>,
+    sid: &[u8],
+    token: &SecureToken,
+    fingerprint: Option<&[u8; 32]>,
+) -> Result<bool> {
+    let hash = match get_session(&t.sessions, sid) {
+        Ok(Some(rec)) => rec.token_hash,
+        Ok(None) => match get_tombstone(&t.tombstones, sid) {
+            Ok(Some(stone)) => stone.token_hash,
+            Ok(None) => return Ok(true),
+            Err(Error::Corrupted { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        },
+        Err(Error::Corrupted { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if !token.matches(&hash) {
+        return Ok(false);
+    }
+    let Some(wanted) = fingerprint else { return Ok(true) };
+    let Some(end) = chain_end(t, sid)? else { return Ok(true) };
+    match get_session(&t.sessions, &end) {
+        Ok(Some(rec)) => Ok(rec.fingerprint.is_none_or(|stored| constant_time_eq(wanted, &stored))),
+        Ok(None) => Ok(true),
+        Err(Error::Corrupted { .. }) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

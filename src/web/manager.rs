@@ -523,20 +523,22 @@ impl SessionManager {
     /// not revoked through a client that fails the cross-checks of the session at its chain's
     /// end.
     fn revoke_named(&self, req: &Request) -> Result<()> {
-        let ignore = |r: Result<bool>| match r {
-            Ok(_) | Err(Error::Security | Error::NotFound) => Ok(()),
-            Err(e) => Err(e),
-        };
-        if let Some((id, token, _)) = &req.stored {
-            ignore(self.store.revoke_as(id, token, None))?;
+        // The request's own session, as `begin` admitted it (whatever the policy said).
+        let mut named: Vec<_> =
+            req.stored.iter().map(|(id, token, _)| (id.clone(), token.clone(), None)).collect();
+        if req.outcome != (Outcome::Hijacked { continued: false }) {
+            let fingerprint = &req.fingerprint;
+            named.extend(
+                req.named.iter().map(|(id, t)| (id.clone(), t.clone(), fingerprint.clone())),
+            );
         }
-        if req.outcome == (Outcome::Hijacked { continued: false }) {
+        if named.is_empty() {
             return Ok(());
         }
-        for (id, token) in &req.named {
-            ignore(self.store.revoke_as(id, token, req.fingerprint.as_deref()))?;
+        match self.store.revoke_as(named) {
+            Ok(_) | Err(Error::Security) => Ok(()),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 
     fn cookie(&self, id: &SessionId, token: &SecureToken) -> Result<String> {
