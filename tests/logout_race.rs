@@ -166,6 +166,25 @@ fn a_wrong_token_cannot_log_out_through_a_rotated_id() {
     }
 }
 
+#[test]
+fn a_forged_cookie_sent_first_does_not_stop_a_logout_racing_a_login() {
+    // The client sends a cookie with a wrong token first (tossed by a sibling domain, or
+    // stale): `begin` reports a suspected hijack, but the genuine cookie after it, refused as
+    // revoked because another tab logged in, still ends the logged-in session.
+    for forward in FORWARDS {
+        let db = temp_db();
+        let m = manager(&db, forward);
+        let old = logged_out_visit(&m);
+        let new = login(&m, &old);
+        let (id, _) = parse(&old);
+        let forged = format!("sessiondb={}.{}", id.as_str(), "A".repeat(43));
+        let mut logout = m.begin(&ClientInfo::with_cookie(format!("{forged}; {old}"))).unwrap();
+        logout.logout();
+        let set = m.finish(logout).unwrap();
+        assert_all_logged_out(&m, &[&old, &new], set);
+    }
+}
+
 // ---- the store's guarantee ----
 
 #[test]

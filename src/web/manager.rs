@@ -333,6 +333,7 @@ impl SessionManager {
         req.outcome = match (matches, forwarded) {
             (Some(false), _) if !continued => {
                 req.outcome = Outcome::Hijacked { continued: false };
+                req.named.clear(); // a client refused for its cross-checks logs nobody out
                 req.cookie = CookieNeed::Clear;
                 return Ok(req);
             }
@@ -516,22 +517,18 @@ impl SessionManager {
     }
 
     /// A log-out: revokes the request's session and every session the client named with its
-    /// valid token, each with the chain it was rotated into, in one transaction per name
-    /// ([`Store::revoke_with_token`]). A cookie `begin` refused as revoked or rotated (another
-    /// request logged in meanwhile) still ends the logged-in session; a wrong token ends
-    /// nothing. A request refused for its cross-checks revokes nothing, and a named session is
-    /// not revoked through a client that fails the cross-checks of the session at its chain's
-    /// end.
+    /// valid token, each with the chain it was rotated into, all in one write transaction (as
+    /// [`Store::revoke_with_token`]). A cookie `begin` refused as revoked or rotated (another
+    /// request logged in meanwhile) still ends the logged-in session; a wrong token, even in a
+    /// cookie sent first, ends nothing and stops nothing. A request refused for its
+    /// cross-checks revokes nothing, and a named session is not revoked through a client that
+    /// fails the cross-checks of the session at its chain's end.
     fn revoke_named(&self, req: &Request) -> Result<()> {
         // The request's own session, as `begin` admitted it (whatever the policy said).
         let mut named: Vec<_> =
             req.stored.iter().map(|(id, token, _)| (id.clone(), token.clone(), None)).collect();
-        if req.outcome != (Outcome::Hijacked { continued: false }) {
-            let fingerprint = &req.fingerprint;
-            named.extend(
-                req.named.iter().map(|(id, t)| (id.clone(), t.clone(), fingerprint.clone())),
-            );
-        }
+        let fingerprint = &req.fingerprint;
+        named.extend(req.named.iter().map(|(id, t)| (id.clone(), t.clone(), fingerprint.clone())));
         if named.is_empty() {
             return Ok(());
         }
