@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::os::unix::ffi::OsStringExt;
 
 use sessiondb::web::{
-    ClientInfo, MAX_COOKIE_HEADER_LEN, MAX_COOKIES, ManagerConfig, Outcome, SessionManager,
-    get_cookie,
+    ClientInfo, CrossCheck, HijackPolicy, MAX_COOKIE_HEADER_LEN, MAX_COOKIES, ManagerConfig,
+    Outcome, SessionManager, get_cookie,
 };
 
 mod common;
@@ -161,4 +161,53 @@ fn a_header_over_the_size_limit_is_read_as_no_cookie_never_cut() {
         assert_eq!(m.finish(req).unwrap(), None, "no cookie is removed either");
     }
     assert_eq!(m.store().count().unwrap(), 1);
+}
+
+/// A manager whose sessions are bound to the user agent, under `policy`.
+fn bound(db: &common::TempDb, policy: HijackPolicy) -> SessionManager {
+    let clock = sessiondb::ManualClock::new(T0);
+    let store = common::builder(&db.path, &clock).cleanup_interval(None).open().unwrap();
+    let mut config = ManagerConfig::default();
+    config.cross_checks = vec![CrossCheck::UserAgent];
+    config.hijack_policy = policy;
+    SessionManager::new(store, config).unwrap()
+}
+
+/// A stored session of a client with user agent `agent`; its cookie pair.
+fn session_of(m: &SessionManager, agent: &str, data: &[u8]) -> String {
+    let mut req = m.begin(&ClientInfo::default().user_agent(agent)).unwrap();
+    req.set_data(data.to_vec());
+    m.finish(req).unwrap().unwrap().split(';').next().unwrap().to_owned()
+}
+
+#[test]
+fn with_cross_checks_a_cookie_tossed_ahead_of_ours_does_not_hide_it() {
+    // A sibling domain plants its own valid session cookie, sent before ours. It fails the
+    // cross-checks: it must not cost the victim its session (a fresh one, and a `Max-Age=0`
+    // that deletes the real cookie), nor, when hijacks are only reported, be handed over.
+    for policy in [HijackPolicy::Refuse, HijackPolicy::Report] {
+        let db = temp_db();
+        let m = bound(&db, policy);
+        let tossed = session_of(&m, "curl/8", b"attacker");
+        let ours = session_of(&m, "Firefox", b"victim");
+        let client = ClientInfo::with_cookie(format!("{tossed}; {ours}")).user_agent("Firefox");
+        let req = m.begin(&client).unwrap();
+        assert_eq!(req.outcome(), &Outcome::Resumed, "{policy:?}");
+        assert_eq!(req.data(), b"victim");
+        assert_eq!(m.finish(req).unwrap(), None, "{policy:?}: no cookie is cleared");
+    }
+}
+
+#[test]
+fn with_cross_checks_a_thief_cannot_log_the_victim_out() {
+    let db = temp_db();
+    let m = bound(&db, HijackPolicy::Refuse);
+    let ours = session_of(&m, "Firefox", b"victim");
+    let mut req = m.begin(&ClientInfo::with_cookie(&ours).user_agent("curl/8")).unwrap();
+    assert_eq!(req.outcome(), &Outcome::Hijacked { continued: false });
+    req.logout();
+    m.finish(req).unwrap();
+    let req = m.begin(&ClientInfo::with_cookie(&ours).user_agent("Firefox")).unwrap();
+    assert_eq!(req.outcome(), &Outcome::Resumed);
+    m.finish(req).unwrap();
 }

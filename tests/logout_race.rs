@@ -185,6 +185,44 @@ fn a_forged_cookie_sent_first_does_not_stop_a_logout_racing_a_login() {
     }
 }
 
+#[test]
+fn with_cross_checks_a_tossed_cookie_first_does_not_stop_a_logout_racing_a_login() {
+    for forward in FORWARDS {
+        let db = temp_db();
+        let clock = sessiondb::ManualClock::new(T0);
+        let store = common::builder(&db.path, &clock).cleanup_interval(None).open().unwrap();
+        let mut config = ManagerConfig::default();
+        config.rotation_forward = Duration::from_secs(forward);
+        config.cross_checks = vec![sessiondb::web::CrossCheck::UserAgent];
+        let m = SessionManager::new(store, config).unwrap();
+        let client = |cookie: &str, agent: &str| ClientInfo::with_cookie(cookie).user_agent(agent);
+        let mut req = m.begin(&client("", "curl/8")).unwrap();
+        req.set_data(b"attacker".to_vec());
+        let tossed = cookie_of(&m.finish(req).unwrap().unwrap());
+        let mut req = m.begin(&client("", "Firefox")).unwrap();
+        req.set_data(b"cart".to_vec());
+        let old = cookie_of(&m.finish(req).unwrap().unwrap());
+        let mut req = m.begin(&client(&old, "Firefox")).unwrap();
+        req.regenerate();
+        let new = cookie_of(&m.finish(req).unwrap().unwrap());
+
+        let header = format!("{tossed}; {old}");
+        let mut logout = m.begin(&client(&header, "Firefox")).unwrap();
+        logout.logout();
+        m.finish(logout).unwrap();
+        let req = m.begin(&client(&new, "Firefox")).unwrap();
+        assert_eq!(req.outcome(), &Outcome::Revoked, "forward {forward}: still logged in");
+        m.finish(req).unwrap();
+        let req = m.begin(&client(&tossed, "curl/8")).unwrap();
+        assert_eq!(
+            req.outcome(),
+            &Outcome::Resumed,
+            "the other client's session is not ours to end"
+        );
+        m.finish(req).unwrap();
+    }
+}
+
 // ---- the store's guarantee ----
 
 #[test]

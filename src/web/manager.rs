@@ -322,7 +322,8 @@ impl SessionManager {
         let query = client.query_string.as_deref().unwrap_or("");
         let wanted = state_from_query(query, &self.config.state_param);
         req.named.clone_from(&candidates);
-        let Loaded { id, token, fetched, forwarded } = match self.load_named(candidates, wanted)? {
+        let loaded = self.load_named(candidates, wanted, req.fingerprint.as_deref())?;
+        let Loaded { id, token, fetched, forwarded } = match loaded {
             Ok(loaded) => loaded,
             Err(refusal) => return Self::refused(req, refusal),
         };
@@ -333,7 +334,6 @@ impl SessionManager {
         req.outcome = match (matches, forwarded) {
             (Some(false), _) if !continued => {
                 req.outcome = Outcome::Hijacked { continued: false };
-                req.named.clear(); // a client refused for its cross-checks logs nobody out
                 req.cookie = CookieNeed::Clear;
                 return Ok(req);
             }
@@ -386,33 +386,48 @@ impl SessionManager {
         Named::Nothing
     }
 
-    /// Loads the first of `candidates` that the store gives, following rotations (at most
-    /// [`MAX_FORWARDS`] hops); otherwise the first candidate's refusal. The outer error is a
-    /// storage error, not a refusal.
+    /// Loads the first of `candidates` that the store gives and whose session matches
+    /// `fingerprint` (the cross-checks), following rotations (at most [`MAX_FORWARDS`] hops);
+    /// else the first that the store gave (which `begin` refuses or reports); otherwise the
+    /// first candidate's refusal. A cookie tossed ahead of ours that names another client's
+    /// session thus does not hide ours. The outer error is a storage error, not a refusal.
     fn load_named(
         &self,
         candidates: Vec<(SessionId, SecureToken)>,
         wanted: Option<u64>,
+        fingerprint: Option<&[u8]>,
     ) -> Result<Result<Loaded, Error>> {
-        let mut first_refusal = None;
+        let (mut first_refusal, mut first_mismatch) = (None, None);
         for (mut id, mut token) in candidates {
             let mut hops = 0;
             let refusal = loop {
                 match self.fetch(&id, &token, wanted) {
                     Ok(fetched) => {
-                        return Ok(Ok(Loaded { id, token, fetched, forwarded: hops > 0 }));
+                        let loaded = Loaded { id, token, fetched, forwarded: hops > 0 };
+                        let matches =
+                            fingerprint.and_then(|fp| loaded.fetched.fingerprint_matches(fp));
+                        if matches != Some(false) {
+                            return Ok(Ok(loaded));
+                        }
+                        first_mismatch.get_or_insert(loaded);
+                        break None;
                     }
                     Err(Error::Rotated { successor, token: moved }) if hops < MAX_FORWARDS => {
                         (id, token) = (successor, moved);
                         hops += 1;
                     }
                     // Rotated again and again within the window: give up on this cookie.
-                    Err(Error::Rotated { .. }) => break Error::Revoked,
-                    Err(e) if is_refusal(&e) => break e,
+                    Err(Error::Rotated { .. }) => break Some(Error::Revoked),
+                    Err(e) if is_refusal(&e) => break Some(e),
                     Err(e) => return Err(e),
                 }
             };
-            first_refusal.get_or_insert(refusal);
+            if let Some(refusal) = refusal {
+                first_refusal.get_or_insert(refusal);
+            }
+        }
+        if let Some(loaded) = first_mismatch {
+            return Ok(Ok(loaded));
         }
         Ok(Err(first_refusal.unwrap_or(Error::NotFound)))
     }
@@ -520,9 +535,9 @@ impl SessionManager {
     /// valid token, each with the chain it was rotated into, all in one write transaction (as
     /// [`Store::revoke_with_token`]). A cookie `begin` refused as revoked or rotated (another
     /// request logged in meanwhile) still ends the logged-in session; a wrong token, even in a
-    /// cookie sent first, ends nothing and stops nothing. A request refused for its
-    /// cross-checks revokes nothing, and a named session is not revoked through a client that
-    /// fails the cross-checks of the session at its chain's end.
+    /// cookie sent first, ends nothing and stops nothing. A named session is revoked only if
+    /// the session at its chain's end passes the request's cross-checks (so a thief's or a
+    /// fixation attacker's log-out ends nothing).
     fn revoke_named(&self, req: &Request) -> Result<()> {
         // The request's own session, as `begin` admitted it (whatever the policy said).
         let mut named: Vec<_> =
