@@ -43,6 +43,7 @@ pub(crate) struct Policy {
     pub(crate) trust_foreign: bool,
 }
 
+#[cfg_attr(not(unix), allow(dead_code))]
 impl Policy {
     /// The mode of a new file, and the most an existing file of this user keeps.
     pub(crate) fn file_mode(self) -> u32 {
@@ -61,6 +62,7 @@ impl Policy {
     }
 }
 
+#[cfg_attr(not(unix), allow(dead_code))]
 fn unsafe_file(path: &Path, problem: String) -> Error {
     Error::UnsafeFile { path: path.to_path_buf(), problem }
 }
@@ -224,7 +226,8 @@ mod imp {
             check(policy, path, &meta, |p| file.set_permissions(p))?;
             return Ok(file);
         }
-        Err(with_path(path, &io::Error::other("neither opened nor created (a dangling link?)")).into())
+        Err(with_path(path, &io::Error::other("neither opened nor created (a dangling link?)"))
+            .into())
     }
 
     /// Creates `path`, which must not exist, read-write with exactly the configured mode.

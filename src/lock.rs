@@ -186,17 +186,23 @@ impl LockDir {
     /// while another process, the last one open, closes the file. Best effort: if the lock
     /// file cannot be used or the wait runs out, this store is not counted, which only makes
     /// another process's `close_for_exit` close cleanly where it could have skipped it.
-    pub(crate) fn hold_open(&self) {
-        let Ok(file) = self.file(&self.open_file, "open.lock") else {
-            return;
+    ///
+    /// # Errors
+    /// Only [`Error::UnsafeFile`]: a lock file of another user is refused, not skipped.
+    pub(crate) fn hold_open(&self) -> Result<()> {
+        let file = match self.file(&self.open_file, "open.lock") {
+            Ok(file) => file,
+            Err(e @ Error::UnsafeFile { .. }) => return Err(e),
+            Err(_) => return Ok(()),
         };
         let start = Instant::now();
         while matches!(FileExt::try_lock_shared(file), Ok(false)) {
             if start.elapsed() >= HOLD_OPEN_WAIT {
-                return;
+                return Ok(());
             }
             thread::sleep(Duration::from_millis(1));
         }
+        Ok(())
     }
 
     /// Whether this is the last store with the database open read-write. Gives up this store's

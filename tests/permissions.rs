@@ -31,7 +31,9 @@ fn root_or_skip(test: &str) -> bool {
         std::env::var_os("SESSIONDB_REQUIRE_ROOT").is_none(),
         "SESSIONDB_REQUIRE_ROOT is set, but the tests do not run as root"
     );
-    eprintln!("skipped: {test}: needs root to run a child as `nobody` (CI sets SESSIONDB_REQUIRE_ROOT=1)");
+    eprintln!(
+        "skipped: {test}: needs root to run a child as `nobody` (CI sets SESSIONDB_REQUIRE_ROOT=1)"
+    );
     false
 }
 
@@ -287,7 +289,8 @@ fn open_in_child(path: &Path, umask: &str, group: bool) {
 /// The modes of the database, the lock directory and every lock file.
 fn modes(db: &Path) -> Vec<(String, u32)> {
     let locks = lock_dir(db);
-    let mut all = vec![(db.display().to_string(), mode_of(db)), ("lock dir".into(), mode_of(&locks))];
+    let mut all =
+        vec![(db.display().to_string(), mode_of(db)), ("lock dir".into(), mode_of(&locks))];
     for e in std::fs::read_dir(&locks).unwrap() {
         let p = e.unwrap().path();
         all.push((p.file_name().unwrap().to_string_lossy().into_owned(), mode_of(&p)));
@@ -344,7 +347,13 @@ fn an_existing_database_anyone_can_write_is_refused_and_a_readable_one_is_narrow
     let (_, message) = unsafe_file(open_plain(&db.path));
     assert!(message.contains("chmod g-w"), "{message}");
     // Group access accepts a group-writable file (not one everyone can write).
-    drop(Store::builder(&db.path).file_access(FileAccess::Group).cleanup_interval(None).open().unwrap());
+    drop(
+        Store::builder(&db.path)
+            .file_access(FileAccess::Group)
+            .cleanup_interval(None)
+            .open()
+            .unwrap(),
+    );
     assert_eq!(mode_of(&db.path), 0o620, "group access narrowed nothing it allows");
     chmod(&lock_dir(&db.path).join("cleanup.lock"), 0o606);
     let (path, _) = unsafe_file(busy_store_try(&db.path, FileAccess::Group));
@@ -400,4 +409,10 @@ fn a_store_of_another_user_is_refused_unless_trusted_or_read_only() {
     std::os::unix::fs::chown(&cleanup, Some(uid), Some(gid)).unwrap();
     let (path, _) = unsafe_file(busy_store_try(&db.path, FileAccess::Owner));
     assert_eq!(path, cleanup);
+    // And `open.lock`, which the open itself takes.
+    std::os::unix::fs::chown(&cleanup, Some(0), Some(0)).unwrap();
+    let open_lock = lock_dir(&db.path).join("open.lock");
+    std::os::unix::fs::chown(&open_lock, Some(uid), Some(gid)).unwrap();
+    let (path, _) = unsafe_file(open_plain(&db.path));
+    assert_eq!(path, open_lock);
 }

@@ -178,7 +178,7 @@ impl Store {
         if cfg.sharing == crate::Sharing::MultiProcess && !cfg.read_only {
             // For `close_for_exit`: which process is the last one open. Before the open, so
             // that a process closing as the last one finishes first.
-            locks.hold_open();
+            locks.hold_open()?;
         }
         let db = guard("opening the file", || open::open_db(&cfg))?;
         let committer = Committer::new(cfg.group_commit, cfg.max_batch, cfg.company_wait);
