@@ -108,6 +108,16 @@ impl LockDir {
         Ok(())
     }
 
+    /// [`LockDir::prepare`] when a store opens: a directory of another user or one others can
+    /// write fails the open; one that cannot be created (the database's directory is not
+    /// writable) fails only the first lock, as before the checks existed.
+    pub(crate) fn prepare_on_open(&self) -> Result<()> {
+        match self.prepare() {
+            Err(e @ Error::UnsafeFile { .. }) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Opens (creating and checking it, unless read-only) a lock file, once per store.
     fn file<'a>(&self, cell: &'a OnceLock<File>, name: &str) -> Result<&'a File> {
         if let Some(file) = cell.get() {

@@ -284,6 +284,8 @@ fn open_in_child(path: &Path, umask: &str, group: bool) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // An exact filter that matched nothing would pass too.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"), "the child ran no test");
 }
 
 /// The modes of the database, the lock directory and every lock file.
@@ -415,4 +417,110 @@ fn a_store_of_another_user_is_refused_unless_trusted_or_read_only() {
     std::os::unix::fs::chown(&open_lock, Some(uid), Some(gid)).unwrap();
     let (path, _) = unsafe_file(open_plain(&db.path));
     assert_eq!(path, open_lock);
+}
+
+/// Run by [`users_of_one_group_share_a_store_and_others_are_kept_out`] as another user: opens
+/// the store and saves a session of the parent's, or checks that it is refused.
+#[test]
+#[ignore = "run by users_of_one_group_share_a_store_and_others_are_kept_out"]
+fn child_uses_the_shared_store() {
+    let path = PathBuf::from(std::env::var_os("SESSIONDB_PERM_PATH").expect("run by the parent"));
+    let access = match std::env::var("SESSIONDB_PERM_ACCESS").unwrap().as_str() {
+        "group" => FileAccess::Group,
+        _ => FileAccess::Owner,
+    };
+    let opened = busy_store_try(&path, access);
+    match std::env::var("SESSIONDB_PERM_EXPECT").unwrap().as_str() {
+        "ok" => {
+            let store = opened.expect("a group member opens the store");
+            let id =
+                sessiondb::SessionId::parse(&std::env::var("SESSIONDB_PERM_ID").unwrap()).unwrap();
+            let token =
+                sessiondb::SecureToken::parse(&std::env::var("SESSIONDB_PERM_TOKEN").unwrap())
+                    .unwrap();
+            let lock = store.lock(&id, Duration::from_secs(5)).unwrap();
+            let f = store.load(&id, &token).unwrap();
+            store
+                .store_state(&id, &token, sessiondb::Save::new(f.version, b"child", b"s"))
+                .unwrap();
+            drop(lock);
+        }
+        "unsafe" => drop(unsafe_file(opened)),
+        "denied" => match opened {
+            Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}"),
+            other => panic!("expected a permission error, got {other:?}"),
+        },
+        other => panic!("unknown expectation {other}"),
+    }
+}
+
+/// Runs [`child_uses_the_shared_store`] as `uid`/`gid` (no supplementary groups), from a copy of
+/// this test program in a directory every user can read: the checkout may not be.
+fn run_as(exe: &Path, uid: u32, gid: u32, envs: &[(&str, &str)]) {
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(exe);
+    child
+        .args(["--ignored", "--exact", "child_uses_the_shared_store", "--test-threads=1"])
+        .uid(uid)
+        .gid(gid)
+        .current_dir("/");
+    for (k, v) in envs {
+        child.env(k, v);
+    }
+    let out = child.output().unwrap();
+    assert!(
+        out.status.success(),
+        "child as {uid}:{gid} with {envs:?} failed: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An exact filter that matched nothing would pass too.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"), "the child ran no test");
+}
+
+#[test]
+fn users_of_one_group_share_a_store_and_others_are_kept_out() {
+    if !root_or_skip("users_of_one_group_share_a_store_and_others_are_kept_out") {
+        return;
+    }
+    let (uid, gid) = nobody();
+    let bin = tempfile::tempdir().unwrap();
+    chmod(bin.path(), 0o755);
+    let exe = bin.path().join("permissions-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    chmod(&exe, 0o755);
+    // The deployment: a directory of the shared group (nobody's), setgid, and root a member of
+    // the team as its owner.
+    let db = common::temp_db();
+    std::os::unix::fs::chown(db.dir.path(), Some(0), Some(gid)).unwrap();
+    chmod(db.dir.path(), 0o2770);
+    let store = busy_store_with(Store::builder(&db.path).file_access(FileAccess::Group));
+    let c = store.create(b"root", b"s").unwrap();
+    drop(store);
+    for p in [db.path.clone(), lock_dir(&db.path), lock_dir(&db.path).join("open.lock")] {
+        assert_eq!(std::fs::metadata(&p).unwrap().gid(), gid, "{} not of the group", p.display());
+    }
+    let path = db.path.to_str().unwrap();
+    // Another user of the group opens root's store, locks, saves, sweeps.
+    let id = c.id.to_string();
+    let token = c.token.as_str().to_owned();
+    let shared = [
+        ("SESSIONDB_PERM_PATH", path),
+        ("SESSIONDB_PERM_ACCESS", "group"),
+        ("SESSIONDB_PERM_EXPECT", "ok"),
+        ("SESSIONDB_PERM_ID", id.as_str()),
+        ("SESSIONDB_PERM_TOKEN", token.as_str()),
+    ];
+    run_as(&exe, uid, gid, &shared);
+    let store = Store::builder(&db.path).file_access(FileAccess::Group).open().unwrap();
+    assert_eq!(store.load(&c.id, &c.token).unwrap().session_data, b"child");
+    drop(store);
+    // The same user without group access refuses root's file.
+    let owner_only =
+        [shared[0], ("SESSIONDB_PERM_ACCESS", "owner"), ("SESSIONDB_PERM_EXPECT", "unsafe")];
+    run_as(&exe, uid, gid, &owner_only);
+    // A user outside the group cannot even reach the files.
+    let outsider = [shared[0], shared[1], ("SESSIONDB_PERM_EXPECT", "denied")];
+    run_as(&exe, uid, gid.wrapping_sub(1), &outsider);
 }
