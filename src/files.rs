@@ -96,7 +96,7 @@ mod imp {
             || getgroups().is_ok_and(|all| all.iter().any(|g| g.as_raw() == gid))
     }
 
-    /// Refuses what `meta` (of `path`, a directory if `dir`) shows unsafe, then takes away
+    /// Refuses what `meta` (of `path`, a file or a directory) shows unsafe, then takes away
     /// the bits beyond the configured mode if this user owns it.
     fn check(
         policy: Policy,
