@@ -70,6 +70,7 @@ pub(crate) struct Config {
     pub(crate) lock_poll_interval: Duration,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) backend: Option<SharedBackend>,
+    pub(crate) files: crate::files::Policy,
 }
 
 /// A storage backend given to [`Builder::backend`], shared so that the resolved settings stay
@@ -151,6 +152,7 @@ pub struct Builder {
     lock_poll_interval: Duration,
     clock: Arc<dyn Clock>,
     backend: Option<SharedBackend>,
+    files: crate::files::Policy,
 }
 
 impl Builder {
@@ -181,6 +183,7 @@ impl Builder {
             lock_poll_interval: Duration::from_millis(5),
             clock: Arc::new(SystemClock),
             backend: None,
+            files: crate::files::Policy::default(),
         }
     }
 
@@ -371,13 +374,37 @@ impl Builder {
         self
     }
 
+    /// Who besides the owner may use the database, the lock directory and the lock files: the
+    /// modes they are created with (0600/0700, or 0660/2770 for
+    /// [`FileAccess::Group`](crate::FileAccess::Group)), whatever the umask, and whose files a
+    /// read-write open accepts. Read-only stores create and check nothing. Default =
+    /// [`FileAccess::Owner`](crate::FileAccess::Owner). See docs/reliability.md ("Private
+    /// files").
+    pub fn file_access(mut self, access: crate::FileAccess) -> Self {
+        self.files.access = access;
+        self
+    }
+
+    /// With `true`, a read-write open accepts a database, lock directory or lock file that
+    /// belongs to another user (outside the group of [`FileAccess::Group`](crate::FileAccess::Group))
+    /// or that other users can write, a symbolic link of another user, and a directory every
+    /// user can write: for an administrator who opens a service's store as root on purpose.
+    /// New files still get the private modes. Default = `false`: such files are refused with
+    /// [`Error::UnsafeFile`](crate::Error::UnsafeFile).
+    pub fn trust_foreign_files(mut self, trust: bool) -> Self {
+        self.files.trust_foreign = trust;
+        self
+    }
+
     /// Opens the file, creating it (and the database in it) if it does not exist or is empty.
     ///
     /// # Errors
     /// [`Error::NotSessionDb`](crate::Error::NotSessionDb) for a file that is not a sessiondb
     /// database, [`Error::UnsupportedFormat`](crate::Error::UnsupportedFormat) for another
-    /// format version, [`Error::Storage`](crate::Error::Storage) or
-    /// [`Error::Io`](crate::Error::Io) if the file cannot be opened.
+    /// format version, [`Error::UnsafeFile`](crate::Error::UnsafeFile) for a file of another
+    /// user or one that others can write ([`file_access`](Self::file_access)),
+    /// [`Error::Storage`](crate::Error::Storage) or [`Error::Io`](crate::Error::Io) if the
+    /// file cannot be opened.
     pub fn open(self) -> Result<Store> {
         Store::open_with(self.resolve())
     }
@@ -412,6 +439,7 @@ impl Builder {
             lock_poll_interval: self.lock_poll_interval,
             clock: self.clock,
             backend: self.backend,
+            files: self.files,
         }
     }
 }

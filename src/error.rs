@@ -127,6 +127,19 @@ pub enum Error {
         /// What redb found.
         reason: String,
     },
+    /// A file or directory of the store belongs to another user, or other users can write it
+    /// (or the directory it is in, without the sticky bit), so they could read, change or
+    /// block the store. Nothing was opened. See [`Builder::file_access`] and
+    /// [`Builder::trust_foreign_files`], and docs/reliability.md ("Private files").
+    ///
+    /// [`Builder::file_access`]: crate::Builder::file_access
+    /// [`Builder::trust_foreign_files`]: crate::Builder::trust_foreign_files
+    UnsafeFile {
+        /// The file or directory refused.
+        path: std::path::PathBuf,
+        /// What is wrong with it, and how to fix it.
+        problem: String,
+    },
     /// An error from the redb storage engine.
     Storage(redb::Error),
     /// An I/O error outside redb.
@@ -202,6 +215,9 @@ impl fmt::Display for Error {
                 f,
                 "the file is damaged ({reason}): run `dump --verify`, then restore a backup or move it aside"
             ),
+            Error::UnsafeFile { path, problem } => {
+                write!(f, "unsafe file {}: {problem}", path.display())
+            }
             Error::Storage(_) => f.write_str("storage engine error"),
             Error::Io(_) => f.write_str("i/o error"),
             Error::IdTaken => f.write_str("session id in use or retired: choose another id"),

@@ -74,6 +74,7 @@ mod codec;
 mod config;
 mod error;
 pub mod faults;
+mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 mod id;
@@ -88,6 +89,7 @@ pub mod web;
 pub use cleanup::CLEANUP_THREAD_NAME;
 pub use config::{Builder, CapPolicy, Sharing};
 pub use error::{Error, Result};
+pub use files::FileAccess;
 pub use id::{BASE64URL, IdSpec, MAX_ID_LEN, MIN_ENTROPY_BITS, SecureToken, SessionId};
 pub use store::{
     BatchStats, CleanupReport, CleanupStats, Contents, Created, Fetched, MAX_LISTED_PROBLEMS,

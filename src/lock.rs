@@ -8,11 +8,16 @@
 //! locks matter, and the OS releases
 //! those when the holding process dies, however it dies.
 //!
+//! The directory is created 0700 and the files 0600 (0770/0660 with `FileAccess::Group`), and
+//! a read-write store refuses a directory or file of another user, or one that others can
+//! write (src/files.rs): anyone who can open a lock file can `flock` it and stall the store.
+//! A read-only store creates nothing: it opens existing lock files for reading, unchecked.
+//!
 //! An OS file lock is held by an open file description, which every thread of a process
 //! shares, so each lock has an in-process mutex in front of it: threads of one process queue
 //! on the mutex, processes on the OS lock.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::thread;
@@ -21,6 +26,7 @@ use std::time::{Duration, Instant};
 use fs4::fs_std::FileExt;
 
 use crate::error::{Error, Result};
+use crate::files::{self, Policy};
 
 /// The directory of lock files for the database at `db`.
 pub(crate) fn lock_dir_for(db: &Path) -> PathBuf {
@@ -56,10 +62,15 @@ pub(crate) struct LockDir {
     cleanup_file: OnceLock<File>,
     cleanup_held: Mutex<()>,
     open_file: OnceLock<File>,
+    /// How files are created and checked; `None` for a read-only store, which creates and
+    /// checks nothing.
+    policy: Option<Policy>,
+    /// Set once the directory was created or checked ([`LockDir::prepare`]).
+    prepared: OnceLock<()>,
 }
 
 impl LockDir {
-    pub(crate) fn new(db: &Path, stripes: usize, poll: Duration) -> Self {
+    pub(crate) fn new(db: &Path, stripes: usize, poll: Duration, policy: Option<Policy>) -> Self {
         let stripes = (0..stripes.max(1))
             .map(|_| Stripe {
                 local: Mutex::new(Local::default()),
@@ -77,29 +88,47 @@ impl LockDir {
             cleanup_file: OnceLock::new(),
             cleanup_held: Mutex::new(()),
             open_file: OnceLock::new(),
+            policy,
+            prepared: OnceLock::new(),
         }
     }
 
-    /// Opens (creating if needed) a lock file, once per store.
+    /// Creates the directory if needed (never its parents: the database's own directory must
+    /// already exist) and checks it and the directory it is in: once per store, on open, so
+    /// that an unsafe directory fails the open with [`Error::UnsafeFile`]. Nothing for a
+    /// read-only store.
+    pub(crate) fn prepare(&self) -> Result<()> {
+        let Some(policy) = self.policy else {
+            return Ok(());
+        };
+        if self.prepared.get().is_none() {
+            files::prepare_dir(policy, &self.dir)?;
+            let _ = self.prepared.set(());
+        }
+        Ok(())
+    }
+
+    /// [`LockDir::prepare`] when a store opens: a directory of another user or one others can
+    /// write fails the open; one that cannot be created (the database's directory is not
+    /// writable) fails only the first lock, as before the checks existed.
+    pub(crate) fn prepare_on_open(&self) -> Result<()> {
+        match self.prepare() {
+            Err(e @ Error::UnsafeFile { .. }) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens (creating and checking it, unless read-only) a lock file, once per store.
     fn file<'a>(&self, cell: &'a OnceLock<File>, name: &str) -> Result<&'a File> {
         if let Some(file) = cell.get() {
             return Ok(file);
         }
-        // Not `create_dir_all`: the database's own directory must already exist.
-        match std::fs::create_dir(&self.dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(lock_io(&self.dir, &e));
-            }
-            _ => {}
-        }
+        self.prepare()?;
         let path = self.dir.join(name);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| lock_io(&path, &e))?;
+        let file = match self.policy {
+            Some(policy) => files::open_lock_file(policy, &path)?,
+            None => files::open_existing(&path).map_err(|e| lock_io(&path, &e))?,
+        };
         Ok(cell.get_or_init(|| file))
     }
 
@@ -167,17 +196,23 @@ impl LockDir {
     /// while another process, the last one open, closes the file. Best effort: if the lock
     /// file cannot be used or the wait runs out, this store is not counted, which only makes
     /// another process's `close_for_exit` close cleanly where it could have skipped it.
-    pub(crate) fn hold_open(&self) {
-        let Ok(file) = self.file(&self.open_file, "open.lock") else {
-            return;
+    ///
+    /// # Errors
+    /// Only [`Error::UnsafeFile`]: a lock file of another user is refused, not skipped.
+    pub(crate) fn hold_open(&self) -> Result<()> {
+        let file = match self.file(&self.open_file, "open.lock") {
+            Ok(file) => file,
+            Err(e @ Error::UnsafeFile { .. }) => return Err(e),
+            Err(_) => return Ok(()),
         };
         let start = Instant::now();
         while matches!(FileExt::try_lock_shared(file), Ok(false)) {
             if start.elapsed() >= HOLD_OPEN_WAIT {
-                return;
+                return Ok(());
             }
             thread::sleep(Duration::from_millis(1));
         }
+        Ok(())
     }
 
     /// Whether this is the last store with the database open read-write. Gives up this store's

@@ -171,11 +171,14 @@ impl Store {
     }
 
     pub(crate) fn open_with(cfg: Config) -> Result<Self> {
-        let locks = LockDir::new(&cfg.path, cfg.lock_stripes, cfg.lock_poll_interval);
+        let policy = (!cfg.read_only).then_some(cfg.files);
+        let locks = LockDir::new(&cfg.path, cfg.lock_stripes, cfg.lock_poll_interval, policy);
+        // The lock directory and the database's directory are checked before the file opens.
+        locks.prepare_on_open()?;
         if cfg.sharing == crate::Sharing::MultiProcess && !cfg.read_only {
             // For `close_for_exit`: which process is the last one open. Before the open, so
             // that a process closing as the last one finishes first.
-            locks.hold_open();
+            locks.hold_open()?;
         }
         let db = guard("opening the file", || open::open_db(&cfg))?;
         let committer = Committer::new(cfg.group_commit, cfg.max_batch, cfg.company_wait);

@@ -1,5 +1,10 @@
 //! Opening the file: redb modes, and the `meta` check that tells our files from others.
+//!
+//! A read-write store opens the database file itself, private and checked (src/files.rs),
+//! and hands the descriptor to redb: redb's own `Builder::create` would create it 0666 minus
+//! the umask and accept anyone's file.
 
+use redb::backends::FileBackend;
 use redb::{
     ConcurrencyMode, DatabaseError, MultimapTableHandle, ReadableTable, StorageError, TableError,
     TableHandle,
@@ -8,6 +13,7 @@ use redb::{
 use super::{Core, Db};
 use crate::config::{Config, Sharing};
 use crate::error::{Error, Result};
+use crate::files;
 use crate::schema::{
     self, ALL_TABLES, FORMAT_VERSION, MAGIC, META_CREATED, META_FORMAT, META_MAGIC, WriteTables,
 };
@@ -24,7 +30,12 @@ pub(super) fn open_db(cfg: &Config) -> Result<Db> {
     });
     match (&cfg.backend, cfg.read_only) {
         (None, true) => builder.open_read_only(&cfg.path).map(Db::ReadOnly),
-        (None, false) => builder.create(&cfg.path).map(Db::ReadWrite),
+        (None, false) => {
+            let file = files::open_database(cfg.files, &cfg.path)?;
+            FileBackend::new(file)
+                .and_then(|backend| builder.create_with_backend(backend))
+                .map(Db::ReadWrite)
+        }
         (Some(b), true) => builder.open_read_only_with_backend(b.clone()).map(Db::ReadOnly),
         (Some(b), false) => builder.create_with_backend(b.clone()).map(Db::ReadWrite),
     }
@@ -37,18 +48,21 @@ pub(super) fn open_db(cfg: &Config) -> Result<Db> {
 /// first open would leave a file redb cannot open (it writes its magic number last), and every
 /// later open would fail until someone moved the file aside.
 ///
+/// The temporary file is created new (never an existing file or a link) with the store's
+/// private mode ([`crate::Builder::file_access`]), which the link keeps.
+///
 /// A crash before the link leaves a `<name>.init-<pid>-<n>` file behind, which can be deleted.
 fn create_new_file(cfg: &Config) -> Result<()> {
-    let dir = match cfg.path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
+    let dir = files::parent_of(&cfg.path);
     let name = cfg.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = dir.join(format!("{name}.init-{}-{}", std::process::id(), rand::random::<u32>()));
+    let file = files::create_new(cfg.files, &temp)?;
     let result = (|| {
         let mut builder = redb::Builder::new();
         builder.set_concurrency_mode(ConcurrencyMode::ExclusiveWriter);
-        let db = builder.create(&temp).map_err(open_error)?;
+        let db = FileBackend::new(file)
+            .and_then(|backend| builder.create_with_backend(backend))
+            .map_err(open_error)?;
         let txn = db.begin_write()?;
         {
             let mut t = WriteTables::open(&txn)?;
@@ -60,7 +74,7 @@ fn create_new_file(cfg: &Config) -> Result<()> {
             Ok(()) => {}
             // Another process created it meanwhile: use theirs.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-            // No hard links on this file system: redb creates the file in place instead.
+            // No hard links on this file system: the open creates the file in place instead.
             Err(_) => return Ok(()),
         }
         // The new name must survive a power loss as the data does.
