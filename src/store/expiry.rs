@@ -306,7 +306,8 @@ impl Core {
                 } else if single && let Some(budget) = budget {
                     // The work's time, without the commit's (not known yet): the part a
                     // smaller batch shortens.
-                    let next = next_sweep_batch(limit, start.elapsed(), Duration::ZERO, budget, max);
+                    let next =
+                        next_sweep_batch(limit, start.elapsed(), Duration::ZERO, budget, max);
                     t.meta.insert(META_SWEEP_BATCH, (next as u64).to_le_bytes().as_slice())?;
                 }
                 Ok(Ok(Reply::Swept(batch)))
