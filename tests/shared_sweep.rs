@@ -264,7 +264,7 @@ fn time_sized_single_batches_carry_their_size_to_the_next_process() {
 /// thread sweeps when the others stop.
 #[test]
 fn the_cleanup_thread_and_short_lived_processes_share_one_schedule() {
-    const INTERVAL: u64 = 700;
+    const INTERVAL: u64 = 300;
     let db = common::temp_db();
     let long_lived = Store::builder(&db.path)
         .cleanup_interval(Some(Duration::from_millis(INTERVAL)))
@@ -280,7 +280,7 @@ fn the_cleanup_thread_and_short_lived_processes_share_one_schedule() {
     };
     let start = Instant::now();
     let mut children_swept = 0;
-    while start.elapsed() < Duration::from_secs(3) {
+    while start.elapsed() < Duration::from_secs(4) {
         let out = run_child(&db.path, INTERVAL, true, None);
         children_swept += u64::from(out.swept.is_some_and(|s| s.complete));
         note(&long_lived);
