@@ -301,3 +301,29 @@ fn the_cleanup_thread_and_short_lived_processes_share_one_schedule() {
         assert!(pair[1] - pair[0] >= INTERVAL, "two sweeps within one interval: {times:?}");
     }
 }
+
+/// `examples/cgi_counter`, run as a CGI server runs it, answers its request and then sweeps the
+/// expired sessions of the file (one batch, the sweep being due): before it swept nothing.
+#[test]
+fn the_cgi_demo_sweeps_after_its_response() {
+    let db = common::temp_db();
+    let old = expired_sessions(&db.path, 20);
+    let out = Command::new(common::example("cgi_counter"))
+        .env_clear()
+        .env("GATEWAY_INTERFACE", "CGI/1.1")
+        .env("REQUEST_METHOD", "GET")
+        .env("SCRIPT_NAME", "/counter.cgi")
+        .env("QUERY_STRING", "")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .env("SESSIONDB_PATH", &db.path)
+        .output()
+        .expect("run cgi_counter");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.starts_with("Status: 200 OK\r\n"), "{stdout}");
+    assert!(stdout.ends_with("</html>\n"), "the whole page: {stdout}");
+    let store = observer(&db.path);
+    let now = ids(&store);
+    assert!(now.is_disjoint(&old), "{} expired sessions left", now.intersection(&old).count());
+    assert_eq!(now.len(), 1, "the request's own session");
+    assert!(store.info().unwrap().last_swept.is_some());
+}
