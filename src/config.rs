@@ -44,6 +44,7 @@ pub enum CapPolicy {
 
 /// The resolved settings a store runs with.
 #[derive(Debug, Clone)]
+#[expect(clippy::struct_excessive_bools, reason = "independent switches, one per builder setter")]
 pub(crate) struct Config {
     pub(crate) path: PathBuf,
     pub(crate) sharing: Sharing,
@@ -126,6 +127,7 @@ fn millis(d: Duration) -> u64 {
 /// Builds a [`Store`]. Start from [`Store::builder`].
 #[derive(Debug, Clone)]
 #[must_use]
+#[expect(clippy::struct_excessive_bools, reason = "independent switches, one per setter")]
 pub struct Builder {
     path: PathBuf,
     sharing: Sharing,
