@@ -65,9 +65,14 @@ fn stopped(signal: &StopSignal) -> bool {
 /// Waits `every` or until stopped; returns whether to go on.
 fn sleep(signal: &StopSignal, every: Duration) -> bool {
     let (flag, wake) = &**signal;
-    let deadline = Instant::now() + every;
+    // An interval too long for the clock to represent: wait until stopped.
+    let deadline = Instant::now().checked_add(every);
     let mut stop = flag.lock().unwrap_or_else(PoisonError::into_inner);
     while !*stop {
+        let Some(deadline) = deadline else {
+            stop = wake.wait(stop).unwrap_or_else(PoisonError::into_inner);
+            continue;
+        };
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             return true;
         };

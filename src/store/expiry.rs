@@ -364,7 +364,9 @@ impl Store {
     /// `cleanup_batch_time`. The clean-up thread runs the same sweep.
     ///
     /// Only one thread or process sweeps at a time: if another holds the clean-up lock, this
-    /// returns at once with [`CleanupReport::skipped`] set.
+    /// returns at once with [`CleanupReport::skipped`] set. A sweep that reaches the end records
+    /// it in the file ([`CleanupReport::complete`]): the processes following the shared schedule
+    /// ([`Store::cleanup_if_due`], the clean-up threads) then wait an interval from it.
     ///
     /// # Errors
     /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store. Batches
