@@ -212,11 +212,11 @@ fn draw(samples: &[Vec<(f64, u64, u64)>], settings: &str) -> String {
     let height = TOP + 2.0 * PANEL_H + GAP + 50.0;
     let t_max = samples.iter().flatten().map(|s| s.0).fold(1.0, f64::max);
     let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" font-family="sans-serif" font-size="12">
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
 <text x="{LEFT}" y="20" font-size="14">CGI deployment fed cookie-less requests: sessions and file size over time</text>
 <text x="{LEFT}" y="36" fill="#555">{settings}</text>
-"#
+"##
     );
     let panels: [(&str, fn(&(f64, u64, u64)) -> f64); 2] =
         [("sessions in the file", |s| s.1 as f64), ("file size, KiB", |s| s.2 as f64 / 1024.0)];
