@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 
 use sessiondb::Store;
 
+/// One sample: seconds since the start, sessions, file size in bytes.
+type Sample = (f64, u64, u64);
+
 /// The two deployments, in the order of the CSV and the picture.
 const MODES: [&str; 2] = ["shared clean-up", "no clean-up (before)"];
 
@@ -114,7 +117,7 @@ fn main() {
 
     // The sampler.
     let mut table = String::from("seconds,deployment,requests,sessions,states,file_bytes\n");
-    let mut samples: Vec<Vec<(f64, u64, u64)>> = vec![Vec::new(); MODES.len()];
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); MODES.len()];
     let mut observers: Vec<Option<Store>> = (0..MODES.len()).map(|_| None).collect();
     let mut tick = 0u64;
     while tick <= seconds + 2 {
@@ -201,7 +204,7 @@ unsafe extern "C" {
 }
 
 /// Two panels (sessions, file size in KiB) over time, one line per deployment.
-fn draw(samples: &[Vec<(f64, u64, u64)>], settings: &str) -> String {
+fn draw(samples: &[Vec<Sample>], settings: &str) -> String {
     const W: f64 = 760.0;
     const PANEL_H: f64 = 220.0;
     const LEFT: f64 = 70.0;
@@ -218,7 +221,7 @@ fn draw(samples: &[Vec<(f64, u64, u64)>], settings: &str) -> String {
 <text x="{LEFT}" y="36" fill="#555">{settings}</text>
 "##
     );
-    let panels: [(&str, fn(&(f64, u64, u64)) -> f64); 2] =
+    let panels: [(&str, fn(&Sample) -> f64); 2] =
         [("sessions in the file", |s| s.1 as f64), ("file size, KiB", |s| s.2 as f64 / 1024.0)];
     for (p, (title, value)) in panels.iter().enumerate() {
         let top = TOP + p as f64 * (PANEL_H + GAP);
