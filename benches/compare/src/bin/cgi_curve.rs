@@ -35,6 +35,9 @@ use sessiondb::Store;
 /// One sample: seconds since the start, sessions, file size in bytes.
 type Sample = (f64, u64, u64);
 
+/// A panel of the picture: its title, and the value it plots of a sample.
+type Panel = (&'static str, fn(&Sample) -> f64);
+
 /// The two deployments, in the order of the CSV and the picture.
 const MODES: [&str; 2] = ["shared clean-up", "no clean-up (before)"];
 
@@ -221,7 +224,7 @@ fn draw(samples: &[Vec<Sample>], settings: &str) -> String {
 <text x="{LEFT}" y="36" fill="#555">{settings}</text>
 "##
     );
-    let panels: [(&str, fn(&Sample) -> f64); 2] =
+    let panels: [Panel; 2] =
         [("sessions in the file", |s| s.1 as f64), ("file size, KiB", |s| s.2 as f64 / 1024.0)];
     for (p, (title, value)) in panels.iter().enumerate() {
         let top = TOP + p as f64 * (PANEL_H + GAP);
