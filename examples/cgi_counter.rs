@@ -119,8 +119,10 @@ struct Page {
 fn main() -> ExitCode {
     let method = std::env::var("REQUEST_METHOD").unwrap_or_else(|_| "GET".into());
     let head = method == "HEAD";
+    // The store, kept open by `respond` for the clean-up after the response.
+    let mut store = None;
     let response = if head || method == "GET" {
-        match respond() {
+        match respond(&mut store) {
             Ok((page, cookie)) => ok_response(&page, cookie.as_deref(), head),
             Err(err) => {
                 eprintln!("cgi_counter: {err}");
@@ -139,16 +141,44 @@ fn main() -> ExitCode {
         eprintln!("cgi_counter: cannot write the response: {e}");
         return ExitCode::FAILURE;
     }
+    drop(out);
+    if let Some(store) = store {
+        clean_up_after_response(store);
+    }
     ExitCode::SUCCESS
 }
 
+/// Ends the response, then does this process's share of the clean-up of expired sessions if
+/// one is due (`Store::cleanup_if_due`: at most one batch of about 15 ms, one process at a time,
+/// about once a `cleanup_interval` across all the processes sharing the file), and leaves the
+/// file to the OS. A CGI process never lives long enough for a clean-up thread.
+///
+/// The web server finishes the response when standard output closes, not when the process
+/// exits: so fd 1 is replaced by `/dev/null` first (rather than closed, so that no file opened
+/// later takes its number), and nobody waits for the sweep.
+fn clean_up_after_response(store: Store) {
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
+    // SAFETY: plain fd calls on descriptors this process owns; stdout was flushed and its lock
+    // released, and Rust's stdout ignores a closed descriptor.
+    let ended = unsafe {
+        match &null {
+            Ok(null) => libc::dup2(std::os::fd::AsRawFd::as_raw_fd(null), 1) == 1,
+            Err(_) => libc::close(1) == 0,
+        }
+    };
+    if ended && let Err(e) = store.cleanup_if_due() {
+        eprintln!("cgi_counter: clean-up after the response: {e}");
+    }
+    store.close_for_exit();
+}
+
 /// Runs the request, again on a conflict; the page and the `Set-Cookie` value to send.
-fn respond() -> Result<(Page, Option<String>), Box<dyn std::error::Error>> {
+fn respond(kept: &mut Option<Store>) -> Result<(Page, Option<String>), Box<dyn std::error::Error>> {
     let path =
         std::env::var_os("SESSIONDB_PATH").map_or_else(|| DEFAULT_PATH.into(), PathBuf::from);
-    // A CGI process lives for one request: no clean-up thread (a long-lived process, or a
-    // cron job calling `Store::cleanup`, sweeps expired sessions).
-    let store = Store::builder(&path).cleanup_interval(None).max_states(MAX_STATES).open()?;
+    // A CGI process lives for one request: no clean-up thread; `main` sweeps after the
+    // response when the schedule shared through the file says so (`clean_up_after_response`).
+    let store = Store::builder(&path).cleanup_thread(false).max_states(MAX_STATES).open()?;
     let mut config = ManagerConfig::default();
     config.state_param = STATE_PARAM.into();
     // `Secure` cookies are only sent over HTTPS (browsers make an exception for localhost,
@@ -173,9 +203,7 @@ fn respond() -> Result<(Page, Option<String>), Box<dyn std::error::Error>> {
             Err(e) => break Err(e.into()),
         }
     };
-    // The process exits next: every commit is durable already, so skip the clean close (four
-    // syncs) and leave the file to the OS.
-    manager.into_store().close_for_exit();
+    *kept = Some(manager.into_store());
     result
 }
 

@@ -1,4 +1,5 @@
-//! The clean-up thread: sweeps expired sessions every interval, in the background.
+//! The clean-up thread: sweeps expired sessions in the background, when the schedule shared
+//! through the file says a sweep is due (`src/store/schedule.rs`).
 //!
 //! It holds only a weak reference to the store's core, upgraded for the length of one sweep,
 //! so it never keeps a dropped store alive. Dropping the `Store` wakes it, and joins it; a
@@ -16,6 +17,9 @@ use crate::store::{Core, panic_message};
 
 /// The name of the clean-up thread, as `ps -L` and `/proc/*/task/*/comm` show it.
 pub const CLEANUP_THREAD_NAME: &str = "sessiondb-sweep";
+
+/// The shortest wait between two looks at the schedule (unless the interval is shorter).
+const MIN_WAIT: Duration = Duration::from_millis(100);
 
 /// The stop flag, and the condition variable that wakes the thread when it is set.
 type StopSignal = Arc<(Mutex<bool>, Condvar)>;
@@ -61,9 +65,14 @@ fn stopped(signal: &StopSignal) -> bool {
 /// Waits `every` or until stopped; returns whether to go on.
 fn sleep(signal: &StopSignal, every: Duration) -> bool {
     let (flag, wake) = &**signal;
-    let deadline = Instant::now() + every;
+    // An interval too long for the clock to represent: wait until stopped.
+    let deadline = Instant::now().checked_add(every);
     let mut stop = flag.lock().unwrap_or_else(PoisonError::into_inner);
     while !*stop {
+        let Some(deadline) = deadline else {
+            stop = wake.wait(stop).unwrap_or_else(PoisonError::into_inner);
+            continue;
+        };
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             return true;
         };
@@ -73,13 +82,23 @@ fn sleep(signal: &StopSignal, every: Duration) -> bool {
 }
 
 fn run(core: &Weak<Core>, signal: &StopSignal, every: Duration) {
-    while sleep(signal, every) {
+    // The first look one interval after the start; then as the shared schedule says: when the
+    // next sweep is due (another process may have swept meanwhile), soon after a sweep left
+    // unfinished or found another sweeper, never longer than the interval.
+    let mut wait = every;
+    while sleep(signal, wait) {
         let Some(core) = core.upgrade() else {
             return;
         };
-        let swept = catch_unwind(AssertUnwindSafe(|| core.sweep(&|| stopped(signal))));
-        match swept {
-            Ok(Ok(report)) => core.record_cleanup(&report),
+        let turn = catch_unwind(AssertUnwindSafe(|| core.sweep_if_due(true, &|| stopped(signal))));
+        wait = every;
+        match turn {
+            Ok(Ok(turn)) => {
+                if let Some(report) = &turn.report {
+                    core.record_cleanup(report);
+                }
+                wait = turn.next.clamp(MIN_WAIT.min(every), every);
+            }
             // A batch runs through the group committer, which turns a panic into this error.
             Ok(Err(Error::Panicked { message, .. })) => {
                 core.report_cleanup_panic(message);

@@ -44,6 +44,7 @@ pub enum CapPolicy {
 
 /// The resolved settings a store runs with.
 #[derive(Debug, Clone)]
+#[expect(clippy::struct_excessive_bools, reason = "independent switches, one per builder setter")]
 pub(crate) struct Config {
     pub(crate) path: PathBuf,
     pub(crate) sharing: Sharing,
@@ -62,6 +63,7 @@ pub(crate) struct Config {
     pub(crate) cleanup_batch: usize,
     pub(crate) cleanup_batch_time: Option<Duration>,
     pub(crate) cleanup_interval: Option<Duration>,
+    pub(crate) cleanup_thread: bool,
     pub(crate) group_commit: bool,
     pub(crate) max_batch: usize,
     pub(crate) company_wait: Option<Duration>,
@@ -126,6 +128,7 @@ fn millis(d: Duration) -> u64 {
 /// Builds a [`Store`]. Start from [`Store::builder`].
 #[derive(Debug, Clone)]
 #[must_use]
+#[expect(clippy::struct_excessive_bools, reason = "independent switches, one per setter")]
 pub struct Builder {
     path: PathBuf,
     sharing: Sharing,
@@ -144,6 +147,7 @@ pub struct Builder {
     cleanup_batch: usize,
     cleanup_batch_time: Option<Duration>,
     cleanup_interval: Option<Duration>,
+    cleanup_thread: bool,
     group_commit: bool,
     max_batch: usize,
     company_wait: Option<Duration>,
@@ -175,6 +179,7 @@ impl Builder {
             cleanup_batch: 1000,
             cleanup_batch_time: Some(DEFAULT_CLEANUP_BATCH_TIME),
             cleanup_interval: Some(Duration::from_secs(60)),
+            cleanup_thread: true,
             group_commit: true,
             max_batch: 64,
             company_wait: None,
@@ -302,12 +307,25 @@ impl Builder {
         self
     }
 
-    /// How often the clean-up thread sweeps expired sessions; `None` starts no thread (sweep
-    /// with [`Store::cleanup`] then, or let another process's thread do it). The first sweep
-    /// comes one interval after open, so short-lived processes (CGI) never sweep. Read-only
-    /// stores start no thread. Default = 60 seconds.
+    /// How often the file is swept of expired sessions: the shared schedule. The file records
+    /// when it was last swept, and a sweep is due once this much time has passed since, whoever
+    /// swept; the clean-up thread and [`Store::cleanup_if_due`] both follow it, so the
+    /// processes sharing a file sweep about once an interval between them. `None`: never
+    /// automatically (no thread, and `cleanup_if_due` does nothing); sweep with
+    /// [`Store::cleanup`], or let other processes do it. Default = 60 seconds.
     pub fn cleanup_interval(mut self, every: Option<Duration>) -> Self {
         self.cleanup_interval = every;
+        self
+    }
+
+    /// Whether this process runs the clean-up thread, which looks at the shared schedule (see
+    /// [`cleanup_interval`](Self::cleanup_interval)) and sweeps when a sweep is due. Its first
+    /// look comes one interval after open, so a short-lived process (a CGI program) never
+    /// sweeps through it: open such a process with `false` and call
+    /// [`Store::cleanup_if_due`] after its response. Read-only stores and stores without a
+    /// `cleanup_interval` start no thread. Default = `true`.
+    pub fn cleanup_thread(mut self, enabled: bool) -> Self {
+        self.cleanup_thread = enabled;
         self
     }
 
@@ -431,6 +449,7 @@ impl Builder {
             cleanup_batch: self.cleanup_batch,
             cleanup_batch_time: self.cleanup_batch_time,
             cleanup_interval: self.cleanup_interval,
+            cleanup_thread: self.cleanup_thread,
             group_commit: self.group_commit,
             max_batch: self.max_batch,
             company_wait: self.company_wait,

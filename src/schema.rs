@@ -16,6 +16,14 @@ pub(crate) const META_MAGIC: &str = "magic";
 pub(crate) const META_FORMAT: &str = "format";
 /// `meta` key of the creation time (u64 LE milliseconds).
 pub(crate) const META_CREATED: &str = "created";
+/// `meta` key of the shared clean-up schedule: when the last complete sweep ran (u64 LE
+/// milliseconds, the sweeping process's clock), written in the transaction of the batch that
+/// finished it. Absent until the first complete sweep. See `docs/format.md`.
+pub(crate) const META_SWEPT: &str = "swept";
+/// `meta` key of the size (u64 LE sessions) for the next single clean-up batch of a
+/// short-lived process ([`Store::cleanup_if_due`](crate::Store::cleanup_if_due)), sized by the
+/// time of the last one. Absent until a batch left a backlog. See `docs/format.md`.
+pub(crate) const META_SWEEP_BATCH: &str = "sweep_batch";
 
 /// Names of the tables, as they appear in errors.
 pub(crate) const SESSIONS_NAME: &str = "sessions";

@@ -9,7 +9,7 @@ use super::record::{decode_session, get_session, get_state, printable};
 use super::{Core, Store};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
-use crate::schema::{self, META_CREATED, META_FORMAT, SESSIONS_NAME};
+use crate::schema::{self, META_CREATED, META_FORMAT, META_SWEPT, SESSIONS_NAME};
 
 /// Where a session stands, as an admin sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +100,9 @@ pub struct StoreInfo {
     pub user_entries: u64,
     /// Size of the file (or of the [`Builder::backend`](crate::Builder::backend)) in bytes.
     pub file_size: u64,
+    /// When the last complete clean-up sweep ran, ms since the epoch (the shared schedule, see
+    /// [`Store::cleanup_if_due`]); `None` before the first.
+    pub last_swept: Option<u64>,
 }
 
 /// What a session holds: its data and every stored state, for admin tools. See
@@ -362,6 +365,9 @@ impl Store {
                 Some(backend) => redb::StorageBackend::len(backend)?,
                 None => std::fs::metadata(self.path())?.len(),
             },
+            last_swept: meta
+                .get(META_SWEPT)?
+                .and_then(|v| <[u8; 8]>::try_from(v.value()).ok().map(u64::from_le_bytes)),
         })
     }
 }

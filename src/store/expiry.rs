@@ -17,7 +17,7 @@ use super::session::{Reply, wrong_reply};
 use super::{Core, SessionStatus, Store};
 use crate::config::CapPolicy;
 use crate::error::{Error, Result};
-use crate::schema::{self, ExpiryKey, WriteTables};
+use crate::schema::{self, ExpiryKey, META_SWEEP_BATCH, META_SWEPT, WriteTables};
 
 /// What a clean-up removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,6 +39,11 @@ pub struct CleanupReport {
     /// Whether the sweep was skipped because another thread or process held the clean-up lock
     /// (it is sweeping, so there is nothing to add).
     pub skipped: bool,
+    /// Whether the sweep reached the end: its last batch found nothing more due, and recorded
+    /// the sweep as done in the file (the shared schedule, see [`Store::cleanup_if_due`]).
+    /// False for a skipped sweep, for a batch of [`Store::cleanup_if_due`] that left a backlog
+    /// to the next process, and for a sweep of the clean-up thread stopped by a drop.
+    pub complete: bool,
 }
 
 impl CleanupReport {
@@ -50,6 +55,7 @@ impl CleanupReport {
         self.tombstones += other.tombstones;
         self.batches += other.batches;
         self.skipped |= other.skipped;
+        self.complete = other.complete;
     }
 }
 
@@ -58,7 +64,8 @@ impl CleanupReport {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CleanupStats {
-    /// Sweeps run to the end (skipped ones included).
+    /// Sweeps run to the end (skipped ones included), and batches of
+    /// [`Store::cleanup_if_due`] run (those that found no sweep due are not counted).
     pub runs: u64,
     /// Sweeps skipped because another thread or process was sweeping.
     pub skipped: u64,
@@ -128,7 +135,7 @@ fn sweep_batch(t: &mut WriteTables<'_>, now: u64, limit: usize) -> Result<Cleanu
 
 /// The first batch of a sweep sized by time (`Builder::cleanup_batch_time`); later batches
 /// grow from it as the budget allows.
-const FIRST_SWEEP_BATCH: usize = 64;
+pub(crate) const FIRST_SWEEP_BATCH: usize = 64;
 /// The smallest batch a sweep sized by time shrinks to.
 const MIN_SWEEP_BATCH: usize = 16;
 
@@ -257,11 +264,25 @@ impl Core {
         let Some(_lock) = self.locks.try_cleanup()? else {
             return Ok(CleanupReport { skipped: true, ..CleanupReport::default() });
         };
+        self.sweep_locked(Extent::Whole, stop)
+    }
+
+    /// Sweeps as far as `extent` says; the caller holds the clean-up lock. The batch that
+    /// finds nothing more due records the sweep as done (`meta`'s `swept`, the shared
+    /// schedule) in its own transaction; a single batch that leaves a backlog records the size
+    /// its time suggests for the next one (`sweep_batch`).
+    pub(crate) fn sweep_locked(
+        &self,
+        extent: Extent,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<CleanupReport> {
         let mut total = CleanupReport::default();
         let max = self.cfg.cleanup_batch;
-        let mut limit = match self.cfg.cleanup_batch_time {
-            Some(_) => max.min(FIRST_SWEEP_BATCH),
-            None => max,
+        let budget = self.cfg.cleanup_batch_time;
+        let (mut limit, single) = match extent {
+            Extent::Whole if budget.is_some() => (max.min(FIRST_SWEEP_BATCH), false),
+            Extent::Whole => (max, false),
+            Extent::OneBatch(n) => (n.clamp(1, max), true),
         };
         let mut quickest = Duration::MAX;
         loop {
@@ -272,22 +293,33 @@ impl Core {
             // Through the group committer: request writes queued meanwhile go first (FIFO), so
             // a writer of this process waits for at most one batch.
             let job: Job = Box::new(move |c, t| {
-                *mark.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                let start = Instant::now();
+                *mark.lock().unwrap_or_else(PoisonError::into_inner) = Some(start);
                 let now = c.now();
                 let mut batch = sweep_batch(t, now, limit)?;
                 batch.tombstones = sweep_tombstones(t, now, limit)?;
+                let removed = batch.sessions + batch.corrupted + batch.stale_entries;
+                let more = removed >= limit as u64 || batch.tombstones >= limit as u64;
+                if !more {
+                    t.meta.insert(META_SWEPT, now.to_le_bytes().as_slice())?;
+                    batch.complete = true;
+                } else if single && let Some(budget) = budget {
+                    // The work's time, without the commit's (not known yet): the part a
+                    // smaller batch shortens.
+                    let next =
+                        next_sweep_batch(limit, start.elapsed(), Duration::ZERO, budget, max);
+                    t.meta.insert(META_SWEEP_BATCH, (next as u64).to_le_bytes().as_slice())?;
+                }
                 Ok(Ok(Reply::Swept(batch)))
             });
             let Reply::Swept(batch) = self.submit(job)? else {
                 return Err(wrong_reply());
             };
             total.add(batch);
-            let removed = batch.sessions + batch.corrupted + batch.stale_entries;
-            let more = removed >= limit as u64 || batch.tombstones >= limit as u64;
-            if !more || stop() {
+            if batch.complete || single || stop() {
                 return Ok(total);
             }
-            if let Some(budget) = self.cfg.cleanup_batch_time {
+            if let Some(budget) = budget {
                 let began = *began.lock().unwrap_or_else(PoisonError::into_inner);
                 let held = began.map_or(Duration::ZERO, |b| b.elapsed());
                 quickest = quickest.min(held);
@@ -297,6 +329,15 @@ impl Core {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+}
+
+/// How far a sweep goes once it holds the clean-up lock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Extent {
+    /// Batches until nothing is due (or until asked to stop).
+    Whole,
+    /// One batch of at most this many sessions (and as many tombstones).
+    OneBatch(usize),
 }
 
 impl Core {
@@ -323,7 +364,9 @@ impl Store {
     /// `cleanup_batch_time`. The clean-up thread runs the same sweep.
     ///
     /// Only one thread or process sweeps at a time: if another holds the clean-up lock, this
-    /// returns at once with [`CleanupReport::skipped`] set.
+    /// returns at once with [`CleanupReport::skipped`] set. A sweep that reaches the end records
+    /// it in the file ([`CleanupReport::complete`]): the processes following the shared schedule
+    /// ([`Store::cleanup_if_due`], the clean-up threads) then wait an interval from it.
     ///
     /// # Errors
     /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store. Batches

@@ -15,6 +15,7 @@ mod open;
 mod record;
 mod rotate;
 mod save;
+mod schedule;
 mod session;
 mod typed;
 mod users;
@@ -196,7 +197,9 @@ impl Store {
         });
         core.watch(guard("opening the file", || open::check_or_init_meta(&core)))?;
         let cleaner = match core.cfg.cleanup_interval {
-            Some(every) if !core.cfg.read_only => Some(Cleaner::start(&core, every)?),
+            Some(every) if core.cfg.cleanup_thread && !core.cfg.read_only => {
+                Some(Cleaner::start(&core, every)?)
+            }
             _ => None,
         };
         Ok(Self { core, cleaner })
