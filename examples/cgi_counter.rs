@@ -236,7 +236,10 @@ fn env_flag(name: &str) -> Result<bool, String> {
     match value.to_str().map(str::to_ascii_lowercase).as_deref() {
         Some("true" | "yes" | "1") => Ok(true),
         Some("false" | "no" | "0") => Ok(false),
-        _ => Err(format!("{name} must be true, yes, 1, false, no or 0, not {value:?}")),
+        _ => Err(format!(
+            "{name} must be true, yes, 1, false, no or 0, not \"{}\"",
+            value.to_string_lossy()
+        )),
     }
 }
 

@@ -289,3 +289,31 @@ fn busy_says_to_answer_503_and_when_to_retry() {
     let e = Error::Busy { retry_after: Duration::from_millis(10) };
     assert!(e.to_string().ends_with("retry after 1 s"), "Retry-After is whole seconds, ≥ 1");
 }
+
+#[test]
+fn a_request_that_meets_a_logout_runs_again_in_a_fresh_session() {
+    let db = common::temp_db();
+    let manager = manager(&db.path, ManagerConfig::default());
+    let cookie = new_session(&manager);
+    let client = ClientInfo::with_cookie(&cookie);
+    let mut outcomes = Vec::new();
+    let handled = manager
+        .handle(&client, |req| {
+            outcomes.push(req.outcome().clone());
+            if outcomes.len() == 1 {
+                // Another tab logs out between this request's begin and finish.
+                let out = manager.handle(&client, |other| {
+                    other.logout();
+                    Ok::<_, Error>(())
+                });
+                assert!(out.unwrap().set_cookie.unwrap().contains("Max-Age=0"));
+            }
+            increment(req)
+        })
+        .unwrap();
+    assert_eq!(outcomes, [sessiondb::web::Outcome::Resumed, sessiondb::web::Outcome::Revoked]);
+    assert_eq!((handled.value, handled.attempts), (1, 2), "counted once, in a fresh session");
+    let new_cookie = handled.set_cookie.expect("the fresh session's cookie");
+    assert_ne!(session_id(&new_cookie), session_id(&cookie));
+    assert_eq!(read_counter(&manager, new_cookie.split(';').next().unwrap()), 1);
+}
