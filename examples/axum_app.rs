@@ -22,6 +22,11 @@
 //! Routes: `GET /` counts the session's visits and shows the user and the worker's pid;
 //! `POST /login?user=NAME` moves the session to a new id (`Session::cycle_id`, against session
 //! fixation) and files the user in it; `POST /logout` deletes the session; `GET /health`.
+//!
+//! tower-sessions saves a session in its own middleware, after the handler, with a blind write:
+//! `SessionManager::handle` (which runs a request again on a conflicting save) has no place
+//! here, and parallel requests of one browser can lose a count, as with any tower-sessions
+//! store. `docs/tower.md` says why, and how an axum program uses `handle` instead.
 
 use std::error::Error;
 use std::io::{BufRead as _, BufReader, Read as _};

@@ -2,43 +2,55 @@
 //!
 //! ```text
 //! cargo build --release --example cgi_counter
-//! # then install target/release/examples/cgi_counter as a CGI script, e.g. counter.cgi:
+//! # then install target/release/examples/cgi_counter as a CGI script, e.g. counter.cgi, with
+//! # SESSIONDB_PATH set to a file in a directory only the web server's user can write:
 //! bash scripts/lighttpd-cgi.sh          # does all of it under lighttpd on 127.0.0.1
 //! ```
 //!
 //! Every request is a fresh process, as CGI wants: it opens the session file, runs one request
-//! through [`SessionManager`], prints the response and exits. Many of them run at once and
-//! share the file.
+//! through [`SessionManager::handle`], prints the response and exits. Many of them run at once
+//! and share the file.
 //!
-//! What a request does, by its query string:
-//! - nothing (`/counter.cgi`): **counts**. The session's counter goes up by one, and the page
-//!   is saved as a new state of the session holding the counter at that page. State `k` holds
-//!   counter `k + 1` (state ids start at 0, and every counting request adds exactly one). A
-//!   browser without a session gets a new one at counter 1.
-//! - `?state=N`: **shows** state `N`, the back button: its state id and the counter stored in
-//!   it. It does not count and stores nothing. A state no longer kept (the store keeps the
-//!   latest [`MAX_STATES`]) shows the latest state instead, and says so.
-//! - `?login=1`: counts, then logs in as user `demo`: the session moves to a new id (against
-//!   session fixation) and the new cookie is sent. For 30 s the old cookie still leads to the
-//!   session, and its requests get the new cookie again (a lost response must not log anyone
-//!   out).
-//! - `?logout=1`: ends the session (revoked in the file) and removes the cookie
-//!   (`Max-Age=0`). The next request starts a new session at counter 1.
+//! What a request does:
+//! - `GET` (or `HEAD`, the same response without its body) with no `state` parameter:
+//!   **counts**. The session's counter goes up by one, and the page is saved as a new state of
+//!   the session holding the counter at that page. State `k` holds counter `k + 1` (state ids
+//!   start at 0, and every counting request adds exactly one). A browser without a session
+//!   gets a new one at counter 1. Other parameters (`?login=1`, `?logout=1`) are ignored: a
+//!   `GET`, which any cross-site link or image can make, never logs in or out.
+//! - `GET ?state=N`: **shows** state `N`, the back button: its state id and the counter stored
+//!   in it. It does not count and stores nothing. A state no longer kept (the store keeps the
+//!   latest [`MAX_STATES`]) shows the latest state instead, and says so; so does a `state` that
+//!   is not a state number (`-1`, `abc`, one past `u64`).
+//! - `POST` with the form field `action=login` (the page's "Log in" button): counts, then logs
+//!   in as user `demo`: the session moves to a new id (against session fixation) and the new
+//!   cookie is sent. The old cookie is refused from then on (the library's default, no
+//!   forwarding: a window in which the old cookie still led to the session would let whoever
+//!   planted it follow the log-in).
+//! - `POST` with `action=logout` (the "Log out" button): ends the session (revoked in the file)
+//!   and removes the cookie (`Max-Age=0`). The next request starts a new session at counter 1.
 //!
-//! Only `GET` and `HEAD` (the same response without its body) are answered. A real application
-//! would change sessions on `POST` only; this demo counts on `GET` so that plain links work.
+//! A `POST` whose `Origin` is another site, or that the browser marks `Sec-Fetch-Site:
+//! cross-site`, is refused (`403`); the cookie's `SameSite=Lax` already keeps it out of
+//! cross-site posts. Other methods get `405`, a `POST` without a known action `400`.
 //!
-//! When two requests of one browser save at once, the later one gets `Error::Conflict` from
-//! `finish` and nothing of its data was written: it is run again from `begin`, up to
-//! [`MAX_ATTEMPTS`] times in all. So is a request that meets a log-out of another tab
-//! (`Error::Revoked`); see `worth_retrying`.
+//! Requests of one browser that overlap (parallel XHRs, several tabs) never fail on each
+//! other: [`SessionManager::handle`] runs the request again when another one saved first, and
+//! takes the session's lock after the first conflict. If even the lock's wait runs out (another
+//! process held the session for seconds), the answer is `503 Service Unavailable` with
+//! `Retry-After`, and nothing was stored.
 //!
 //! Environment (besides the CGI variables the server sets):
-//! - `SESSIONDB_PATH`: the session file. Default `/tmp/sessiondb-cgi.redb`. The web server's
-//!   user must be able to create it and the lock files beside it.
-//! - `SESSIONDB_COOKIE_SECURE=1`: mark the cookie `Secure`. Off by default, because this demo
-//!   runs over plain HTTP on 127.0.0.1, where a browser would drop (or never send back) a
-//!   `Secure` cookie. Turn it on behind HTTPS.
+//! - `SESSIONDB_PATH` (required): the session file. The web server's user must be able to
+//!   create it and the lock directory beside it; put it in a directory of its own that no other
+//!   user can write, outside the document root. There is no default: a shared name in `/tmp`
+//!   could be created first by another local user.
+//! - `SESSIONDB_COOKIE_SECURE`: `true`/`yes`/`1` mark the cookie `Secure`; `false`/`no`/`0`
+//!   (or unset) do not; anything else is an error. Off by default, because this demo runs over
+//!   plain HTTP on 127.0.0.1, where a client would drop (or never send back) a `Secure` cookie.
+//!   Turn it on behind HTTPS.
+//! - `SESSIONDB_LOCKLESS_ATTEMPTS`: `RunConfig::lockless_attempts` (default 1; 0 takes the
+//!   session's lock for every request, PHP-style).
 //!
 //! Errors are reported the CGI way: a `500 Internal Server Error` response naming the error
 //! (and a line on stderr, which the server logs), and exit status 0.
@@ -50,8 +62,7 @@
 #![warn(clippy::pedantic)]
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::PathBuf;
+use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 
 use serde::{Deserialize, Serialize};
@@ -59,16 +70,14 @@ use sessiondb::web::{ClientInfo, ManagerConfig, Outcome, SessionManager, state_f
 use sessiondb::web::{Request, query_param, state_in_url};
 use sessiondb::{Error, SessionId, Store};
 
-/// The session file when `SESSIONDB_PATH` is not set.
-const DEFAULT_PATH: &str = "/tmp/sessiondb-cgi.redb";
 /// How many states a session keeps (the store's default, set here so the page can link them).
 const MAX_STATES: u64 = 16;
-/// How many times a request runs when its saves meet `Error::Conflict`: once, plus two retries.
-const MAX_ATTEMPTS: u32 = 3;
 /// The query parameter naming the state to show (the manager's `state_param`).
 const STATE_PARAM: &str = "state";
 /// The user a log-in files the session under.
 const DEMO_USER: &str = "demo";
+/// The largest `POST` body read (the forms send `action=logout`).
+const MAX_BODY: usize = 1024;
 
 /// The session data: the counter, and who is logged in (`Request` can set the session's user
 /// for `Store::revoke_user`, but does not tell it back, so the page keeps its own copy).
@@ -78,35 +87,76 @@ struct Data {
     user: Option<String>,
 }
 
-/// What the query string asks for. The first of `logout`, `login`, `state` present wins.
+/// What the request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     Count,
     Login,
-    Show(u64),
+    /// Show a state: `Some(n)` as asked, `None` for a `state` that is not a state number.
+    Show(Option<u64>),
     Logout,
 }
 
 impl Action {
-    fn from_query(query: &str) -> Self {
-        if query_param(query, "logout") == Some("1") {
-            Action::Logout
-        } else if query_param(query, "login") == Some("1") {
-            Action::Login
-        } else if let Some(state) = state_from_query(query, STATE_PARAM) {
-            Action::Show(state)
-        } else {
-            Action::Count
+    /// The action of a request, or the error response (400, 403, 405) to send instead.
+    fn of_request(method: &str, query: &str) -> Result<Self, String> {
+        match method {
+            "GET" | "HEAD" if query_param(query, STATE_PARAM).is_some() => {
+                Ok(Action::Show(state_from_query(query, STATE_PARAM)))
+            }
+            "GET" | "HEAD" => Ok(Action::Count),
+            "POST" if cross_site() => {
+                Err(error_response("403 Forbidden", "cross-site form posts are refused", "", false))
+            }
+            "POST" => match query_param(&read_body(), "action") {
+                Some("login") => Ok(Action::Login),
+                Some("logout") => Ok(Action::Logout),
+                _ => Err(error_response(
+                    "400 Bad Request",
+                    "a POST needs the form field action=login or action=logout",
+                    "",
+                    false,
+                )),
+            },
+            _ => Err(error_response(
+                "405 Method Not Allowed",
+                "this page answers GET, HEAD and POST",
+                "Allow: GET, HEAD, POST\r\n",
+                method == "HEAD",
+            )),
         }
     }
 }
 
-/// What the page shows, computed before `finish` (which consumes the request).
+/// Whether the browser says a `POST` comes from another site (`Sec-Fetch-Site`, or an `Origin`
+/// whose host is not the one this request was sent to).
+fn cross_site() -> bool {
+    let var = |name| std::env::var(name).ok();
+    if var("HTTP_SEC_FETCH_SITE").as_deref() == Some("cross-site") {
+        return true;
+    }
+    match (var("HTTP_ORIGIN"), var("HTTP_HOST")) {
+        (Some(origin), Some(host)) => origin.split_once("://").is_none_or(|(_, h)| h != host),
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// The `POST` body (`CONTENT_LENGTH` bytes of standard input, at most [`MAX_BODY`]).
+fn read_body() -> String {
+    let length = std::env::var("CONTENT_LENGTH").ok().and_then(|n| n.parse::<usize>().ok());
+    let mut body = Vec::new();
+    let limit = length.unwrap_or(0).min(MAX_BODY) as u64;
+    let _ = std::io::stdin().lock().take(limit).read_to_end(&mut body);
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// What the page shows, computed by the request's code.
 #[derive(Debug)]
 struct Page {
     action: Action,
     outcome: &'static str,
-    /// The session's id before `finish`; a new or rotated id is read from the cookie after it.
+    /// The session's id at `begin`; a new or rotated id is read from the cookie after it.
     session: Option<SessionId>,
     user: Option<String>,
     /// The state shown, and the counter it holds (`None`: no session, no state).
@@ -118,23 +168,7 @@ struct Page {
 
 fn main() -> ExitCode {
     let method = std::env::var("REQUEST_METHOD").unwrap_or_else(|_| "GET".into());
-    let head = method == "HEAD";
-    // The store, kept open by `respond` for the clean-up after the response.
-    let mut store = None;
-    let response = if head || method == "GET" {
-        match respond(&mut store) {
-            Ok((page, cookie)) => ok_response(&page, cookie.as_deref(), head),
-            Err(err) => {
-                eprintln!("cgi_counter: {err}");
-                error_response("500 Internal Server Error", &err.to_string(), head)
-            }
-        }
-    } else {
-        let mut response =
-            error_response("405 Method Not Allowed", "this page only answers GET and HEAD", false);
-        response.insert_str(response.find("\r\n").map_or(0, |i| i + 2), "Allow: GET, HEAD\r\n");
-        response
-    };
+    let (response, manager) = respond(&method);
     // A CGI program's output goes to the server in one piece.
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(response.as_bytes()).and_then(|()| out.flush()) {
@@ -142,8 +176,8 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     drop(out);
-    if let Some(store) = store {
-        clean_up_after_response(store);
+    if let Some(manager) = manager {
+        clean_up_after_response(manager.into_store());
     }
     ExitCode::SUCCESS
 }
@@ -151,7 +185,9 @@ fn main() -> ExitCode {
 /// Ends the response, then does this process's share of the clean-up of expired sessions if
 /// one is due (`Store::cleanup_if_due`: at most one batch of about 15 ms, one process at a time,
 /// about once a `cleanup_interval` across all the processes sharing the file), and leaves the
-/// file to the OS. A CGI process never lives long enough for a clean-up thread.
+/// file to the OS (`close_for_exit`: every commit is durable already, so the clean close's four
+/// syncs are skipped while other processes have the file open). A CGI process never lives long
+/// enough for a clean-up thread.
 ///
 /// The web server finishes the response when standard output closes, not when the process
 /// exits: so fd 1 is replaced by `/dev/null` first (rather than closed, so that no file opened
@@ -172,59 +208,82 @@ fn clean_up_after_response(store: Store) {
     store.close_for_exit();
 }
 
-/// Runs the request, again on a conflict; the page and the `Set-Cookie` value to send.
-fn respond(kept: &mut Option<Store>) -> Result<(Page, Option<String>), Box<dyn std::error::Error>> {
-    let path =
-        std::env::var_os("SESSIONDB_PATH").map_or_else(|| DEFAULT_PATH.into(), PathBuf::from);
+/// The response to send, and the manager if the file was opened (to close after the response).
+fn respond(method: &str) -> (String, Option<SessionManager>) {
+    let head = method == "HEAD";
+    let client = ClientInfo::from_cgi_env();
+    let action = match Action::of_request(method, client.query_string.as_deref().unwrap_or("")) {
+        Ok(action) => action,
+        Err(response) => return (response, None),
+    };
+    let manager = match open() {
+        Ok(manager) => manager,
+        Err(e) => return (failure(&*e, head), None),
+    };
+    let response = match manager.handle(&client, |request| handle(request, action)) {
+        Ok(handled) => {
+            let page = Page { attempts: handled.attempts, ..handled.value };
+            ok_response(&page, handled.set_cookie.as_deref(), head)
+        }
+        Err(e) => failure(&*e, head),
+    };
+    (response, Some(manager))
+}
+
+/// The manager on the session file, as the environment configures it.
+fn open() -> Result<SessionManager, Box<dyn std::error::Error>> {
+    let path = std::env::var_os("SESSIONDB_PATH").filter(|p| !p.is_empty()).ok_or(
+        "SESSIONDB_PATH is not set: set it to the session file, in a directory only the web \
+         server's user can write, outside the document root",
+    )?;
     // A CGI process lives for one request: no clean-up thread; `main` sweeps after the
     // response when the schedule shared through the file says so (`clean_up_after_response`).
-    let store = Store::builder(&path).cleanup_thread(false).max_states(MAX_STATES).open()?;
+    let store = Store::builder(path).cleanup_thread(false).max_states(MAX_STATES).open()?;
     let mut config = ManagerConfig::default();
     config.state_param = STATE_PARAM.into();
     // `Secure` cookies are only sent over HTTPS (browsers make an exception for localhost,
     // curl and others do not), and this demo runs over plain HTTP on 127.0.0.1: off unless
-    // asked for. Behind HTTPS, set SESSIONDB_COOKIE_SECURE=1.
-    config.cookie.secure = std::env::var_os("SESSIONDB_COOKIE_SECURE").is_some_and(|v| v == "1");
-    // Forward the old cookie for 30 s after a log-in, so that a lost response does not log the
-    // user out. The default is no forwarding: during the window whoever holds the old cookie
-    // follows the rotation too (docs/web.md weighs it); this demo shows the feature.
-    config.rotation_forward = std::time::Duration::from_secs(30);
-    let manager = SessionManager::new(store, config)?;
+    // asked for. Behind HTTPS, set SESSIONDB_COOKIE_SECURE=true.
+    config.cookie.secure = env_flag("SESSIONDB_COOKIE_SECURE")?;
+    if let Some(n) = std::env::var_os("SESSIONDB_LOCKLESS_ATTEMPTS") {
+        config.run.lockless_attempts = n.to_str().and_then(|n| n.parse().ok()).ok_or(
+            "SESSIONDB_LOCKLESS_ATTEMPTS must be a number of attempts (0 locks every request)",
+        )?;
+    }
+    // `rotation_forward` stays at its default, zero: see the log-in above.
+    Ok(SessionManager::new(store, config)?)
+}
 
-    let client = ClientInfo::from_cgi_env();
-    let action = Action::from_query(client.query_string.as_deref().unwrap_or(""));
-    let mut attempts = 1;
-    let result = loop {
-        let mut request = manager.begin(&client)?;
-        let page = handle(&mut request, action, attempts)?;
-        match manager.finish(request) {
-            Ok(cookie) => break Ok((page, cookie)),
-            Err(e) if attempts < MAX_ATTEMPTS && worth_retrying(&e) => attempts += 1,
-            Err(e) => break Err(e.into()),
+/// A yes/no setting: `true`/`yes`/`1` or `false`/`no`/`0` (any case), unset = no.
+fn env_flag(name: &str) -> Result<bool, String> {
+    let Some(value) = std::env::var_os(name) else { return Ok(false) };
+    match value.to_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("true" | "yes" | "1") => Ok(true),
+        Some("false" | "no" | "0") => Ok(false),
+        _ => Err(format!(
+            "{name} must be true, yes, 1, false, no or 0, not \"{}\"",
+            value.to_string_lossy()
+        )),
+    }
+}
+
+/// The response for an error: `503` with `Retry-After` when the session was busy (nothing was
+/// stored; the client may simply try again), `500` for everything else.
+fn failure(e: &(dyn std::error::Error + 'static), head: bool) -> String {
+    eprintln!("cgi_counter: {e}");
+    match e.downcast_ref::<Error>() {
+        Some(Error::Busy { retry_after }) => {
+            let retry = format!("Retry-After: {}\r\n", retry_after.as_secs().max(1));
+            error_response("503 Service Unavailable", &e.to_string(), &retry, head)
         }
-    };
-    *kept = Some(manager.into_store());
-    result
+        _ => error_response("500 Internal Server Error", &e.to_string(), "", head),
+    }
 }
 
-/// Whether `finish` failed because another request of the browser changed the session first,
-/// having written nothing of this request's data, so that running the request again from
-/// `begin` is right.
-fn worth_retrying(e: &Error) -> bool {
-    // `Conflict`: another request saved first; the save checks the version and wrote nothing.
-    // `Rotated` / `Revoked`: another request logged in or out since `begin` (`finish` follows a
-    // rotation itself; this covers the rest). In a log-in, `finish` rotates first and saves
-    // second, so if the save fails the rotation stands and the retry, still holding the old
-    // cookie, is forwarded to it: nothing is counted twice.
-    matches!(e, Error::Conflict { .. } | Error::Rotated { .. } | Error::Revoked)
-}
-
-/// Applies `action` to the request's session; what the page will show.
-fn handle(
-    request: &mut Request,
-    action: Action,
-    attempts: u32,
-) -> Result<Page, Box<dyn std::error::Error>> {
+/// Applies `action` to the request's session; what the page will show. This is the request's
+/// code that `SessionManager::handle` runs, possibly more than once (when another request of
+/// the session saved first): it acts only through `request`.
+fn handle(request: &mut Request, action: Action) -> Result<Page, Box<dyn std::error::Error>> {
     let outcome = outcome_name(request.outcome());
     let session = request.session_id().cloned();
     // A fresh session has no data yet.
@@ -233,7 +292,8 @@ fn handle(
     } else {
         sessiondb::decode(request.data())?
     };
-    let mut page = Page { action, outcome, session, user: None, state: None, total: 0, attempts };
+    let mut page =
+        Page { action, outcome, session, user: None, state: None, total: 0, attempts: 0 };
     match action {
         Action::Count | Action::Login => {
             data.counter += 1;
@@ -341,10 +401,13 @@ fn body(page: &Page, session: Option<&SessionId>) -> String {
             "This request counted and logged in as {DEMO_USER}: the session moved to a new id."
         ),
         (Action::Logout, _) => "Logged out: the session is ended and its cookie removed.".into(),
-        (Action::Show(wanted), Some((shown, _))) if wanted != shown => format!(
+        (Action::Show(Some(wanted)), Some((shown, _))) if wanted != shown => format!(
             "State {wanted} is not kept (never stored, or older than the last {MAX_STATES}): \
              showing the latest state. Viewing a state does not count."
         ),
+        (Action::Show(None), Some(_)) => "That is not a state number: showing the latest state. \
+             Viewing a state does not count."
+            .into(),
         (Action::Show(_), Some(_)) => "Viewing an earlier state does not count.".into(),
         (Action::Show(_), None) => "No session: there is no state to show.".into(),
     };
@@ -358,12 +421,19 @@ fn body(page: &Page, session: Option<&SessionId>) -> String {
             .collect();
         let _ = writeln!(b, "<p>States (the back button): {}</p>", links.join(" "));
     }
+    // Log-in and log-out change the session: forms that POST, never links.
+    let form = |action: &str, text: &str| {
+        format!(
+            r#"<form method="post" action="{}"><input type="hidden" name="action" value="{action}"><button type="submit">{text}</button></form>"#,
+            escape(if script.is_empty() { "?" } else { &script })
+        )
+    };
     let _ = writeln!(
         b,
-        "<p>{} | {} | {}</p>",
+        "<p>{}</p>\n{}\n{}",
         link(if script.is_empty() { "?" } else { "" }, "Count"),
-        link("?login=1", "Log in as demo"),
-        link("?logout=1", "Log out")
+        form("login", "Log in as demo"),
+        form("logout", "Log out")
     );
     let _ = writeln!(
         b,
@@ -374,9 +444,10 @@ fn body(page: &Page, session: Option<&SessionId>) -> String {
     b
 }
 
-fn error_response(status: &str, message: &str, head: bool) -> String {
+/// An error page; `headers` are extra header lines, each ending in `\r\n`.
+fn error_response(status: &str, message: &str, headers: &str, head: bool) -> String {
     let mut out = format!(
-        "Status: {status}\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\n\r\n"
+        "Status: {status}\r\n{headers}Content-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\n\r\n"
     );
     if !head {
         let _ = write!(

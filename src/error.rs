@@ -144,6 +144,14 @@ pub enum Error {
     Storage(redb::Error),
     /// An I/O error outside redb.
     Io(std::io::Error),
+    /// The request could not be stored in time: other requests of its session kept it busy
+    /// past [`RunConfig`](crate::web::RunConfig)'s lock wait or overall bound
+    /// ([`SessionManager::handle`](crate::web::SessionManager::handle)). Nothing of the
+    /// request was stored. A web program answers `503 Service Unavailable` with `Retry-After`.
+    Busy {
+        /// How long the client should wait before trying again.
+        retry_after: std::time::Duration,
+    },
     /// A session was to be created under an id the caller chose, but the id is in use or
     /// retired ([`Store::create_under`](crate::Store::create_under)). Nothing was written.
     IdTaken,
@@ -221,6 +229,11 @@ impl fmt::Display for Error {
             Error::Storage(_) => f.write_str("storage engine error"),
             Error::Io(_) => f.write_str("i/o error"),
             Error::IdTaken => f.write_str("session id in use or retired: choose another id"),
+            Error::Busy { retry_after } => write!(
+                f,
+                "session busy with other requests, nothing stored: answer 503 and retry after {} s",
+                retry_after.as_secs().max(1)
+            ),
         }
     }
 }

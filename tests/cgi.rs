@@ -25,9 +25,14 @@ const COOKIE: &str = "sessiondb";
 const MAX_STATES: u64 = 16;
 
 /// The built example, built on first use.
+/// `SESSIONDB_TEST_CGI_COUNTER` names another build to test instead (an older version, to
+/// check that a test fails on it).
 fn counter_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| common::example("cgi_counter"))
+    BINARY.get_or_init(|| {
+        std::env::var_os("SESSIONDB_TEST_CGI_COUNTER")
+            .map_or_else(|| common::example("cgi_counter"), PathBuf::from)
+    })
 }
 
 /// One CGI response, parsed.
@@ -147,6 +152,16 @@ impl Browser {
 
     /// Runs the program once, as a CGI server would, without touching the jar.
     fn run(&self, method: &str, query: &str) -> (std::process::Output, Response) {
+        self.run_with(method, query, None)
+    }
+
+    /// Runs the program once with a request body (a form), without touching the jar.
+    fn run_with(
+        &self,
+        method: &str,
+        query: &str,
+        form: Option<&str>,
+    ) -> (std::process::Output, Response) {
         let mut cmd = Command::new(counter_binary());
         cmd.env_clear()
             .env("GATEWAY_INTERFACE", "CGI/1.1")
@@ -166,7 +181,21 @@ impl Browser {
         for (name, value) in &self.extra_env {
             cmd.env(name, value);
         }
-        let output = cmd.output().expect("run cgi_counter");
+        if let Some(form) = form {
+            cmd.env("CONTENT_TYPE", "application/x-www-form-urlencoded")
+                .env("CONTENT_LENGTH", form.len().to_string());
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run cgi_counter");
+        let mut stdin = child.stdin.take().unwrap();
+        // The program may answer without reading the body (a refusal): ignore a broken pipe.
+        let _ = stdin.write_all(form.unwrap_or("").as_bytes());
+        drop(stdin);
+        let output = child.wait_with_output().expect("run cgi_counter");
         assert!(
             output.status.success(),
             "a CGI program reports errors in its response, and exits 0: {:?}, stderr: {}",
@@ -184,6 +213,23 @@ impl Browser {
             self.store_cookie(set);
         }
         response
+    }
+
+    /// A form POST (`action=...`), as the page's buttons send; the jar takes the cookie.
+    fn post(&mut self, form: &str) -> Response {
+        let (_, response) = self.run_with("POST", "", Some(form));
+        if let Some(set) = response.set_cookie() {
+            self.store_cookie(set);
+        }
+        response
+    }
+
+    fn login(&mut self) -> Response {
+        self.post("action=login")
+    }
+
+    fn logout(&mut self) -> Response {
+        self.post("action=logout")
     }
 
     /// Keeps or removes a cookie as a browser does with a `Set-Cookie` value.
@@ -301,16 +347,17 @@ fn the_back_button_shows_earlier_states_without_counting() {
 }
 
 #[test]
-fn login_rotates_the_cookie_and_the_old_cookie_is_forwarded() {
+fn login_rotates_the_cookie_and_the_old_cookie_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut b = Browser::new(&dir.path().join("s.redb"), 1);
     b.get("");
     b.get("");
     let old = b.cookie().unwrap().to_owned();
-    let before = b.clone();
+    // Whoever planted or copied the pre-login cookie (session fixation) keeps it.
+    let planted = b.clone();
     assert_eq!(b.get("").user(), "none");
 
-    let login = b.get("login=1");
+    let login = b.login();
     login.assert_ok();
     let new = b.cookie().unwrap().to_owned();
     assert_ne!(new, old, "log-in sends a new cookie");
@@ -319,32 +366,223 @@ fn login_rotates_the_cookie_and_the_old_cookie_is_forwarded() {
     assert_eq!((login.counter(), login.user()), (4, "demo"), "the counter continues");
     assert_eq!(login.outcome(), "Resumed");
 
-    // The log-in response was lost: the browser still has the old cookie. Within the
-    // forwarding window it leads to the session, and the new cookie is sent again.
-    let mut lost = before.clone();
-    let forwarded = lost.get("");
-    forwarded.assert_ok();
-    assert_eq!(forwarded.outcome(), "Forwarded");
-    assert_eq!(
-        forwarded.set_cookie().map(|c| c.split(';').next().unwrap()),
-        Some(&*format!("{COOKIE}={new}"))
-    );
-    assert_eq!(lost.cookie(), Some(new.as_str()));
-    assert_eq!((forwarded.counter(), forwarded.user()), (5, "demo"));
-    assert_eq!(forwarded.session(), id_of(&new));
-    // A view with the old cookie is forwarded too, and counts nothing.
-    let view = before.clone().get("state=0");
-    assert_eq!((view.outcome(), view.counter(), view.total()), ("Forwarded", 1, 5));
-    assert!(view.set_cookie().unwrap().contains(&new));
+    // The pre-login cookie does not follow the log-in: no forwarding window.
+    let mut attacker = planted.clone();
+    let r = attacker.get("");
+    r.assert_ok();
+    assert_eq!((r.outcome(), r.user(), r.counter()), ("Revoked", "none", 1), "{}", r.body);
+    assert_ne!(r.session(), id_of(&new));
+    assert!(!attacker.cookie().unwrap().contains(&new), "the new cookie is never sent to it");
+    let view = planted.clone().get("state=0");
+    assert_eq!((view.outcome(), view.session()), ("Revoked", "none"));
+    assert!(view.set_cookie().unwrap().contains("Max-Age=0"));
 
     let after = b.get("");
-    assert_eq!((after.outcome(), after.counter(), after.user()), ("Resumed", 6, "demo"));
+    assert_eq!((after.outcome(), after.counter(), after.user()), ("Resumed", 5, "demo"));
     assert_eq!(after.set_cookie(), None);
 
     // Logging in again rotates again.
-    b.get("login=1");
+    b.login();
     assert_ne!(b.cookie(), Some(new.as_str()));
-    assert_eq!(b.get("").counter(), 8);
+    assert_eq!(b.get("").counter(), 7);
+}
+
+#[test]
+fn a_get_never_logs_in_or_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Browser::new(&dir.path().join("s.redb"), 1);
+    b.get("");
+    let cookie = b.cookie().unwrap().to_owned();
+    // A cross-site link or image can make any GET: it counts, nothing more.
+    let r = b.get("login=1");
+    r.assert_ok();
+    assert_eq!((r.user(), r.counter(), r.set_cookie()), ("none", 2, None), "{}", r.body);
+    let r = b.get("logout=1");
+    r.assert_ok();
+    assert_eq!((r.outcome(), r.counter(), r.set_cookie()), ("Resumed", 3, None));
+    let (_, r) = b.run("HEAD", "logout=1");
+    assert_eq!((r.status.as_str(), r.set_cookie()), ("200 OK", None));
+    assert_eq!(b.cookie(), Some(cookie.as_str()));
+    let r = b.get("state=0");
+    assert_eq!((r.outcome(), r.user(), r.total()), ("Resumed", "none", 4), "HEAD counted");
+}
+
+#[test]
+fn log_in_and_out_are_form_posts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Browser::new(&dir.path().join("s.redb"), 1);
+    let page = b.get("");
+    for action in ["login", "logout"] {
+        let field = format!(r#"<input type="hidden" name="action" value="{action}">"#);
+        assert!(page.body.contains(&field), "a form for {action}: {}", page.body);
+    }
+    assert_eq!(page.body.matches(r#"<form method="post" action="/counter.cgi">"#).count(), 2);
+    assert!(!page.body.contains("login=1") && !page.body.contains("logout=1"), "no links");
+    let r = b.login();
+    assert_eq!((r.status.as_str(), r.user(), r.counter()), ("200 OK", "demo", 2));
+    let r = b.logout();
+    assert_eq!((r.status.as_str(), r.session()), ("200 OK", "none"));
+    assert_eq!(b.cookie(), None);
+    // A POST must say what it does.
+    let (_, r) = b.run_with("POST", "", Some("action=count"));
+    assert_eq!(r.status, "400 Bad Request");
+    let (_, r) = b.run_with("POST", "login=1", None);
+    assert_eq!(r.status, "400 Bad Request");
+}
+
+#[test]
+fn a_cross_site_post_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Browser::new(&dir.path().join("s.redb"), 1);
+    b.get("");
+    let cookie = b.cookie().unwrap().to_owned();
+    b.extra_env.push(("HTTP_HOST".into(), "127.0.0.1:8080".into()));
+    let mut evil = b.clone();
+    evil.extra_env.push(("HTTP_ORIGIN".into(), "http://evil.example".into()));
+    let r = evil.logout();
+    assert_eq!((r.status.as_str(), r.set_cookie()), ("403 Forbidden", None));
+    let mut marked = b.clone();
+    marked.extra_env.push(("HTTP_SEC_FETCH_SITE".into(), "cross-site".into()));
+    assert_eq!(marked.login().status, "403 Forbidden");
+    let r = b.get("state=0");
+    assert_eq!((r.outcome(), r.user(), r.total()), ("Resumed", "none", 1));
+    assert_eq!(b.cookie(), Some(cookie.as_str()));
+    // The same site's form is served.
+    b.extra_env.push(("HTTP_ORIGIN".into(), "http://127.0.0.1:8080".into()));
+    assert_eq!(b.login().user(), "demo");
+}
+
+#[test]
+fn a_state_that_is_not_a_number_shows_the_latest_and_counts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Browser::new(&dir.path().join("s.redb"), 1);
+    for _ in 0..3 {
+        b.get("");
+    }
+    for bad in ["-1", "abc", "18446744073709551616", "99999999999999999999999", ""] {
+        let r = b.get(&format!("state={bad}"));
+        r.assert_ok();
+        assert_eq!((r.state(), r.counter(), r.total()), (2, 3, 3), "state={bad}: {}", r.body);
+        assert_eq!(r.set_cookie(), None);
+        assert!(r.body.contains("not a state number"), "{}", r.body);
+    }
+    assert_eq!(b.get("").counter(), 4, "nothing was counted");
+}
+
+#[test]
+fn cookie_secure_takes_yes_and_no_words_and_refuses_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.redb");
+    for (value, secure) in [
+        ("true", true),
+        ("yes", true),
+        ("1", true),
+        ("TRUE", true),
+        ("false", false),
+        ("no", false),
+        ("0", false),
+    ] {
+        let mut b = Browser::new(&db, 1);
+        b.extra_env.push(("SESSIONDB_COOKIE_SECURE".into(), value.into()));
+        let r = b.get("");
+        r.assert_ok();
+        let cookie = r.set_cookie().unwrap();
+        assert_eq!(cookie.contains("; Secure"), secure, "{value}: {cookie}");
+    }
+    for value in ["on", "maybe", "2", "tru"] {
+        let mut b = Browser::new(&db, 1);
+        b.extra_env.push(("SESSIONDB_COOKIE_SECURE".into(), value.into()));
+        let (_, r) = b.run("GET", "");
+        assert_eq!(r.status, "500 Internal Server Error", "{value}");
+        assert!(r.marker("error").contains("SESSIONDB_COOKIE_SECURE"), "{}", r.body);
+        assert_eq!(r.set_cookie(), None);
+    }
+}
+
+#[test]
+fn without_sessiondb_path_no_file_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(counter_binary())
+        .env_clear()
+        .env("GATEWAY_INTERFACE", "CGI/1.1")
+        .env("REQUEST_METHOD", "GET")
+        .env("QUERY_STRING", "")
+        .current_dir(dir.path())
+        .env("TMPDIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let r = Response::parse(&output.stdout);
+    assert_eq!(r.status, "500 Internal Server Error", "{}", r.body);
+    assert!(r.marker("error").contains("SESSIONDB_PATH is not set"), "{}", r.body);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing created");
+}
+
+/// `requests` counting requests of one browser, `parallel` at a time, each a fresh CGI
+/// process: every one is answered 200, and each counted exactly once.
+fn one_browser_in_parallel(parallel: usize, requests: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Browser::new(&dir.path().join("s.redb"), 1);
+    b.get("").assert_ok();
+    let per_tab = requests / parallel;
+    let answers: Vec<(String, u64, u64)> = thread::scope(|s| {
+        let tabs: Vec<_> = (0..parallel)
+            .map(|_| {
+                let tab = b.clone();
+                s.spawn(move || {
+                    (0..per_tab)
+                        .map(|_| {
+                            let (_, r) = tab.run("GET", "");
+                            let counted = if r.status == "200 OK" { r.counter() } else { 0 };
+                            let attempts =
+                                if r.status == "200 OK" { r.number("attempts") } else { 0 };
+                            (r.status, counted, attempts)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        tabs.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    });
+    let failed: Vec<&String> = answers.iter().map(|a| &a.0).filter(|s| *s != "200 OK").collect();
+    assert!(failed.is_empty(), "{} of {requests} not 200: {failed:?}", failed.len());
+    let mut counters: Vec<u64> = answers.iter().map(|a| a.1).collect();
+    counters.sort_unstable();
+    let expected: Vec<u64> = (2..=requests as u64 + 1).collect();
+    assert_eq!(counters, expected, "each request counted once, none lost");
+    let retried = answers.iter().filter(|a| a.2 > 1).count();
+    println!("{parallel} at a time: {requests} answered 200, {retried} ran more than once");
+    assert_eq!(b.get("state=0").total(), requests as u64 + 1);
+}
+
+#[test]
+fn forty_eight_requests_of_one_browser_eight_at_a_time_all_succeed() {
+    one_browser_in_parallel(8, 48);
+}
+
+#[test]
+fn forty_eight_requests_of_one_browser_sixteen_at_a_time_all_succeed() {
+    one_browser_in_parallel(16, 48);
+}
+
+#[test]
+fn a_session_held_past_the_lock_wait_is_a_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.redb");
+    let mut b = Browser::new(&db, 1);
+    b.get("");
+    let id = sessiondb::SessionId::parse(id_of(b.cookie().unwrap())).unwrap();
+    // PHP-style: every request takes the session's lock, and this process holds it.
+    b.extra_env.push(("SESSIONDB_LOCKLESS_ATTEMPTS".into(), "0".into()));
+    let store = Store::open(&db).unwrap();
+    let lock = store.lock(&id, std::time::Duration::from_secs(5)).unwrap();
+    let (_, r) = b.run("GET", "");
+    assert_eq!(r.status, "503 Service Unavailable", "{}", r.body);
+    assert_eq!(r.header("Retry-After"), Some("1"));
+    assert!(r.marker("error").contains("busy"), "{}", r.body);
+    drop(lock);
+    let r = b.get("");
+    assert_eq!((r.status.as_str(), r.counter()), ("200 OK", 2), "the busy request stored nothing");
 }
 
 #[test]
@@ -355,7 +593,7 @@ fn logout_removes_the_cookie_and_the_next_request_starts_over() {
         b.get("");
     }
     let old = b.clone();
-    let logout = b.get("logout=1");
+    let logout = b.logout();
     logout.assert_ok();
     let removal = logout.set_cookie().expect("log-out removes the cookie");
     assert!(removal.starts_with(&format!("{COOKIE}=;")), "{removal}");
@@ -384,58 +622,48 @@ fn logout_removes_the_cookie_and_the_next_request_starts_over() {
     let mut c = Browser::new(&dir.path().join("s.redb"), 2);
     c.get("");
     let before_login = c.clone();
-    c.get("login=1");
-    c.get("logout=1");
+    c.login();
+    c.logout();
     assert_eq!(c.cookie(), None);
     let r = before_login.clone().get("");
     assert_eq!((r.outcome(), r.counter(), r.user()), ("Revoked", 1, "none"));
 }
 
 #[test]
-fn concurrent_requests_of_one_browser_lose_no_count() {
+fn concurrent_requests_of_one_browser_lose_no_count_and_never_fail() {
     const THREADS: usize = 2;
     const REQUESTS: usize = 20;
     let dir = tempfile::tempdir().unwrap();
     let mut b = Browser::new(&dir.path().join("s.redb"), 1);
     b.get("");
     // Each thread is one tab of the same browser: same cookie, requests overlapping.
-    let results: Vec<(u64, u64, Vec<u64>)> = thread::scope(|s| {
+    let attempts: Vec<u64> = thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)
             .map(|_| {
                 let tab = b.clone();
                 s.spawn(move || {
-                    let (mut ok, mut failed, mut attempts) = (0, 0, Vec::new());
-                    for _ in 0..REQUESTS {
-                        let (_, r) = tab.run("GET", "");
-                        if r.status == "200 OK" {
+                    (0..REQUESTS)
+                        .map(|_| {
+                            let (_, r) = tab.run("GET", "");
+                            r.assert_ok();
                             assert_eq!(r.outcome(), "Resumed");
                             assert_eq!(r.set_cookie(), None);
-                            ok += 1;
-                            attempts.push(r.number("attempts"));
-                        } else {
-                            // Every attempt met another tab's save: a 500, and nothing written.
-                            assert_eq!(r.status, "500 Internal Server Error");
-                            assert!(r.marker("error").contains("conflicting save"), "{}", r.body);
-                            failed += 1;
-                        }
-                    }
-                    (ok, failed, attempts)
+                            r.number("attempts")
+                        })
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
-    let ok: u64 = results.iter().map(|r| r.0).sum();
-    let failed: u64 = results.iter().map(|r| r.1).sum();
-    let retried = results.iter().flat_map(|r| &r.2).filter(|&&a| a > 1).count();
-    println!("{ok} counted, {failed} failed after 3 conflicts, {retried} counted after a retry");
+    let retried = attempts.iter().filter(|&&a| a > 1).count();
+    println!("{} counted, {retried} after a retry", attempts.len());
     let last = b.get("state=1000000");
-    assert_eq!(last.total(), ok + 1, "every count that was answered 200 is kept, no other");
-    assert!(ok * 2 > (THREADS * REQUESTS) as u64, "retries make most requests succeed");
+    assert_eq!(last.total(), (THREADS * REQUESTS) as u64 + 1, "every count kept, once");
 }
 
 #[test]
-fn a_count_racing_a_login_of_another_tab_is_run_again() {
+fn a_count_racing_a_login_of_another_tab_never_fails() {
     const ROUNDS: usize = 15;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.redb");
@@ -444,30 +672,29 @@ fn a_count_racing_a_login_of_another_tab_is_run_again() {
         b.get("");
         let (mut login_tab, mut count_tab) = (b.clone(), b.clone());
         let (login, count) = thread::scope(|s| {
-            let login = s.spawn(|| login_tab.get("login=1"));
+            let login = s.spawn(|| login_tab.login());
             let count = s.spawn(|| count_tab.get(""));
             (login.join().unwrap(), count.join().unwrap())
         });
-        // Whichever order the saves and the move happen in, both requests succeed: the count
-        // is run again if it meets the move, and then follows it.
+        // Whichever order the saves and the move happen in, both requests succeed.
         login.assert_ok();
         count.assert_ok();
         assert_eq!(login.user(), "demo");
         let new = login_tab.cookie().unwrap();
         assert_ne!(Some(new), b.cookie());
-        if count.outcome() == "Forwarded" {
-            // The count tab was sent the rotated cookie. It may be one rotation behind the
-            // login tab's: a log-in whose save met the count's is run again, and rotates again
-            // (rotate first, save second, so nothing is counted twice). Either way it leads to
-            // the same session.
-            let seen = count_tab.cookie().expect("the new cookie is sent again");
-            assert_ne!(Some(seen), b.cookie());
-            assert_eq!(count_tab.clone().get("state=0").total(), 3, "round {round}");
+        if count.outcome() == "Resumed" {
+            // The count was stored before the log-in moved the session: both counted.
+            let mut counts = vec![login.counter(), count.counter()];
+            counts.sort_unstable();
+            assert_eq!(counts, [2, 3], "round {round}: both counted, once each");
+            assert_eq!(login_tab.get("state=0").total(), 3);
+        } else {
+            // The log-in moved the session first: the old cookie is refused (no forwarding),
+            // and the count starts a session of its own.
+            assert_eq!((count.outcome(), count.counter()), ("Revoked", 1), "round {round}");
+            assert_eq!(login.counter(), 2);
+            assert_eq!(login_tab.get("state=0").total(), 2);
         }
-        let mut counts = vec![login.counter(), count.counter()];
-        counts.sort_unstable();
-        assert_eq!(counts, [2, 3], "round {round}: both counted, once each");
-        assert_eq!(login_tab.get("state=0").total(), 3);
     }
 }
 
@@ -490,11 +717,11 @@ fn errors_are_500_responses_and_exit_status_0() {
     let body_text = r.body.replace("<p id=\"error\">", "").replace("</p>", "");
     assert!(!body_text.contains("<such>"), "escaped: {}", r.body);
 
-    // Only GET and HEAD.
+    // Only GET, HEAD and POST.
     let db = dir.path().join("s.redb");
-    let (_, r) = Browser::new(&db, 1).run("POST", "");
+    let (_, r) = Browser::new(&db, 1).run("PUT", "");
     assert_eq!(r.status, "405 Method Not Allowed");
-    assert_eq!(r.header("Allow"), Some("GET, HEAD"));
+    assert_eq!(r.header("Allow"), Some("GET, HEAD, POST"));
     let (output, r) = Browser::new(&db, 1).run("HEAD", "");
     assert_eq!(r.status, "200 OK");
     assert!(r.body.is_empty(), "no body for HEAD");
@@ -508,7 +735,7 @@ fn cookies_are_secure_when_asked() {
     b.extra_env.push(("SESSIONDB_COOKIE_SECURE".into(), "1".into()));
     let r = b.get("");
     assert!(r.set_cookie().unwrap().contains("; Secure;"), "{:?}", r.set_cookie());
-    let r = b.get("logout=1");
+    let r = b.logout();
     assert!(r.set_cookie().unwrap().contains("; Secure;"), "the removal has the same scope");
 }
 

@@ -6,11 +6,15 @@
 //! ... read and change request.data(), push a state ...
 //! if let Some(cookie) = manager.finish(request)? { print!("Set-Cookie: {cookie}\r\n") }
 //! ```
+//!
+//! [`SessionManager::handle`] (src/web/run.rs) does the three steps itself, and runs them again
+//! when another request of the session got in between: what applications should call.
 
 use std::time::Duration;
 
 use super::client::{ClientInfo, CrossCheck, fingerprint};
 use super::cookie::{CookieAttrs, MAX_COOKIES, cookie_values, revoke_cookie, set_cookie};
+use super::run::RunConfig;
 use super::url::{session_from_query, state_from_query};
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId};
@@ -53,6 +57,9 @@ pub struct ManagerConfig {
     /// [`session_query`](super::session_query)) when there is no cookie. Default = `false`:
     /// tokens in URLs leak.
     pub session_in_url: bool,
+    /// How [`SessionManager::handle`] runs a request again on contention. Default =
+    /// [`RunConfig::default`].
+    pub run: RunConfig,
 }
 
 impl Default for ManagerConfig {
@@ -65,6 +72,7 @@ impl Default for ManagerConfig {
             hijack_policy: HijackPolicy::Refuse,
             rotation_forward: Duration::ZERO,
             session_in_url: false,
+            run: RunConfig::default(),
         }
     }
 }
@@ -258,7 +266,7 @@ impl Request {
 #[derive(Debug)]
 pub struct SessionManager {
     store: Store,
-    config: ManagerConfig,
+    pub(super) config: ManagerConfig,
 }
 
 impl SessionManager {
