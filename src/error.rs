@@ -128,8 +128,8 @@ pub enum Error {
         reason: String,
     },
     /// A file or directory of the store belongs to another user, or other users can write it
-    /// (or the directory it is in, without the sticky bit), so they could read, change or
-    /// block the store. Nothing was opened. See [`Builder::file_access`] and
+    /// (or the directory the database is in belongs to another user, or others can write it
+    /// without the sticky bit), so they could read, change, replace or block the store. Nothing was opened. See [`Builder::file_access`] and
     /// [`Builder::trust_foreign_files`], and docs/reliability.md ("Private files").
     ///
     /// [`Builder::file_access`]: crate::Builder::file_access

@@ -157,17 +157,44 @@ mod imp {
         io::Error::new(e.kind(), format!("{}: {e}", path.display()))
     }
 
-    /// Checks the directory the database is in: one that every user can write without the
-    /// sticky bit lets anyone replace or delete the database and its lock directory.
+    /// Checks the directory the database is in. Whoever can rename in it can replace, keep
+    /// aside and put back the database and its lock directory (reviving sessions logged out
+    /// meanwhile, or splitting the locks): so it must belong to this user or root (with
+    /// [`FileAccess::Group`], or to a group of this process), and no other user may write it:
+    /// not every user unless the sticky bit is set (`/tmp`), not its group unless the sticky
+    /// bit is set or the group is trusted ([`FileAccess::Group`]). The sticky bit does not stop
+    /// the directory's owner.
     fn check_parent(policy: Policy, db: &Path) -> Result<()> {
         let dir = parent_of(db);
         let meta = std::fs::metadata(&dir).map_err(|e| with_path(&dir, &e))?;
-        if !policy.trust_foreign && meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
+        if policy.trust_foreign {
+            return Ok(());
+        }
+        let (mode, owner, me) = (meta.mode(), meta.uid(), geteuid().as_raw());
+        let (sticky, group) = (mode & 0o1000 != 0, policy.access == FileAccess::Group);
+        if owner != me && owner != 0 && !(group && in_my_groups(meta.gid())) {
+            return Err(unsafe_file(
+                &dir,
+                format!(
+                    "the database's directory belongs to uid {owner}, who can replace or roll                      back the files in it: move the database to a directory of uid {me} or                      root, or set trust_foreign_files(true)"
+                ),
+            ));
+        }
+        if mode & 0o002 != 0 && !sticky {
             return Err(unsafe_file(
                 &dir,
                 "the database's directory is writable by every user without the sticky bit, \
                  so anyone can replace the files in it: `chmod o-w` (or `chmod +t`) it, or move \
                  the database"
+                    .into(),
+            ));
+        }
+        if mode & 0o020 != 0 && !sticky && !group {
+            return Err(unsafe_file(
+                &dir,
+                "the database's directory is writable by its group, whose members can replace \
+                 the files in it: `chmod g-w` it, or use FileAccess::Group if the group is \
+                 trusted"
                     .into(),
             ));
         }

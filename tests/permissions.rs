@@ -524,3 +524,36 @@ fn users_of_one_group_share_a_store_and_others_are_kept_out() {
     let outsider = [shared[0], shared[1], ("SESSIONDB_PERM_EXPECT", "denied")];
     run_as(&exe, uid, gid.wrapping_sub(1), &outsider);
 }
+
+/// A database directory that another user owns, or that its group can write: whoever can
+/// rename in it can keep the file aside while a user logs out and put it back afterwards (the
+/// logged-out session is alive again, reproduced under lighttpd), or move the lock directory
+/// aside so that two processes hold "the same" lock. The sticky bit does not stop a directory's
+/// owner. Refused, unless trusted; a directory of root's or of this user is accepted.
+#[test]
+fn a_database_directory_another_user_owns_or_its_group_can_write_is_refused() {
+    if !root_or_skip("a_database_directory_another_user_owns_or_its_group_can_write_is_refused") {
+        return;
+    }
+    let (uid, gid) = nobody();
+    let db = open_dir(false);
+    let dir = db.dir.path();
+    for mode in [0o755, 0o1777] {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
+        chmod(dir, mode);
+        let (path, message) = unsafe_file(open_plain(&db.path));
+        assert_eq!(path, dir, "mode {mode:o}");
+        assert!(message.contains(&format!("uid {uid}")), "{message}");
+        assert!(!db.path.exists(), "mode {mode:o}: the database was created");
+    }
+    // Root's directory, but nobody's group can write it.
+    std::os::unix::fs::chown(dir, Some(0), Some(gid)).unwrap();
+    chmod(dir, 0o775);
+    let (path, message) = unsafe_file(open_plain(&db.path));
+    assert_eq!(path, dir);
+    assert!(message.contains("group"), "{message}");
+    // Trusted explicitly, it opens; so does a private directory of root's.
+    drop(Store::builder(&db.path).trust_foreign_files(true).cleanup_interval(None).open().unwrap());
+    chmod(dir, 0o755);
+    drop(open_plain(&db.path).unwrap());
+}
