@@ -429,3 +429,48 @@ fn logout_and_login_in_two_processes() {
         assert_all_logged_out(&m, &cookies, set);
     }
 }
+
+/// Whoever kept the pre-log-in cookie (an attacker who planted it, without cross-checks) can end
+/// the logged-in session only within a minute of the rotation — the window of a race — and not
+/// for the week the tombstone lives. Failed before the window: the log-out a day later ended
+/// the victim's session.
+#[test]
+fn a_kept_pre_login_cookie_cannot_log_out_after_the_race_window() {
+    for forward in FORWARDS {
+        let db = temp_db();
+        let clock = sessiondb::ManualClock::new(T0);
+        let store = common::builder(&db.path, &clock)
+            .idle_timeout(Some(Duration::from_secs(7 * 24 * 3600)))
+            .cleanup_interval(None)
+            .open()
+            .unwrap();
+        let mut config = ManagerConfig::default();
+        config.rotation_forward = Duration::from_secs(forward);
+        let m = SessionManager::new(store, config).unwrap();
+        let planted = logged_out_visit(&m);
+        let victim = login(&m, &planted);
+        // A day later, after the forwarding window: the log-out with the planted cookie clears
+        // the attacker's own cookie and ends nothing else.
+        clock.advance(24 * 3600 * 1000);
+        let mut logout = m.begin(&ClientInfo::with_cookie(&planted)).unwrap();
+        assert_eq!(logout.outcome(), &Outcome::Revoked, "forward {forward}");
+        logout.logout();
+        let cleared = m.finish(logout).unwrap().expect("the planted cookie is removed");
+        assert!(cleared.contains("Max-Age=0"), "{cleared}");
+        assert!(alive(&m, &victim), "forward {forward}: the kept cookie logged the victim out");
+        let (old_id, old_token) = parse(&planted);
+        assert!(!m.store().revoke_with_token(&old_id, &old_token).unwrap(), "forward {forward}");
+        assert!(alive(&m, &victim), "forward {forward}");
+        // Within the window (a second rotation, then its log-out race) it does end it.
+        let newer = login(&m, &victim);
+        clock.advance(forward * 1000 + sessiondb_race_window_ms() - 1);
+        let (id, token) = parse(&victim);
+        assert!(m.store().revoke_with_token(&id, &token).unwrap(), "forward {forward}");
+        assert!(!alive(&m, &newer), "forward {forward}: the race's log-out left the session");
+    }
+}
+
+/// One minute: `Store::revoke_with_token`'s documented window.
+fn sessiondb_race_window_ms() -> u64 {
+    60 * 1000
+}

@@ -141,8 +141,12 @@ impl Store {
     /// for the holder of the id's token: the log-out of a client that sends its cookie. The
     /// token is checked against the live session or, for a retired id, against its tombstone,
     /// so a cookie that reads as [`Error::Revoked`] or [`Error::Rotated`] (another request
-    /// logged in meanwhile) still ends the session it was rotated into. Returns whether a live
-    /// session was revoked; `Ok(false)` for an id that is unknown or already swept.
+    /// logged in meanwhile) still ends the session it was rotated into — for a minute after
+    /// the rotation (after its forwarding window, if it had one), which covers any race
+    /// between a log-out and a log-in; later, a retired id's token ends nothing, so whoever
+    /// kept a pre-log-in cookie (planted it) cannot log the user out for the tombstone's
+    /// week. Returns whether a live session was revoked; `Ok(false)` for an id that is
+    /// unknown, already swept, or retired before that minute.
     ///
     /// # Errors
     /// [`Error::Security`] for a wrong token (nothing is revoked), [`Error::Storage`] from
@@ -166,11 +170,11 @@ impl Store {
             let (mut revoked, mut refused) = (0, 0);
             for (id, token, fingerprint) in &named {
                 let sid = id.as_bytes();
-                if !holds(t, sid, token, fingerprint.as_ref())? {
-                    refused += 1;
-                    continue;
+                match holds(t, sid, token, fingerprint.as_ref(), now)? {
+                    Hold::Refused => refused += 1,
+                    Hold::Settled => {}
+                    Hold::Revoke => revoked += u64::from(revoke_in(t, sid, now)?),
                 }
-                revoked += u64::from(revoke_in(t, sid, now)?);
             }
             if refused > 0 && refused == named.len() {
                 return Ok(Err(Error::Security)); // nothing was written
@@ -187,36 +191,58 @@ impl Store {
 /// A session a client names, with its token and, to check, the client's fingerprint.
 pub(crate) type Named = (SessionId, SecureToken, Option<Vec<u8>>);
 
+/// How long after a rotation (after the end of its forwarding window) the old id's token still
+/// revokes the session it was rotated into: a log-out that raced the log-in ends the logged-in
+/// session, while a pre-log-in cookie kept (or planted) for later cannot end it.
+pub(crate) const LOGOUT_RACE_WINDOW: u64 = 60 * 1000;
+
+/// What a log-out with a client's cookie does to one id ([`holds`]).
+enum Hold {
+    /// A wrong token, a session bound to another client, or a damaged record: nothing.
+    Refused,
+    /// Revoke the id and the chain it was rotated into.
+    Revoke,
+    /// Nothing to do: an id unknown here, or one retired before [`LOGOUT_RACE_WINDOW`].
+    Settled,
+}
+
 /// Whether `token` opens `sid` (its live session or, retired, its tombstone), and whether the
 /// live session its rotation chain ends in, if any, was created with `fingerprint` (or with
-/// none); `true` too for an id unknown here, which there is nothing to revoke of. A damaged
-/// record cannot be checked: `false`.
+/// none). An id unknown here, or retired longer ago than [`LOGOUT_RACE_WINDOW`] at `now`, is
+/// [`Hold::Settled`]. A damaged record cannot be checked: [`Hold::Refused`].
 fn holds(
     t: &crate::schema::WriteTables<'_>,
     sid: &[u8],
     token: &SecureToken,
     fingerprint: Option<&[u8; 32]>,
-) -> Result<bool> {
-    let hash = match get_session(&t.sessions, sid) {
-        Ok(Some(rec)) => rec.token_hash,
+    now: u64,
+) -> Result<Hold> {
+    let (hash, retired_until) = match get_session(&t.sessions, sid) {
+        Ok(Some(rec)) => (rec.token_hash, None),
         Ok(None) => match get_tombstone(&t.tombstones, sid) {
-            Ok(Some(stone)) => stone.token_hash,
-            Ok(None) => return Ok(true),
-            Err(Error::Corrupted { .. }) => return Ok(false),
+            Ok(Some(stone)) => (stone.token_hash, Some(stone.forward_until)),
+            Ok(None) => return Ok(Hold::Settled),
+            Err(Error::Corrupted { .. }) => return Ok(Hold::Refused),
             Err(e) => return Err(e),
         },
-        Err(Error::Corrupted { .. }) => return Ok(false),
+        Err(Error::Corrupted { .. }) => return Ok(Hold::Refused),
         Err(e) => return Err(e),
     };
     if !token.matches(&hash) {
-        return Ok(false);
+        return Ok(Hold::Refused);
     }
-    let Some(wanted) = fingerprint else { return Ok(true) };
-    let Some(end) = chain_end(t, sid)? else { return Ok(true) };
+    // `forward_until` is the rotation's time plus its forwarding window.
+    if retired_until.is_some_and(|until| now >= until.saturating_add(LOGOUT_RACE_WINDOW)) {
+        return Ok(Hold::Settled);
+    }
+    let Some(wanted) = fingerprint else { return Ok(Hold::Revoke) };
+    let Some(end) = chain_end(t, sid)? else { return Ok(Hold::Revoke) };
     match get_session(&t.sessions, &end) {
-        Ok(Some(rec)) => Ok(rec.fingerprint.is_none_or(|stored| constant_time_eq(wanted, &stored))),
-        Ok(None) => Ok(true),
-        Err(Error::Corrupted { .. }) => Ok(false),
+        Ok(Some(rec)) if rec.fingerprint.is_none_or(|stored| constant_time_eq(wanted, &stored)) => {
+            Ok(Hold::Revoke)
+        }
+        Ok(Some(_)) | Err(Error::Corrupted { .. }) => Ok(Hold::Refused),
+        Ok(None) => Ok(Hold::Revoke),
         Err(e) => Err(e),
     }
 }
