@@ -132,10 +132,15 @@ impl LockDir {
         Ok(cell.get_or_init(|| file))
     }
 
+    /// The stripe of `key`: keys of one stripe share a lock.
+    pub(crate) fn stripe_of(&self, key: &[u8]) -> usize {
+        crc32fast::hash(key) as usize % self.stripes.len()
+    }
+
     /// Takes the lock of the stripe of `key`, waiting at most `max_wait`.
     pub(crate) fn lock(&self, key: &[u8], max_wait: Duration) -> Result<StripeGuard<'_>> {
         let start = Instant::now();
-        let index = crc32fast::hash(key) as usize % self.stripes.len();
+        let index = self.stripe_of(key);
         let stripe = &self.stripes[index];
         let file = self.file(&stripe.file, &format!("stripe-{index:03}"))?;
         let timeout = || Error::LockTimeout { waited: start.elapsed() };
