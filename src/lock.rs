@@ -40,7 +40,10 @@ pub(crate) fn lock_dir_for(db: &Path) -> PathBuf {
 struct Local {
     /// Whether a thread of this process holds the stripe.
     held: bool,
-    /// When a thread of this process last released it.
+    /// How many threads of this process wait for it.
+    waiting: usize,
+    /// When a thread of this process last released it while others of this process waited
+    /// for it: a hand-over, which the next taker makes fair to other processes.
     handed_over: Option<Instant>,
 }
 
@@ -149,19 +152,24 @@ impl LockDir {
             let mut local = stripe.local.lock().unwrap_or_else(PoisonError::into_inner);
             while local.held {
                 let left = max_wait.checked_sub(start.elapsed()).ok_or_else(timeout)?;
+                local.waiting += 1;
                 local = stripe
                     .freed
                     .wait_timeout(local, left)
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
+                local.waiting -= 1;
             }
             local.held = true;
             local.handed_over.take()
         };
         let mut guard = StripeGuard { dir: self, stripe, file, locked: false };
-        // Released by a thread of this process less than a poll interval ago: give other
-        // processes, which poll, the rest of that interval to take the OS lock first; otherwise
-        // this process's threads could pass it among themselves forever.
+        // Handed over by a thread of this process less than a poll interval ago (others of
+        // this process were waiting): give other processes, which poll, the rest of that
+        // interval to take the OS lock first; otherwise this process's threads could pass it
+        // among themselves forever. A lock that was released with no thread of this process
+        // waiting is taken at once: a thread that locks again and again alone (sequential
+        // requests) leaves gaps that a polling process finds.
         if let Some(at) = handed_over {
             let fair = (at + self.poll).saturating_duration_since(Instant::now());
             thread::sleep(fair.min(max_wait.saturating_sub(start.elapsed())));
@@ -277,7 +285,7 @@ impl Drop for StripeGuard<'_> {
         }
         let mut local = self.stripe.local.lock().unwrap_or_else(PoisonError::into_inner);
         local.held = false;
-        local.handed_over = Some(Instant::now());
+        local.handed_over = (local.waiting > 0).then(Instant::now);
         drop(local);
         self.stripe.freed.notify_one();
     }
