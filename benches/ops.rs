@@ -114,7 +114,7 @@ fn handle(c: &mut Criterion) {
         .expect("open in memory");
     let manager = SessionManager::new(memory, ManagerConfig::default()).expect("manager");
     let made = manager.store().create(&[1; 8], b"").expect("create");
-    let client = ClientInfo::with_cookie(&format!("sessiondb={}.{}", made.id, made.token.as_str()));
+    let client = ClientInfo::with_cookie(format!("sessiondb={}.{}", made.id, made.token.as_str()));
     let count = |data: &[u8]| u64::from_le_bytes(data.try_into().expect("counter"));
     group.bench_function("write/handle", |b| {
         b.iter(|| {
