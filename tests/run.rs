@@ -189,13 +189,18 @@ fn an_error_of_the_application_ends_the_request_and_stores_nothing() {
 }
 
 /// A child of the busy tests: takes the lock of the session `SESSIONDB_RUN_ID` and holds it
-/// until its standard input closes; says `locked` when it has it.
+/// until its standard input closes; says `locked` when it has it. `SESSIONDB_RUN_STRIPES`, if
+/// set, is the store's `lock_stripes`.
 #[test]
 #[ignore = "child process of the busy tests"]
 fn child_holds_the_lock() {
     let path = std::env::var("SESSIONDB_RUN_PATH").expect("run by the parent test");
     let id = SessionId::parse(&std::env::var("SESSIONDB_RUN_ID").unwrap()).unwrap();
-    let store = Store::builder(&path).cleanup_interval(None).open().unwrap();
+    let mut builder = Store::builder(&path).cleanup_interval(None);
+    if let Ok(stripes) = std::env::var("SESSIONDB_RUN_STRIPES") {
+        builder = builder.lock_stripes(stripes.parse().unwrap());
+    }
+    let store = builder.open().unwrap();
     let _lock = store.lock(&id, Duration::from_secs(10)).unwrap();
     println!("locked");
     std::io::stdout().flush().unwrap();
@@ -204,8 +209,23 @@ fn child_holds_the_lock() {
 
 /// Runs `f` while another process holds the lock of the session `cookie` names.
 fn while_another_process_holds_the_lock(path: &Path, cookie: &str, f: impl FnOnce()) {
+    while_another_process_holds_a_stripe(path, cookie, None, f);
+}
+
+/// [`while_another_process_holds_the_lock`], the other process's store using `stripes` lock
+/// stripes if given.
+fn while_another_process_holds_a_stripe(
+    path: &Path,
+    cookie: &str,
+    stripes: Option<&str>,
+    f: impl FnOnce(),
+) {
     let id = session_id(cookie);
-    let env = [("SESSIONDB_RUN_PATH", path.to_str().unwrap()), ("SESSIONDB_RUN_ID", id.as_str())];
+    let mut env =
+        vec![("SESSIONDB_RUN_PATH", path.to_str().unwrap()), ("SESSIONDB_RUN_ID", id.as_str())];
+    if let Some(stripes) = stripes {
+        env.push(("SESSIONDB_RUN_STRIPES", stripes));
+    }
     let mut child = spawn("child_holds_the_lock", &env);
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
@@ -458,4 +478,23 @@ fn a_lockless_save_waits_for_the_lock_holder() {
 #[test]
 fn a_lockless_log_in_waits_for_the_lock_holder() {
     a_lockless_write_waits_for_the_lock_holder(true);
+}
+
+/// Locks are striped: a lockless save may find its stripe held by another process for an
+/// unrelated session. It waits at most `lock_wait`, then saves without the lock: the request
+/// succeeds at its first attempt, never `Busy`. (Every session shares the one stripe here.)
+#[test]
+fn a_lockless_save_behind_an_unrelated_holder_of_its_stripe_succeeds_unlocked() {
+    let db = common::temp_db();
+    let store =
+        Store::builder(&db.path).cleanup_interval(None).lock_stripes(1).open().expect("open");
+    let manager = SessionManager::new(store, short_waits()).expect("manager");
+    let (held, other) = (new_session(&manager), new_session(&manager));
+    assert_ne!(session_id(&held), session_id(&other));
+    while_another_process_holds_a_stripe(&db.path, &held, Some("1"), || {
+        let h = manager.handle(&ClientInfo::with_cookie(&other), increment).expect("served");
+        assert_eq!((h.value, h.attempts, h.locked, h.locked_conflicts), (2, 1, false, 0));
+        // A read-only request is served too (it takes no lock).
+        assert_eq!(read_counter(&manager, &other), 2);
+    });
 }
