@@ -6,8 +6,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use sessiondb::{Created, Save, Sharing, Store};
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use sessiondb::web::{ClientInfo, ManagerConfig, SessionManager};
+use sessiondb::{Created, Error, Save, Sharing, Store};
 
 const SESSIONS: usize = 10_000;
 const DATA: usize = 512;
@@ -78,5 +79,71 @@ fn codec(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, ops, codec);
+/// What the lock a lockless `SessionManager::handle` takes around its save costs
+/// (`cargo bench --bench ops -- handle/`): the uncontended session lock alone, in a store that
+/// has its lock file open and in a fresh store (a CGI process's one lock), and a writing and
+/// a read-only `handle` request next to the same request through `begin` + `finish`, which
+/// take no lock. The requests run on an in-memory image (no disk sync), so that the lock's
+/// cost is not lost in the sync's noise; the session locks are the files beside the path.
+fn handle(c: &mut Criterion) {
+    let mut group = c.benchmark_group("handle");
+    group.sample_size(20).measurement_time(Duration::from_secs(3));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir, Sharing::MultiProcess);
+    let made = store.create(&[1; 8], b"").expect("create");
+    let wait = Duration::from_secs(1);
+    group.bench_function("session_lock", |b| {
+        b.iter(|| drop(black_box(store.lock(&made.id, wait).expect("lock"))));
+    });
+    group.bench_function("session_lock_fresh_store", |b| {
+        b.iter_batched(
+            || open(&dir, Sharing::MultiProcess),
+            |fresh| {
+                drop(black_box(fresh.lock(&made.id, wait).expect("lock")));
+                fresh // dropped (closed) outside the timing
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    let memory = Store::builder(dir.path().join("memory.redb"))
+        .backend(redb::backends::InMemoryBackend::new())
+        .sharing(Sharing::SingleProcess)
+        .group_commit(false)
+        .idle_timeout(None)
+        .open()
+        .expect("open in memory");
+    let manager = SessionManager::new(memory, ManagerConfig::default()).expect("manager");
+    let made = manager.store().create(&[1; 8], b"").expect("create");
+    let client = ClientInfo::with_cookie(format!("sessiondb={}.{}", made.id, made.token.as_str()));
+    let count = |data: &[u8]| u64::from_le_bytes(data.try_into().expect("counter"));
+    group.bench_function("write/handle", |b| {
+        b.iter(|| {
+            let handled = manager.handle(&client, |req| {
+                req.set_data((count(req.data()) + 1).to_le_bytes().to_vec());
+                Ok::<_, Error>(())
+            });
+            black_box(handled.expect("handle"));
+        });
+    });
+    group.bench_function("write/begin_finish", |b| {
+        b.iter(|| {
+            let mut req = manager.begin(&client).expect("begin");
+            req.set_data((count(req.data()) + 1).to_le_bytes().to_vec());
+            black_box(manager.finish(req).expect("finish"));
+        });
+    });
+    group.bench_function("read/handle", |b| {
+        b.iter(|| black_box(manager.handle(&client, |req| Ok::<_, Error>(count(req.data())))));
+    });
+    group.bench_function("read/begin_finish", |b| {
+        b.iter(|| {
+            let req = manager.begin(&client).expect("begin");
+            black_box(count(req.data()));
+            black_box(manager.finish(req).expect("finish"));
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ops, codec, handle);
 criterion_main!(benches);

@@ -40,7 +40,10 @@ pub(crate) fn lock_dir_for(db: &Path) -> PathBuf {
 struct Local {
     /// Whether a thread of this process holds the stripe.
     held: bool,
-    /// When a thread of this process last released it.
+    /// How many threads of this process wait for it.
+    waiting: usize,
+    /// When a thread of this process last released it while others of this process waited
+    /// for it: a hand-over, which the next taker makes fair to other processes.
     handed_over: Option<Instant>,
 }
 
@@ -132,10 +135,15 @@ impl LockDir {
         Ok(cell.get_or_init(|| file))
     }
 
+    /// The stripe of `key`: keys of one stripe share a lock.
+    pub(crate) fn stripe_of(&self, key: &[u8]) -> usize {
+        crc32fast::hash(key) as usize % self.stripes.len()
+    }
+
     /// Takes the lock of the stripe of `key`, waiting at most `max_wait`.
     pub(crate) fn lock(&self, key: &[u8], max_wait: Duration) -> Result<StripeGuard<'_>> {
         let start = Instant::now();
-        let index = crc32fast::hash(key) as usize % self.stripes.len();
+        let index = self.stripe_of(key);
         let stripe = &self.stripes[index];
         let file = self.file(&stripe.file, &format!("stripe-{index:03}"))?;
         let timeout = || Error::LockTimeout { waited: start.elapsed() };
@@ -144,19 +152,24 @@ impl LockDir {
             let mut local = stripe.local.lock().unwrap_or_else(PoisonError::into_inner);
             while local.held {
                 let left = max_wait.checked_sub(start.elapsed()).ok_or_else(timeout)?;
+                local.waiting += 1;
                 local = stripe
                     .freed
                     .wait_timeout(local, left)
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
+                local.waiting -= 1;
             }
             local.held = true;
             local.handed_over.take()
         };
         let mut guard = StripeGuard { dir: self, stripe, file, locked: false };
-        // Released by a thread of this process less than a poll interval ago: give other
-        // processes, which poll, the rest of that interval to take the OS lock first; otherwise
-        // this process's threads could pass it among themselves forever.
+        // Handed over by a thread of this process less than a poll interval ago (others of
+        // this process were waiting): give other processes, which poll, the rest of that
+        // interval to take the OS lock first; otherwise this process's threads could pass it
+        // among themselves forever. A lock that was released with no thread of this process
+        // waiting is taken at once: a thread that locks again and again alone (sequential
+        // requests) leaves gaps that a polling process finds.
         if let Some(at) = handed_over {
             let fair = (at + self.poll).saturating_duration_since(Instant::now());
             thread::sleep(fair.min(max_wait.saturating_sub(start.elapsed())));
@@ -272,7 +285,7 @@ impl Drop for StripeGuard<'_> {
         }
         let mut local = self.stripe.local.lock().unwrap_or_else(PoisonError::into_inner);
         local.held = false;
-        local.handed_over = Some(Instant::now());
+        local.handed_over = (local.waiting > 0).then(Instant::now);
         drop(local);
         self.stripe.freed.notify_one();
     }

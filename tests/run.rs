@@ -189,13 +189,18 @@ fn an_error_of_the_application_ends_the_request_and_stores_nothing() {
 }
 
 /// A child of the busy tests: takes the lock of the session `SESSIONDB_RUN_ID` and holds it
-/// until its standard input closes; says `locked` when it has it.
+/// until its standard input closes; says `locked` when it has it. `SESSIONDB_RUN_STRIPES`, if
+/// set, is the store's `lock_stripes`.
 #[test]
 #[ignore = "child process of the busy tests"]
 fn child_holds_the_lock() {
     let path = std::env::var("SESSIONDB_RUN_PATH").expect("run by the parent test");
     let id = SessionId::parse(&std::env::var("SESSIONDB_RUN_ID").unwrap()).unwrap();
-    let store = Store::builder(&path).cleanup_interval(None).open().unwrap();
+    let mut builder = Store::builder(&path).cleanup_interval(None);
+    if let Ok(stripes) = std::env::var("SESSIONDB_RUN_STRIPES") {
+        builder = builder.lock_stripes(stripes.parse().unwrap());
+    }
+    let store = builder.open().unwrap();
     let _lock = store.lock(&id, Duration::from_secs(10)).unwrap();
     println!("locked");
     std::io::stdout().flush().unwrap();
@@ -204,8 +209,23 @@ fn child_holds_the_lock() {
 
 /// Runs `f` while another process holds the lock of the session `cookie` names.
 fn while_another_process_holds_the_lock(path: &Path, cookie: &str, f: impl FnOnce()) {
+    while_another_process_holds_a_stripe(path, cookie, None, f);
+}
+
+/// [`while_another_process_holds_the_lock`], the other process's store using `stripes` lock
+/// stripes if given.
+fn while_another_process_holds_a_stripe(
+    path: &Path,
+    cookie: &str,
+    stripes: Option<&str>,
+    f: impl FnOnce(),
+) {
     let id = session_id(cookie);
-    let env = [("SESSIONDB_RUN_PATH", path.to_str().unwrap()), ("SESSIONDB_RUN_ID", id.as_str())];
+    let mut env =
+        vec![("SESSIONDB_RUN_PATH", path.to_str().unwrap()), ("SESSIONDB_RUN_ID", id.as_str())];
+    if let Some(stripes) = stripes {
+        env.push(("SESSIONDB_RUN_STRIPES", stripes));
+    }
     let mut child = spawn("child_holds_the_lock", &env);
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
@@ -233,7 +253,8 @@ fn busy_when_another_process_holds_the_session_lock_past_the_wait() {
     let cookie = new_session(&manager);
     let client = ClientInfo::with_cookie(&cookie);
     while_another_process_holds_the_lock(&db.path, &cookie, || {
-        // A lockless first attempt needs no lock: a request that meets no conflict is served.
+        // A lockless first attempt waits at most `lock_wait` for the lock around its save,
+        // then saves without it: a request that meets no conflict is served.
         assert_eq!(manager.handle(&client, increment).unwrap().value, 2);
         // One that meets a conflict queues for the lock, which the other process keeps.
         let mut runs = 0;
@@ -316,4 +337,164 @@ fn a_request_that_meets_a_logout_runs_again_in_a_fresh_session() {
     let new_cookie = handled.set_cookie.expect("the fresh session's cookie");
     assert_ne!(session_id(&new_cookie), session_id(&cookie));
     assert_eq!(read_counter(&manager, new_cookie.split(';').next().unwrap()), 1);
+}
+
+/// Waits long enough that no request of the contention tests below can run out of time: they
+/// count attempts, not time, and must not end in `Busy` on a loaded machine.
+fn patient() -> ManagerConfig {
+    let mut config = ManagerConfig::default();
+    config.run.lock_wait = Duration::from_secs(60);
+    config.run.max_time = Duration::from_secs(120);
+    config
+}
+
+/// One child of `with_every_writer_in_handle_no_request_needs_a_third_attempt`: like
+/// `child_increments`, with [`patient`] waits; one line `handled after <n> attempts` each.
+#[test]
+#[ignore = "child process of with_every_writer_in_handle_no_request_needs_a_third_attempt"]
+fn child_increments_patiently() {
+    let path = std::env::var("SESSIONDB_RUN_PATH").expect("run by the parent test");
+    let cookie = std::env::var("SESSIONDB_RUN_COOKIE").unwrap();
+    let requests: u64 = std::env::var("SESSIONDB_RUN_REQUESTS").unwrap().parse().unwrap();
+    for _ in 0..requests {
+        let manager = manager(Path::new(&path), patient());
+        let h = manager.handle(&ClientInfo::with_cookie(&cookie), increment).expect("handled");
+        assert!(h.attempts == 1 || h.locked, "a second attempt holds the lock");
+        assert_eq!(h.locked_conflicts, 0, "a locked attempt conflicted");
+        println!("handled after {} attempts", h.attempts);
+        manager.into_store().close_for_exit();
+    }
+}
+
+/// The last attempt cannot conflict: when every writer of a session goes through `handle`, a
+/// lockless attempt that saves takes the session's lock around its save, so nothing lands
+/// between a lock holder's load and save. A request that met a conflict thus succeeds at its
+/// second (locked) attempt. 8 processes × 20 requests and 8 threads × 20 requests count on one
+/// session at once; every request took at most 2 attempts, and the count is exact.
+#[test]
+fn with_every_writer_in_handle_no_request_needs_a_third_attempt() {
+    const CHILDREN: u64 = 8;
+    const THREADS: u64 = 8;
+    const REQUESTS: u64 = 20;
+    let db = common::temp_db();
+    let manager = manager(&db.path, patient());
+    let cookie = new_session(&manager);
+    let path = db.path.to_str().unwrap();
+    let requests = REQUESTS.to_string();
+    let env = [
+        ("SESSIONDB_RUN_PATH", path),
+        ("SESSIONDB_RUN_COOKIE", cookie.as_str()),
+        ("SESSIONDB_RUN_REQUESTS", requests.as_str()),
+    ];
+    let children: Vec<Child> =
+        (0..CHILDREN).map(|_| spawn("child_increments_patiently", &env)).collect();
+    // Meanwhile, threads of this process count on the same session through one manager.
+    let mut attempts: Vec<u32> = thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                s.spawn(|| {
+                    let client = ClientInfo::with_cookie(&cookie);
+                    (0..REQUESTS)
+                        .map(|_| {
+                            let h = manager.handle(&client, increment).expect("never fails");
+                            assert!(h.attempts == 1 || h.locked, "a second attempt is locked");
+                            assert_eq!(h.locked_conflicts, 0, "a locked attempt conflicted");
+                            h.attempts
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "a child failed: {text}");
+        let oks: Vec<u32> = text
+            .lines()
+            .filter_map(|l| l.split("handled after ").nth(1))
+            .map(|n| n.split(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(oks.len() as u64, REQUESTS, "every request of the child succeeded: {text}");
+        attempts.extend(oks);
+    }
+    let retried = attempts.iter().filter(|&&a| a > 1).count();
+    let over: Vec<u32> = attempts.iter().copied().filter(|&a| a > 2).collect();
+    println!("{} requests, {retried} ran twice or more, more than twice: {over:?}", attempts.len());
+    assert_eq!(attempts.len() as u64, (CHILDREN + THREADS) * REQUESTS);
+    assert!(over.is_empty(), "a locked attempt conflicted: attempts {over:?}");
+    let expected = 1 + (CHILDREN + THREADS) * REQUESTS;
+    assert_eq!(read_counter(&manager, &cookie), expected, "every count kept once");
+}
+
+/// A locked attempt and another request's lockless write, on threads: the other request (a
+/// plain save, or a log-in that also rotates the session) runs entirely while the locked
+/// attempt is between its load and its save. Its write waits for the lock, so the locked
+/// attempt is stored at once; the other request meets the conflict and is stored after it.
+fn a_lockless_write_waits_for_the_lock_holder(log_in: bool) {
+    let db = common::temp_db();
+    let manager = manager(&db.path, patient());
+    let cookie = new_session(&manager);
+    let client = ClientInfo::with_cookie(&cookie);
+    let mut runs = 0;
+    let held = thread::scope(|s| {
+        let mut other = None;
+        let held = manager.handle(&client, |req| {
+            runs += 1;
+            if runs == 1 {
+                // A conflict, so that the next attempt holds the lock.
+                assert_eq!(manager.handle(&client, increment).unwrap().value, 2);
+            } else if runs == 2 {
+                let (manager, cookie) = (&manager, &cookie);
+                other = Some(s.spawn(move || {
+                    manager.handle(&ClientInfo::with_cookie(cookie), |req| {
+                        if log_in {
+                            req.regenerate();
+                        }
+                        increment(req)
+                    })
+                }));
+                // Time for the other request to reach its write. No assertion depends on it:
+                // it only makes the conflict likely where writes do not lock.
+                thread::sleep(Duration::from_millis(300));
+            }
+            increment(req)
+        });
+        let other = other.take().unwrap().join().unwrap().expect("the other request");
+        assert_eq!(other.value, 4, "stored after the locked attempt");
+        assert_eq!(other.set_cookie.is_some(), log_in, "a log-in sends its new cookie");
+        held.expect("the locked request")
+    });
+    assert_eq!((held.value, held.attempts, held.locked), (3, 2, true), "the locked attempt won");
+    assert_eq!(held.locked_conflicts, 0);
+}
+
+#[test]
+fn a_lockless_save_waits_for_the_lock_holder() {
+    a_lockless_write_waits_for_the_lock_holder(false);
+}
+
+#[test]
+fn a_lockless_log_in_waits_for_the_lock_holder() {
+    a_lockless_write_waits_for_the_lock_holder(true);
+}
+
+/// Locks are striped: a lockless save may find its stripe held by another process for an
+/// unrelated session. It waits at most `lock_wait`, then saves without the lock: the request
+/// succeeds at its first attempt, never `Busy`. (Every session shares the one stripe here.)
+#[test]
+fn a_lockless_save_behind_an_unrelated_holder_of_its_stripe_succeeds_unlocked() {
+    let db = common::temp_db();
+    let store =
+        Store::builder(&db.path).cleanup_interval(None).lock_stripes(1).open().expect("open");
+    let manager = SessionManager::new(store, short_waits()).expect("manager");
+    let (held, other) = (new_session(&manager), new_session(&manager));
+    assert_ne!(session_id(&held), session_id(&other));
+    while_another_process_holds_a_stripe(&db.path, &held, Some("1"), || {
+        let h = manager.handle(&ClientInfo::with_cookie(&other), increment).expect("served");
+        assert_eq!((h.value, h.attempts, h.locked, h.locked_conflicts), (2, 1, false, 0));
+        // A read-only request is served too (it takes no lock).
+        assert_eq!(read_counter(&manager, &other), 2);
+    });
 }

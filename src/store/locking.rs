@@ -45,4 +45,10 @@ impl Store {
         self.core.db()?;
         Ok(SessionLock { _guard: self.core.locks.lock(id.as_bytes(), max_wait)? })
     }
+
+    /// Whether sessions `a` and `b` share one lock (one stripe): whoever holds the lock of
+    /// `a` holds that of `b`, and must not take it again.
+    pub(crate) fn shares_lock(&self, a: &SessionId, b: &SessionId) -> bool {
+        self.core.locks.stripe_of(a.as_bytes()) == self.core.locks.stripe_of(b.as_bytes())
+    }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::client::{ClientInfo, CrossCheck, fingerprint};
 use super::cookie::{CookieAttrs, MAX_COOKIES, cookie_values, revoke_cookie, set_cookie};
-use super::run::RunConfig;
+use super::run::{RunConfig, WriteLocks};
 use super::url::{session_from_query, state_from_query};
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId};
@@ -473,12 +473,31 @@ impl SessionManager {
     /// # Errors
     /// [`Error::Conflict`] if another request saved the session since this one loaded it
     /// (nothing of this request was written: run it again); storage errors.
+    ///
+    /// Takes no session lock: [`SessionManager::handle`] does (see `docs/web.md`).
     pub fn finish(&self, req: Request) -> Result<Option<String>> {
+        self.finish_with(req, None)
+    }
+
+    /// [`SessionManager::finish`], holding the lock of each stored session it writes (saves,
+    /// rotates, revokes) around that write when `locks` says so (src/web/run.rs).
+    pub(super) fn finish_with(
+        &self,
+        req: Request,
+        locks: Option<&WriteLocks<'_>>,
+    ) -> Result<Option<String>> {
         let (name, attrs) = (&self.config.cookie_name, &self.config.cookie);
         let clear = || revoke_cookie(name, attrs).map(Some);
         let (changed, cookie) = (req.changed(), req.cookie);
         if req.ending == Ending::Logout {
+            // The session `begin` loaded, which a locked attempt of another request may hold;
+            // named sessions that `begin` refused are revoked unlocked (docs/web.md).
+            let lock = match &req.stored {
+                Some((id, _, _)) => self.write_lock(locks, id)?,
+                None => None,
+            };
             self.revoke_named(&req)?;
+            drop(lock);
             return if req.stored.is_some() || cookie == CookieNeed::Clear {
                 clear()
             } else {
@@ -502,6 +521,11 @@ impl SessionManager {
             return self.cookie(&created.id, &created.token).map(Some);
         };
         let mut send = cookie == CookieNeed::Send;
+        let mut lock = if changed || ending == Ending::Regenerate {
+            self.write_lock(locks, &id)?
+        } else {
+            None
+        };
         // Save first, then rotate: a save refused (a conflict) wrote nothing and rotated
         // nothing, so the request can simply run again with the same cookie. A rotation keeps
         // the version, so the order does not matter to the save.
@@ -519,6 +543,8 @@ impl SessionManager {
                 // save to the new id, and send its cookie.
                 Err(Error::Rotated { successor, token: moved }) => {
                     (id, token) = (successor, moved);
+                    drop(lock.take()); // one session lock at a time (they are striped)
+                    lock = self.write_lock(locks, &id)?;
                     self.store.store_state(&id, &token, save)?;
                     send = true;
                 }
@@ -536,6 +562,7 @@ impl SessionManager {
             }
             send = true;
         }
+        drop(lock);
         if send { self.cookie(&id, &token).map(Some) } else { Ok(None) }
     }
 

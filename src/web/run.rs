@@ -3,16 +3,20 @@
 //! fails on contention.
 //!
 //! ```text
-//! attempt 1..=lockless_attempts   begin → app → finish, no lock; on a conflict: jittered pause
+//! attempt 1..=lockless_attempts   begin → app → finish, no lock while the app runs; a write in
+//!                                 finish holds the session's lock just around itself (none for
+//!                                 a read-only request); on a conflict: jittered pause
 //! later attempts                  the session's cross-process lock (bounded wait) held around
 //!                                 begin → app → finish; on a conflict: again at once, under it
 //! out of time (or lock wait)      Error::Busy { retry_after }: answer 503 with Retry-After
 //! ```
 //!
-//! Why this ends: a request that holds the session's lock can only meet requests that do not
-//! take it, which are first attempts of newer requests (every request that met a conflict
-//! queues for the lock). Each of those saves at most once before it queues too, so the locked
-//! attempt wins after a bounded number of tries; the overall bound caps the rest.
+//! Why the locked attempt cannot conflict: every write of `handle` to a stored session holds
+//! that session's lock, so none lands between a lock holder's load and its save. Only writers
+//! that bypass `handle` can still get in between (a direct [`Store`](crate::Store) call,
+//! [`SessionManager::finish`], the tower adapter), and a lockless save whose lock wait ran out
+//! (it saves without the lock rather than fail: the lock only protects others' attempts).
+//! The locked attempt then runs again at once under the lock; the overall bound caps that.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +25,14 @@ use super::manager::{Request, SessionManager};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::store::SessionLock;
+
+/// How [`SessionManager::finish_with`] locks the stored sessions it writes: `held` is the
+/// session whose lock the caller already holds (whose stripe needs no second lock), `wait`
+/// the longest wait for any other.
+pub(super) struct WriteLocks<'a> {
+    pub(super) held: Option<&'a SessionId>,
+    pub(super) wait: Duration,
+}
 
 /// How [`SessionManager::handle`] runs a request again on contention. Part of
 /// [`ManagerConfig`](super::ManagerConfig) (`run`); start from `RunConfig::default()`.
@@ -70,8 +82,13 @@ pub struct Handled<T> {
     pub set_cookie: Option<String>,
     /// How many times the closure ran (1 unless another request got in between).
     pub attempts: u32,
-    /// Whether the stored attempt held the session's lock.
+    /// Whether the stored attempt held the session's lock from `begin` to `finish` (a
+    /// lockless attempt holds it only around its write in `finish`, and counts as `false`).
     pub locked: bool,
+    /// How many attempts that held the session's lock were run again because another request
+    /// changed the session first. 0 when every writer of the session goes through `handle`;
+    /// see `docs/web.md` for the writers that can still get in between.
+    pub locked_conflicts: u32,
 }
 
 /// Whether `finish` failed because another request changed the session first, having written
@@ -87,8 +104,11 @@ impl SessionManager {
     /// from `begin` when `finish` reports that another request of the session got in between
     /// ([`Error::Conflict`], [`Error::Rotated`], [`Error::Revoked`]). Nothing of a failed
     /// attempt was stored. After [`RunConfig::lockless_attempts`] the session's cross-process
-    /// lock is held around each attempt, so that only first attempts of newer requests can
-    /// still get in between; see `docs/web.md`.
+    /// lock is held around each attempt; a lockless attempt that writes a stored session holds
+    /// the lock just around that write (bounded by [`RunConfig::lock_wait`], after which it
+    /// writes unlocked), and one that writes nothing takes no lock. So when every writer of
+    /// the session goes through `handle`, a locked attempt cannot conflict: a request that
+    /// met a conflict is stored by its next attempt. See `docs/web.md`.
     ///
     /// **`app` may run more than once** and must act only through the [`Request`] it is given
     /// (its data, states, user, rotation, log-out): anything else it does (send a mail, write
@@ -120,6 +140,7 @@ impl SessionManager {
         // lockless save runs again at once, without queueing behind the other waiters.
         let mut held: Option<(SessionId, SessionLock<'_>)> = None;
         let mut attempts = 0u32;
+        let mut locked_conflicts = 0u32;
         loop {
             let lock_now = attempts >= run.lockless_attempts;
             if lock_now
@@ -147,12 +168,20 @@ impl SessionManager {
             }
             attempts = attempts.saturating_add(1);
             let value = app(&mut request)?;
-            match self.finish(request) {
+            // A lockless attempt locks what it writes just around the write; a locked one
+            // holds its session's lock already (and locks only a successor it saves to).
+            let wait = run.lock_wait.min(run.max_time.saturating_sub(start.elapsed()));
+            let locks = WriteLocks { held: held.as_ref().map(|(locked, _)| locked), wait };
+            match self.finish_with(request, Some(&locks)) {
                 Ok(set_cookie) => {
                     let locked = held.is_some();
-                    return Ok(Handled { value, set_cookie, attempts, locked });
+                    return Ok(Handled { value, set_cookie, attempts, locked, locked_conflicts });
                 }
-                Err(e) if worth_retrying(&e) => {}
+                Err(e) if worth_retrying(&e) => {
+                    if held.is_some() {
+                        locked_conflicts = locked_conflicts.saturating_add(1);
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
             if id.is_some() {
@@ -166,6 +195,33 @@ impl SessionManager {
             if held.is_none() && (attempts < run.lockless_attempts || known.is_none()) {
                 std::thread::sleep(backoff(attempts, run.max_backoff));
             }
+        }
+    }
+}
+
+impl SessionManager {
+    /// The lock of stored session `id`, to hold around a write of `finish`: `None` when
+    /// `locks` is `None` (a plain `finish`) or the caller holds its stripe already. A lock that
+    /// is not free within the wait, or that cannot be used (the lock file cannot be created),
+    /// gives `None` too: the write goes ahead unlocked, as every write did before, and a
+    /// locked attempt it meets runs again. Failing here would fail a request that would
+    /// otherwise succeed, for the sake of another request's attempt.
+    ///
+    /// # Errors
+    /// [`Error::Forked`] in a forked child (the write would fail the same way).
+    pub(super) fn write_lock(
+        &self,
+        locks: Option<&WriteLocks<'_>>,
+        id: &SessionId,
+    ) -> Result<Option<SessionLock<'_>>> {
+        let Some(locks) = locks else { return Ok(None) };
+        if locks.held.is_some_and(|held| self.store().shares_lock(held, id)) {
+            return Ok(None);
+        }
+        match self.store().lock(id, locks.wait) {
+            Ok(guard) => Ok(Some(guard)),
+            Err(Error::LockTimeout { .. } | Error::Io(_)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }
