@@ -499,6 +499,71 @@ fn cookie_secure_takes_yes_and_no_words_and_refuses_others() {
     }
 }
 
+/// `SESSIONDB_IDLE_TIMEOUT`, `SESSIONDB_GRACE` and `SESSIONDB_CLEANUP_INTERVAL` take effect:
+/// with an idle timeout of 1 s and no grace, a session left alone for 2.5 s is gone for its
+/// browser, and the request after it (with a 1 s clean-up interval) sweeps the file after its
+/// response; with the clean-up `off`, the expired sessions stay in the file.
+#[test]
+fn expiry_settings_from_the_environment_take_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let expiry = |interval: &str| {
+        vec![
+            ("SESSIONDB_IDLE_TIMEOUT".to_owned(), "1s".to_owned()),
+            ("SESSIONDB_GRACE".to_owned(), "0".to_owned()),
+            ("SESSIONDB_CLEANUP_INTERVAL".to_owned(), interval.to_owned()),
+        ]
+    };
+    let observe = |db: &Path| {
+        let store = Store::builder(db).read_only(true).open().unwrap();
+        store.info().unwrap()
+    };
+    for (interval, swept) in [("1000ms", true), ("off", false)] {
+        let db = dir.path().join(format!("{interval}.redb"));
+        let mut browsers: Vec<Browser> = (0..3)
+            .map(|n| {
+                let mut b = Browser::new(&db, n);
+                b.extra_env = expiry(interval);
+                b
+            })
+            .collect();
+        for b in &mut browsers {
+            assert_eq!(b.get("").assert_ok().counter(), 1);
+        }
+        // Past the idle timeout (1 s), and past the clean-up interval since the file was made.
+        thread::sleep(std::time::Duration::from_millis(2500));
+        let r = browsers[0].get("");
+        r.assert_ok();
+        assert_ne!(r.outcome(), "Resumed", "{interval}: the session expired after 1 s idle");
+        assert_eq!(r.counter(), 1, "{interval}: a new session");
+        let info = observe(&db);
+        if swept {
+            assert_eq!(info.sessions, 1, "the three expired sessions were swept");
+            assert!(info.last_swept.is_some(), "the sweep was recorded");
+        } else {
+            assert_eq!(info.sessions, 4, "no clean-up: the expired sessions stay");
+            assert_eq!(info.last_swept, None);
+        }
+    }
+    // Strict: a bad value is a 500 naming the variable, and no session is made.
+    for (name, value) in [
+        ("SESSIONDB_IDLE_TIMEOUT", "0"),
+        ("SESSIONDB_IDLE_TIMEOUT", "1.5s"),
+        ("SESSIONDB_IDLE_TIMEOUT", "-5"),
+        ("SESSIONDB_IDLE_TIMEOUT", ""),
+        ("SESSIONDB_GRACE", "off"),
+        ("SESSIONDB_GRACE", "10 s"),
+        ("SESSIONDB_CLEANUP_INTERVAL", "1d"),
+        ("SESSIONDB_CLEANUP_INTERVAL", "99999999999999999999h"),
+    ] {
+        let mut b = Browser::new(&dir.path().join("bad.redb"), 1);
+        b.extra_env.push((name.into(), value.into()));
+        let (_, r) = b.run("GET", "");
+        assert_eq!(r.status, "500 Internal Server Error", "{name}={value}");
+        assert!(r.marker("error").contains(name), "{name}={value}: {}", r.body);
+        assert_eq!(r.set_cookie(), None);
+    }
+}
+
 #[test]
 fn without_sessiondb_path_no_file_is_made() {
     let dir = tempfile::tempdir().unwrap();
