@@ -255,16 +255,19 @@ fn open() -> Result<SessionManager, Box<dyn std::error::Error>> {
     // A CGI process lives for one request: no clean-up thread; `main` sweeps after the
     // response when the schedule shared through the file says so (`clean_up_after_response`).
     let mut builder = Store::builder(path).cleanup_thread(false).max_states(MAX_STATES);
-    if let Some(idle) = env_duration("SESSIONDB_IDLE_TIMEOUT", true)? {
+    let setting = |name: &str, off| {
+        std::env::var_os(name).map(|value| duration_setting(name, &value, off)).transpose()
+    };
+    if let Some(idle) = setting("SESSIONDB_IDLE_TIMEOUT", true)? {
         if idle == Some(std::time::Duration::ZERO) {
             return Err("SESSIONDB_IDLE_TIMEOUT must be more than 0 (off: never)".into());
         }
         builder = builder.idle_timeout(idle);
     }
-    if let Some(grace) = env_duration("SESSIONDB_GRACE", false)? {
+    if let Some(grace) = setting("SESSIONDB_GRACE", false)? {
         builder = builder.grace_period(grace.unwrap_or_default());
     }
-    if let Some(every) = env_duration("SESSIONDB_CLEANUP_INTERVAL", true)? {
+    if let Some(every) = setting("SESSIONDB_CLEANUP_INTERVAL", true)? {
         builder = builder.cleanup_interval(every);
     }
     let store = builder.open()?;
@@ -296,13 +299,16 @@ fn env_flag(name: &str) -> Result<bool, String> {
     }
 }
 
-/// A duration setting: `None` when unset; else seconds (`90`) or a number with a unit (`ms`,
-/// `s`, `m`, `h`), or `off` (`Some(None)`) where `off` is allowed.
-fn env_duration(name: &str, off: bool) -> Result<Option<Option<std::time::Duration>>, String> {
-    let Some(value) = std::env::var_os(name) else { return Ok(None) };
+/// The duration setting `name`, set to `value`: seconds (`90`) or a number with a unit (`ms`,
+/// `s`, `m`, `h`), or `off` (`None`) where `off` is allowed.
+fn duration_setting(
+    name: &str,
+    value: &std::ffi::OsStr,
+    off: bool,
+) -> Result<Option<std::time::Duration>, String> {
     let text = value.to_str().unwrap_or("");
     if off && text.eq_ignore_ascii_case("off") {
-        return Ok(Some(None));
+        return Ok(None);
     }
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
     let (number, unit) = text.split_at(digits);
@@ -315,7 +321,7 @@ fn env_duration(name: &str, off: bool) -> Result<Option<Option<std::time::Durati
     };
     let ms = number.parse::<u64>().ok().filter(|_| ms_per > 0).and_then(|n| n.checked_mul(ms_per));
     match ms {
-        Some(ms) => Ok(Some(Some(std::time::Duration::from_millis(ms)))),
+        Some(ms) => Ok(Some(std::time::Duration::from_millis(ms))),
         None => Err(format!(
             "{name} must be a number of seconds, or a number with a unit ms, s, m or h (500ms, \
              90s, 15m){}, not \"{}\"",

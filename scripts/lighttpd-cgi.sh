@@ -221,7 +221,7 @@ done
 # An observation, not a check (timings on a shared machine): the response is complete before
 # the clean-up the demo does after it. A second script, sweep.cgi, runs the same program on its
 # own file with a 1 s idle timeout and no grace, started by a wrapper that hands it the
-# response pipe and records when it exits. SWEEP_SESSIONS (default 500) cookie-less requests
+# response pipe, passes the server's SIGTERM on to it, and records when it exits. SWEEP_SESSIONS (default 500) cookie-less requests
 # fill that file with sessions (clean-up off); 1.5 s later all have expired, the clean-up is
 # turned on (1 s interval, so one is due) and a few requests are timed: curl's time to the
 # whole response against the time the CGI process exited, after its batch of the sweep.
@@ -238,19 +238,29 @@ SESSIONDB_CLEANUP_INTERVAL="\$($CAT "$tmp/sweep/interval")"
 export SESSIONDB_CLEANUP_INTERVAL
 # The program gets the response pipe as its standard output; this shell lets go of it, so
 # the server sees the response end when the program closes it, not when this shell exits.
+# lighttpd signals this shell (SIGTERM) once the response has ended: passed on to the program,
+# as if the server had sent it there.
+trap 'kill -TERM "\$child" 2>/dev/null; termed=yes' TERM
 exec 3>&1 4<&0 >/dev/null
 "$tmp/www/counter.cgi" <&4 >&3 3>&- 4<&- &
 child=\$!
 exec 3>&- 4<&-
-wait "\$child"
-$DATE +%s%N > "$tmp/sweep/ended"
+while :; do
+    wait "\$child"; status=\$?
+    [ "\$status" -gt 128 ] && kill -0 "\$child" 2>/dev/null && continue
+    break
+done
+echo "\$($DATE +%s%N) \$status \${termed:-no}" > "$tmp/sweep/ended"
 EOF
 chmod 755 "$tmp/www/sweep.cgi"
 sweep_url="http://127.0.0.1:$port/sweep.cgi"
 dump_bin="$(dirname "$bin")/dump"
 sessions_in() {
     if [ -x "$dump_bin" ]; then
-        "$dump_bin" --json --summary "$1" 2>/dev/null | grep -o '"sessions":[0-9]*' | cut -d: -f2
+        n=$("$dump_bin" --json --summary "$1" 2>/dev/null | grep -o '"sessions":[0-9]*' | cut -d: -f2 || true)
+        # A process killed mid-use leaves the file for the next writer to repair; until then
+        # a read-only open (the dump) is refused.
+        echo "${n:-? (dump cannot open it read-only now)}"
     else
         echo "? (no dump beside the program)"
     fi
@@ -265,10 +275,11 @@ for n in 1 2 3 4 5; do
     code=$(curl -s -o /dev/null -m 30 -w '%{http_code}' "$sweep_url")
     answered=$("$DATE" +%s%N)
     for _ in $(seq 100); do [ -s "$tmp/sweep/ended" ] && break; sleep 0.01; done
-    ended=$(cat "$tmp/sweep/ended" 2>/dev/null || echo "$answered")
-    printf '   request %d: %s, response complete after %d ms, the CGI process exited after %d ms; %s sessions left\n' \
+    read -r ended status termed < "$tmp/sweep/ended" 2>/dev/null ||
+        { ended=$answered status="?" termed="?"; }
+    printf '   request %d: %s; response complete after %d ms, the CGI process exited after %d ms (status %s, SIGTERM from the server: %s); %s sessions left\n' \
         "$n" "$code" $(((answered - began) / 1000000)) $(((ended - began) / 1000000)) \
-        "$(sessions_in "$sweep_db")"
+        "$status" "$termed" "$(sessions_in "$sweep_db")"
 done
 
 if [ "$failures" -ne 0 ]; then
