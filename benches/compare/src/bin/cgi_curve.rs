@@ -23,11 +23,11 @@
 //! A request, a plain `GET /counter.cgi` with no cookie (HTTP/1.0, read to the end), is
 //! started every 1/`--rate` s per deployment whether or not the earlier ones have finished.
 //! Once a second it samples each file: sessions, states and file size (`Store::info`), through
-//! a handle opened once that never sweeps (no clean-up thread, no `cleanup_interval`). A
-//! read-only open does not work here: the demo's processes leave with `close_for_exit`, so the
-//! file is mid-use whenever one is sampled, and redb refuses a read-only open of a file that
-//! would need repair (`RepairAborted`). It prints the samples as CSV (and writes them to
-//! `--csv`), and draws them as an SVG (`--svg`).
+//! a read-only open (a read-only store never sweeps). That works beside the live processes as
+//! long as none is killed mid-use: a file left by a killed process needs the repair that the
+//! next read-write open does, and redb refuses a read-only open of it until then
+//! (`RepairAborted`), as it did here before the demo ignored lighttpd's `SIGTERM`. It prints
+//! the samples as CSV (and writes them to `--csv`), and draws them as an SVG (`--svg`).
 
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
@@ -262,7 +262,6 @@ fn main() {
     // The sampler.
     let mut table = String::from("seconds,deployment,requests,sessions,states,file_bytes\n");
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); MODES.len()];
-    let mut observers: Vec<Option<Store>> = (0..MODES.len()).map(|_| None).collect();
     let mut tick = 0u64;
     while tick <= seconds + 2 {
         let at = start + Duration::from_secs(tick);
@@ -273,16 +272,7 @@ fn main() {
             if !files[m].exists() {
                 continue;
             }
-            if observers[m].is_none() {
-                let observer =
-                    Store::builder(&files[m]).cleanup_thread(false).cleanup_interval(None).open();
-                match observer {
-                    Ok(store) => observers[m] = Some(store),
-                    Err(e) => eprintln!("cgi_curve: {}: cannot open the file: {e:?}", MODES[m]),
-                }
-            }
-            let Some(observer) = &observers[m] else { continue };
-            let info = observer.info();
+            let info = Store::builder(&files[m]).read_only(true).open().and_then(|s| s.info());
             let info = match info {
                 Ok(info) => info,
                 Err(e) => {
