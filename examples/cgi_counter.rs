@@ -51,6 +51,15 @@
 //!   Turn it on behind HTTPS.
 //! - `SESSIONDB_LOCKLESS_ATTEMPTS`: `RunConfig::lockless_attempts` (default 1; 0 takes the
 //!   session's lock for every request, PHP-style).
+//! - Expiry, in seconds (`90`) or with a unit (`500ms`, `90s`, `15m`, `2h`; no sign, no
+//!   fraction, no space); anything else is an error naming the variable:
+//!   - `SESSIONDB_IDLE_TIMEOUT`: a session expires after this long unused
+//!     (`Builder::idle_timeout`; default 30 minutes; `off`: never; `0` is refused);
+//!   - `SESSIONDB_GRACE`: how long an expired session is kept before the clean-up may remove
+//!     it (`Builder::grace_period`; default 10 minutes; `0`: none);
+//!   - `SESSIONDB_CLEANUP_INTERVAL`: how often the processes sharing the file sweep it between
+//!     them, after their responses (`Builder::cleanup_interval`; default 60 seconds; `off`:
+//!     never, the file keeps every expired session until something else sweeps it).
 //!
 //! Errors are reported the CGI way: a `500 Internal Server Error` response naming the error
 //! (and a line on stderr, which the server logs), and exit status 0.
@@ -192,11 +201,18 @@ fn main() -> ExitCode {
 /// The web server finishes the response when standard output closes, not when the process
 /// exits: so fd 1 is replaced by `/dev/null` first (rather than closed, so that no file opened
 /// later takes its number), and nobody waits for the sweep.
+///
+/// A server may then end the process: lighttpd (1.4.69) sends `SIGTERM` to a CGI process still
+/// running once its output has ended. Killed there, every batch that takes longer than that
+/// signal's delay would be rolled back (harmless, but the sweep would never finish, and the
+/// file would grow as if there were no clean-up), so the program ignores `SIGTERM` for the
+/// rest of its life, a bounded batch of about 15 ms; `SIGKILL` still ends it.
 fn clean_up_after_response(store: Store) {
     let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
-    // SAFETY: plain fd calls on descriptors this process owns; stdout was flushed and its lock
-    // released, and Rust's stdout ignores a closed descriptor.
+    // SAFETY: plain signal and fd calls on descriptors this process owns; stdout was flushed
+    // and its lock released, and Rust's stdout ignores a closed descriptor.
     let ended = unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
         match &null {
             Ok(null) => libc::dup2(std::os::fd::AsRawFd::as_raw_fd(null), 1) == 1,
             Err(_) => libc::close(1) == 0,
@@ -238,7 +254,23 @@ fn open() -> Result<SessionManager, Box<dyn std::error::Error>> {
     )?;
     // A CGI process lives for one request: no clean-up thread; `main` sweeps after the
     // response when the schedule shared through the file says so (`clean_up_after_response`).
-    let store = Store::builder(path).cleanup_thread(false).max_states(MAX_STATES).open()?;
+    let mut builder = Store::builder(path).cleanup_thread(false).max_states(MAX_STATES);
+    let setting = |name: &str, off| {
+        std::env::var_os(name).map(|value| duration_setting(name, &value, off)).transpose()
+    };
+    if let Some(idle) = setting("SESSIONDB_IDLE_TIMEOUT", true)? {
+        if idle == Some(std::time::Duration::ZERO) {
+            return Err("SESSIONDB_IDLE_TIMEOUT must be more than 0 (off: never)".into());
+        }
+        builder = builder.idle_timeout(idle);
+    }
+    if let Some(grace) = setting("SESSIONDB_GRACE", false)? {
+        builder = builder.grace_period(grace.unwrap_or_default());
+    }
+    if let Some(every) = setting("SESSIONDB_CLEANUP_INTERVAL", true)? {
+        builder = builder.cleanup_interval(every);
+    }
+    let store = builder.open()?;
     let mut config = ManagerConfig::default();
     config.state_param = STATE_PARAM.into();
     // `Secure` cookies are only sent over HTTPS (browsers make an exception for localhost,
@@ -262,6 +294,38 @@ fn env_flag(name: &str) -> Result<bool, String> {
         Some("false" | "no" | "0") => Ok(false),
         _ => Err(format!(
             "{name} must be true, yes, 1, false, no or 0, not \"{}\"",
+            value.to_string_lossy()
+        )),
+    }
+}
+
+/// The duration setting `name`, set to `value`: seconds (`90`) or a number with a unit (`ms`,
+/// `s`, `m`, `h`), or `off` (`None`) where `off` is allowed.
+fn duration_setting(
+    name: &str,
+    value: &std::ffi::OsStr,
+    off: bool,
+) -> Result<Option<std::time::Duration>, String> {
+    let text = value.to_str().unwrap_or("");
+    if off && text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let ms_per: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => 0,
+    };
+    let ms = number.parse::<u64>().ok().filter(|_| ms_per > 0).and_then(|n| n.checked_mul(ms_per));
+    match ms {
+        Some(ms) => Ok(Some(std::time::Duration::from_millis(ms))),
+        None => Err(format!(
+            "{name} must be a number of seconds, or a number with a unit ms, s, m or h (500ms, \
+             90s, 15m){}, not \"{}\"",
+            if off { ", or off" } else { "" },
             value.to_string_lossy()
         )),
     }

@@ -10,8 +10,10 @@
 //! session or state data; `--session SID` prints that one session in full, data and states
 //! (bytes that are not printable ASCII as `\xNN`). Whoever can read the file can read them.
 //!
-//! - `--summary` prints the file-wide facts only: format, counts, size, the oldest and newest
-//!   session, the next expiry and how many sessions expire within five minutes and an hour.
+//! - `--summary` prints the file-wide facts only: format, counts, size, when the file was last
+//!   swept (the shared clean-up schedule; `never`, `null` in JSON, before the first complete
+//!   sweep), the oldest and newest session, the next expiry and how many sessions expire within
+//!   five minutes and an hour.
 //! - `--session SID` prints that one session only.
 //! - `--verify` walks every record: every checksum, every key, and the indexes against the
 //!   sessions (every expiry entry points at a session and back, every state belongs to a
@@ -246,6 +248,7 @@ impl Dump<'_> {
                 "expiry_entries": info.expiry_entries,
                 "tombstones": info.tombstones,
                 "user_entries": info.user_entries,
+                "last_swept": info.last_swept,
             });
             // The store object, then the sessions one per line as they are read.
             return write!(self.out, "{{\"store\":{doc},\n\"sessions\":[");
@@ -263,6 +266,8 @@ impl Dump<'_> {
         writeln!(out, "expiry entries  {}", info.expiry_entries)?;
         writeln!(out, "tombstones      {}", info.tombstones)?;
         writeln!(out, "user entries    {}", info.user_entries)?;
+        let swept = info.last_swept.map_or_else(|| "never".to_owned(), |ms| when(now, ms));
+        writeln!(out, "last swept      {swept}")?;
         writeln!(out, "oldest session  {oldest}")?;
         writeln!(out, "newest session  {newest}")?;
         writeln!(out, "next expiry     {next}")?;

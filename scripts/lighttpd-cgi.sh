@@ -13,6 +13,9 @@
 #   127.0.0.1 only, with a temporary document root holding the program as counter.cgi and a
 #   temporary session file (SESSIONDB_PATH, passed by mod_setenv). Everything is removed at
 #   the end, and the server stopped, whatever happens. KEEP=1 keeps the directory.
+# - Last, it prints an observation (not a check): requests timed while a clean-up is due on a
+#   file of expired sessions, the response complete well before the CGI process exits after
+#   its share of the sweep (SWEEP_SESSIONS, default 500, sets how many sessions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,8 +50,8 @@ LIGHTTPD="$(lighttpd_bin)"
 if [ -n "${CGI_COUNTER_BIN:-}" ]; then
     bin="$CGI_COUNTER_BIN"
 else
-    say "cargo build --release --example cgi_counter"
-    cargo build --release --example cgi_counter
+    say "cargo build --release --example cgi_counter --example dump"
+    cargo build --release --example cgi_counter --example dump
     bin="$(cargo metadata --format-version 1 --no-deps |
         sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/examples/cgi_counter"
 fi
@@ -213,6 +216,70 @@ done
 wait "${browsers[@]}"
 for b in 1 2 3 4 5; do
     check "browser $b: counter" 5 "$(sed -n 's/.*id="counter">\([^<]*\)<.*/\1/p' "$tmp/body$b")"
+done
+
+# An observation, not a check (timings on a shared machine): the response is complete before
+# the clean-up the demo does after it. A second script, sweep.cgi, runs the same program on its
+# own file with a 1 s idle timeout and no grace, started by a wrapper that hands it the
+# response pipe, passes the server's SIGTERM on to it, and records when it exits. SWEEP_SESSIONS (default 500) cookie-less requests
+# fill that file with sessions (clean-up off); 1.5 s later all have expired, the clean-up is
+# turned on (1 s interval, so one is due) and a few requests are timed: curl's time to the
+# whole response against the time the CGI process exited, after its batch of the sweep.
+say "the response completes before the after-response clean-up (observation)"
+sweep_db="$tmp/sweep/sessions.redb"
+mkdir -m 700 "$tmp/sweep"
+echo off > "$tmp/sweep/interval"
+DATE="$(command -v date)"
+CAT="$(command -v cat)"
+cat > "$tmp/www/sweep.cgi" <<EOF
+#!/bin/sh
+export SESSIONDB_PATH="$sweep_db" SESSIONDB_IDLE_TIMEOUT=1s SESSIONDB_GRACE=0
+SESSIONDB_CLEANUP_INTERVAL="\$($CAT "$tmp/sweep/interval")"
+export SESSIONDB_CLEANUP_INTERVAL
+# The program gets the response pipe as its standard output; this shell lets go of it, so
+# the server sees the response end when the program closes it, not when this shell exits.
+# lighttpd signals this shell (SIGTERM) once the response has ended: passed on to the program,
+# as if the server had sent it there.
+trap 'kill -TERM "\$child" 2>/dev/null; termed=yes' TERM
+exec 3>&1 4<&0 >/dev/null
+"$tmp/www/counter.cgi" <&4 >&3 3>&- 4<&- &
+child=\$!
+exec 3>&- 4<&-
+while :; do
+    wait "\$child"; status=\$?
+    [ "\$status" -gt 128 ] && kill -0 "\$child" 2>/dev/null && continue
+    break
+done
+echo "\$($DATE +%s%N) \$status \${termed:-no}" > "$tmp/sweep/ended"
+EOF
+chmod 755 "$tmp/www/sweep.cgi"
+sweep_url="http://127.0.0.1:$port/sweep.cgi"
+dump_bin="$(dirname "$bin")/dump"
+sessions_in() {
+    if [ -x "$dump_bin" ]; then
+        n=$("$dump_bin" --json --summary "$1" 2>/dev/null | grep -o '"sessions":[0-9]*' | cut -d: -f2 || true)
+        # A process killed mid-use leaves the file for the next writer to repair; until then
+        # a read-only open (the dump) is refused.
+        echo "${n:-? (dump cannot open it read-only now)}"
+    else
+        echo "? (no dump beside the program)"
+    fi
+}
+seq "${SWEEP_SESSIONS:-500}" | xargs -P 4 -I{} curl -s -o /dev/null -m 30 "$sweep_url"
+echo "   $(sessions_in "$sweep_db") sessions in the file; waiting 1.5 s for them to expire"
+sleep 1.5
+echo 1s > "$tmp/sweep/interval"
+for n in 1 2 3 4 5; do
+    rm -f "$tmp/sweep/ended"
+    began=$("$DATE" +%s%N)
+    code=$(curl -s -o /dev/null -m 30 -w '%{http_code}' "$sweep_url")
+    answered=$("$DATE" +%s%N)
+    for _ in $(seq 100); do [ -s "$tmp/sweep/ended" ] && break; sleep 0.01; done
+    read -r ended status termed < "$tmp/sweep/ended" 2>/dev/null ||
+        { ended=$answered status="?" termed="?"; }
+    printf '   request %d: %s; response complete after %d ms, the CGI process exited after %d ms (status %s, SIGTERM from the server: %s); %s sessions left\n' \
+        "$n" "$code" $(((answered - began) / 1000000)) $(((ended - began) / 1000000)) \
+        "$status" "$termed" "$(sessions_in "$sweep_db")"
 done
 
 if [ "$failures" -ne 0 ]; then

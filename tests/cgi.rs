@@ -162,6 +162,30 @@ impl Browser {
         query: &str,
         form: Option<&str>,
     ) -> (std::process::Output, Response) {
+        let mut cmd = self.command(method, query, form);
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run cgi_counter");
+        let mut stdin = child.stdin.take().unwrap();
+        // The program may answer without reading the body (a refusal): ignore a broken pipe.
+        let _ = stdin.write_all(form.unwrap_or("").as_bytes());
+        drop(stdin);
+        let output = child.wait_with_output().expect("run cgi_counter");
+        assert!(
+            output.status.success(),
+            "a CGI program reports errors in its response, and exits 0: {:?}, stderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let response = Response::parse(&output.stdout);
+        (output, response)
+    }
+
+    /// The program, with the CGI environment of a request.
+    fn command(&self, method: &str, query: &str, form: Option<&str>) -> Command {
         let mut cmd = Command::new(counter_binary());
         cmd.env_clear()
             .env("GATEWAY_INTERFACE", "CGI/1.1")
@@ -185,25 +209,7 @@ impl Browser {
             cmd.env("CONTENT_TYPE", "application/x-www-form-urlencoded")
                 .env("CONTENT_LENGTH", form.len().to_string());
         }
-        let mut child = cmd
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run cgi_counter");
-        let mut stdin = child.stdin.take().unwrap();
-        // The program may answer without reading the body (a refusal): ignore a broken pipe.
-        let _ = stdin.write_all(form.unwrap_or("").as_bytes());
-        drop(stdin);
-        let output = child.wait_with_output().expect("run cgi_counter");
-        assert!(
-            output.status.success(),
-            "a CGI program reports errors in its response, and exits 0: {:?}, stderr: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let response = Response::parse(&output.stdout);
-        (output, response)
+        cmd
     }
 
     /// A GET request; the jar takes the response's cookie.
@@ -497,6 +503,122 @@ fn cookie_secure_takes_yes_and_no_words_and_refuses_others() {
         assert!(r.marker("error").contains("SESSIONDB_COOKIE_SECURE"), "{}", r.body);
         assert_eq!(r.set_cookie(), None);
     }
+}
+
+/// `SESSIONDB_IDLE_TIMEOUT`, `SESSIONDB_GRACE` and `SESSIONDB_CLEANUP_INTERVAL` take effect:
+/// with an idle timeout of 1 s and no grace, a session left alone for 2.5 s is gone for its
+/// browser, and the request after it (with a 1 s clean-up interval) sweeps the file after its
+/// response; with the clean-up `off`, the expired sessions stay in the file.
+#[test]
+fn expiry_settings_from_the_environment_take_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let expiry = |interval: &str| {
+        vec![
+            ("SESSIONDB_IDLE_TIMEOUT".to_owned(), "1s".to_owned()),
+            ("SESSIONDB_GRACE".to_owned(), "0".to_owned()),
+            ("SESSIONDB_CLEANUP_INTERVAL".to_owned(), interval.to_owned()),
+        ]
+    };
+    let observe = |db: &Path| {
+        let store = Store::builder(db).read_only(true).open().unwrap();
+        store.info().unwrap()
+    };
+    for (interval, swept) in [("1000ms", true), ("off", false)] {
+        let db = dir.path().join(format!("{interval}.redb"));
+        let mut browsers: Vec<Browser> = (0..3)
+            .map(|n| {
+                let mut b = Browser::new(&db, n);
+                b.extra_env = expiry(interval);
+                b
+            })
+            .collect();
+        for b in &mut browsers {
+            assert_eq!(b.get("").assert_ok().counter(), 1);
+        }
+        // Past the idle timeout (1 s), and past the clean-up interval since the file was made.
+        thread::sleep(std::time::Duration::from_millis(2500));
+        let r = browsers[0].get("");
+        r.assert_ok();
+        assert_ne!(r.outcome(), "Resumed", "{interval}: the session expired after 1 s idle");
+        assert_eq!(r.counter(), 1, "{interval}: a new session");
+        let info = observe(&db);
+        if swept {
+            assert_eq!(info.sessions, 1, "the three expired sessions were swept");
+            assert!(info.last_swept.is_some(), "the sweep was recorded");
+        } else {
+            assert_eq!(info.sessions, 4, "no clean-up: the expired sessions stay");
+            assert_eq!(info.last_swept, None);
+        }
+    }
+    // Strict: a bad value is a 500 naming the variable, and no session is made.
+    for (name, value) in [
+        ("SESSIONDB_IDLE_TIMEOUT", "0"),
+        ("SESSIONDB_IDLE_TIMEOUT", "1.5s"),
+        ("SESSIONDB_IDLE_TIMEOUT", "-5"),
+        ("SESSIONDB_IDLE_TIMEOUT", ""),
+        ("SESSIONDB_GRACE", "off"),
+        ("SESSIONDB_GRACE", "10 s"),
+        ("SESSIONDB_CLEANUP_INTERVAL", "1d"),
+        ("SESSIONDB_CLEANUP_INTERVAL", "99999999999999999999h"),
+    ] {
+        let mut b = Browser::new(&dir.path().join("bad.redb"), 1);
+        b.extra_env.push((name.into(), value.into()));
+        let (_, r) = b.run("GET", "");
+        assert_eq!(r.status, "500 Internal Server Error", "{name}={value}");
+        assert!(r.marker("error").contains(name), "{name}={value}: {}", r.body);
+        assert_eq!(r.set_cookie(), None);
+    }
+}
+
+/// lighttpd (1.4.69) sends `SIGTERM` to a CGI process still running once its output has
+/// ended: the demo's after-response batch of the clean-up must not die of it. Here the server's
+/// signal comes as soon as the response has been read to its end, while 20 expired sessions
+/// wait to be swept. Before the demo ignored `SIGTERM` there, it died of the signal and the
+/// sessions stayed (under lighttpd, the file grew as if there were no clean-up).
+#[test]
+fn the_after_response_clean_up_survives_the_servers_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.redb");
+    let with_expiry = |n: usize| {
+        let mut b = Browser::new(&db, n);
+        for (name, value) in [
+            ("SESSIONDB_IDLE_TIMEOUT", "1s"),
+            ("SESSIONDB_GRACE", "0"),
+            ("SESSIONDB_CLEANUP_INTERVAL", "1s"),
+        ] {
+            b.extra_env.push((name.into(), value.into()));
+        }
+        b
+    };
+    for n in 0..20 {
+        with_expiry(n).get("").assert_ok();
+    }
+    // Past the idle timeout and the clean-up interval: the next request sweeps after it.
+    thread::sleep(std::time::Duration::from_millis(2500));
+    let mut child = with_expiry(20)
+        .command("GET", "", None)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run cgi_counter");
+    let mut response = Vec::new();
+    std::io::Read::read_to_end(&mut child.stdout.take().unwrap(), &mut response).unwrap();
+    // The response has ended (standard output closed): the server's SIGTERM.
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: a signal to our own child, not yet waited for.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let output = child.wait_with_output().unwrap();
+    Response::parse(&response).assert_ok();
+    assert!(
+        output.status.success(),
+        "the clean-up after the response outlives SIGTERM: {:?}, stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let info = Store::builder(&db).read_only(true).open().unwrap().info().unwrap();
+    assert_eq!(info.sessions, 1, "the 20 expired sessions were swept; the new one stays");
+    assert!(info.last_swept.is_some());
 }
 
 #[test]

@@ -161,6 +161,58 @@ fn entries_that_disagree_with_their_session_are_reported() -> Result<(), Error> 
     Ok(())
 }
 
+/// The clean-up schedule's optional `meta` keys (`swept`, `sweep_batch`, docs/format.md): a
+/// value of 8 bytes is clean, one of another length is reported (the store reads it as absent).
+#[test]
+fn malformed_sweep_schedule_values_are_reported() -> Result<(), Error> {
+    let f = fixture()?;
+    raw_write(&f.db.path, |txn| {
+        let mut meta = txn.open_table(raw::META).unwrap();
+        meta.insert("swept", 1_700_000_000_000u64.to_le_bytes().as_slice()).unwrap();
+        meta.insert("sweep_batch", 64u64.to_le_bytes().as_slice()).unwrap();
+    });
+    let report = verify(&f);
+    assert!(report.is_clean(), "8-byte values are well-formed: {:?}", report.problems);
+
+    raw_write(&f.db.path, |txn| {
+        let mut meta = txn.open_table(raw::META).unwrap();
+        meta.insert("swept", [1u8, 2, 3].as_slice()).unwrap();
+        meta.insert("sweep_batch", [0u8; 9].as_slice()).unwrap();
+    });
+    let report = verify(&f);
+    assert_eq!(report.problem_count, 2, "{:#?}", report.problems);
+    has(&report, "meta", "swept", "not 8 bytes (3 bytes)");
+    has(&report, "meta", "sweep_batch", "not 8 bytes (9 bytes)");
+    let (code, out, _) = dump(&["--verify"], &f.db.path);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("problem: meta [swept]: not 8 bytes"), "{out}");
+    Ok(())
+}
+
+/// `dump --summary` says when the file was last swept: never, then the recorded time.
+#[test]
+fn dump_summary_shows_when_the_file_was_last_swept() -> Result<(), Error> {
+    let f = fixture()?;
+    let summary = |path: &std::path::Path| {
+        let (code, out, err) = dump(&["--json", "--summary"], path);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    assert_eq!(summary(&f.db.path)["store"]["last_swept"], serde_json::Value::Null);
+    let (code, out, _) = dump(&["--summary"], &f.db.path);
+    assert_eq!(code, 0);
+    assert!(out.contains("last swept      never"), "{out}");
+
+    let (store, _clock) = common::store(&f.db);
+    store.cleanup()?;
+    let recorded = store.info()?.last_swept.expect("a complete sweep is recorded");
+    drop(store);
+    assert_eq!(summary(&f.db.path)["store"]["last_swept"], recorded);
+    let (_, out, _) = dump(&["--summary"], &f.db.path);
+    assert!(out.contains(&format!("last swept      {recorded}  (")), "{out}");
+    Ok(())
+}
+
 /// Runs `dump` with `args` on `path`; its exit code, stdout and stderr.
 fn dump(args: &[&str], path: &std::path::Path) -> (i32, String, String) {
     let out = Command::new(common::example("dump")).args(args).arg(path).output().unwrap();

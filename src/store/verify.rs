@@ -15,7 +15,10 @@ use super::{Core, Store, panic_message};
 use crate::codec::{self, CodecError};
 use crate::error::Result;
 use crate::id::SessionId;
-use crate::schema::{self, FORMAT_VERSION, MAGIC, META_CREATED, META_FORMAT, META_MAGIC};
+use crate::schema::{
+    self, FORMAT_VERSION, MAGIC, META_CREATED, META_FORMAT, META_MAGIC, META_SWEEP_BATCH,
+    META_SWEPT,
+};
 
 /// The most problems [`Verified::problems`] lists; [`Verified::problem_count`] counts them all.
 pub const MAX_LISTED_PROBLEMS: usize = 1000;
@@ -146,6 +149,16 @@ impl Walk<'_> {
         }
         if get(META_CREATED)?.is_none_or(|v| v.len() != 8) {
             self.out.problem("meta", META_CREATED.into(), "missing or not 8 bytes");
+        }
+        // The clean-up schedule's optional keys (docs/format.md): the store reads a value that
+        // is not 8 bytes as absent, which costs an early sweep at most, but it is still damage.
+        for key in [META_SWEPT, META_SWEEP_BATCH] {
+            if let Some(v) = get(key)?
+                && v.len() != 8
+            {
+                let what = format!("not 8 bytes ({} bytes): read as absent", v.len());
+                self.out.problem("meta", key.into(), what);
+            }
         }
         Ok(())
     }

@@ -1,31 +1,39 @@
 //! The file size and session count of a CGI deployment over time, fed cookie-less requests at
-//! a steady rate (issue 15, item 2): with the clean-up shared by the short-lived processes
-//! (`Store::cleanup_if_due` after each response) and, beside it on another file, as before
-//! (no clean-up at all, as `examples/cgi_counter` was).
+//! a steady rate (issue 15, item 2): the real demo, `examples/cgi_counter`, served by lighttpd
+//! as `scripts/lighttpd-cgi.sh` serves it, twice side by side, each on its own file: with the
+//! clean-up the short-lived processes share (`SESSIONDB_CLEANUP_INTERVAL`, which the demo does
+//! after each response with `Store::cleanup_if_due`) and without it
+//! (`SESSIONDB_CLEANUP_INTERVAL=off`, as the demo was before).
 //!
 //! ```text
-//! cargo run --release --bin cgi_curve -- [--seconds 180] [--rate 20] [--idle-ms 3000]
-//!     [--interval-ms 10000] [--csv FILE] [--svg FILE]
+//! cargo build --release --example cgi_counter        # in the repository's root
+//! cd benches/compare
+//! cargo run --release --bin cgi_curve -- [--seconds 180] [--rate 20] [--idle 3s]
+//!     [--interval 10s] [--demo PATH] [--direct] [--csv FILE] [--svg FILE]
 //! ```
 //!
-//! Every request is a fresh process (this binary, re-run with `CGI_CURVE_CHILD` set), as a web
-//! server runs a CGI program, started at `--rate` per second per deployment whether or not the
-//! earlier ones have finished. A request does what `examples/cgi_counter` does for a GET
-//! without a cookie: it opens the file (no clean-up thread), creates a session holding a
-//! counter with one state, and writes its response; then, in the deployment with clean-up, it
-//! replaces its standard output by `/dev/null` (the server sees the response end there) and
-//! calls `cleanup_if_due`, and leaves the file with `close_for_exit`. The driver reads each
-//! response to its end, as the server would. Sessions expire after `--idle-ms` idle, with no
-//! grace window; the clean-up interval is `--interval-ms`.
+//! Each deployment is a lighttpd (found on `PATH` or in `/usr/sbin`) on a free port of
+//! 127.0.0.1, with a temporary document root holding the demo as `counter.cgi`, and its
+//! settings passed by `mod_setenv`: `SESSIONDB_PATH`, `SESSIONDB_IDLE_TIMEOUT` (`--idle`),
+//! `SESSIONDB_GRACE=0`, `SESSIONDB_CLEANUP_INTERVAL` (`--interval`, or `off`). `--direct`
+//! runs the demo as a CGI server would, without lighttpd (a fresh process per request, the
+//! request in CGI variables, the response read from its output to its end). `--demo` names
+//! the demo binary (default: `target/release/examples/cgi_counter` of this repository).
 //!
-//! Once a second it samples each file: sessions, states, file size (`Store::info`, through a
-//! handle that never sweeps). It prints the samples as CSV (and writes them to `--csv`), and
-//! draws them as an SVG (`--svg`).
+//! A request, a plain `GET /counter.cgi` with no cookie (HTTP/1.0, read to the end), is
+//! started every 1/`--rate` s per deployment whether or not the earlier ones have finished.
+//! Once a second it samples each file: sessions, states and file size (`Store::info`), through
+//! a read-only open (a read-only store never sweeps). That works beside the live processes as
+//! long as none is killed mid-use: a file left by a killed process needs the repair that the
+//! next read-write open does, and redb refuses a read-only open of it until then
+//! (`RepairAborted`), as it did here before the demo ignored lighttpd's `SIGTERM`. It prints
+//! the samples as CSV (and writes them to `--csv`), and draws them as an SVG (`--svg`).
 
 use std::fmt::Write as _;
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -41,15 +49,128 @@ type Panel = (&'static str, fn(&Sample) -> f64);
 /// The two deployments, in the order of the CSV and the picture.
 const MODES: [&str; 2] = ["shared clean-up", "no clean-up (before)"];
 
-fn main() {
-    if std::env::var_os("CGI_CURVE_CHILD").is_some() {
-        child();
-        return;
+/// How a deployment is reached.
+enum Server {
+    /// lighttpd on this port (killed when dropped).
+    Lighttpd { child: Child, port: u16 },
+    /// The demo run directly as CGI, with these settings.
+    Direct { demo: PathBuf, env: Vec<(String, String)> },
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Server::Lighttpd { child, .. } = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
+}
+
+impl Server {
+    /// One cookie-less GET; whether it was answered `200`.
+    fn get(&self) -> bool {
+        match self {
+            Server::Lighttpd { port, .. } => {
+                let Ok(mut stream) = TcpStream::connect(("127.0.0.1", *port)) else {
+                    return false;
+                };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                let request = "GET /counter.cgi HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+                let mut response = String::new();
+                stream.write_all(request.as_bytes()).is_ok()
+                    && stream.read_to_string(&mut response).is_ok()
+                    && response.split(' ').nth(1) == Some("200")
+                    && response.contains("Set-Cookie: sessiondb=")
+            }
+            Server::Direct { demo, env } => {
+                let child = Command::new(demo)
+                    .env_clear()
+                    .envs(env.iter().map(|(k, v)| (k, v)))
+                    .env("GATEWAY_INTERFACE", "CGI/1.1")
+                    .env("REQUEST_METHOD", "GET")
+                    .env("SCRIPT_NAME", "/counter.cgi")
+                    .env("QUERY_STRING", "")
+                    .env("REMOTE_ADDR", "127.0.0.1")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn();
+                let Ok(mut child) = child else { return false };
+                let mut response = String::new();
+                let read = child.stdout.take().unwrap().read_to_string(&mut response);
+                let exited = child.wait().is_ok_and(|s| s.success());
+                read.is_ok() && exited && response.starts_with("Status: 200 OK")
+            }
+        }
+    }
+}
+
+/// lighttpd's path: on `PATH`, or `/usr/sbin/lighttpd`.
+fn lighttpd_bin() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|d| d.join("lighttpd")).find(|p| p.is_file())
+    });
+    on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/lighttpd"))
+}
+
+/// Starts lighttpd serving `demo` as `counter.cgi` from `dir/www`, with `env`.
+fn lighttpd(dir: &Path, demo: &Path, env: &[(String, String)]) -> Server {
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).expect("the document root");
+    std::fs::copy(demo, www.join("counter.cgi")).expect("copy the demo");
+    let vars: Vec<String> = env.iter().map(|(k, v)| format!("\"{k}\" => \"{v}\"")).collect();
+    for _ in 0..10 {
+        // A free port now; another one if lighttpd cannot bind it after all.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let conf = dir.join("lighttpd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "server.modules = ( \"mod_setenv\", \"mod_cgi\" )\nserver.bind = \"127.0.0.1\"\n\
+                 server.port = {port}\nserver.document-root = \"{}\"\n\
+                 server.errorlog = \"{}\"\ncgi.assign = ( \".cgi\" => \"\" )\n\
+                 setenv.add-environment = ( {} )\n",
+                www.display(),
+                dir.join("error.log").display(),
+                vars.join(", ")
+            ),
+        )
+        .expect("write the configuration");
+        let mut child = Command::new(lighttpd_bin())
+            .arg("-D")
+            .arg("-f")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start lighttpd (apt-get install lighttpd)");
+        for _ in 0..50 {
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Server::Lighttpd { child, port };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("lighttpd did not start; see {}", dir.join("error.log").display());
+}
+
+fn main() {
     let mut seconds = 180u64;
     let mut rate = 20u64;
-    let mut idle_ms = 3000u64;
-    let mut interval_ms = 10_000u64;
+    let mut idle = "3s".to_owned();
+    let mut interval = "10s".to_owned();
+    let mut demo = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/release/examples/cgi_counter"
+    ));
+    let mut direct = false;
     let mut csv: Option<PathBuf> = None;
     let mut svg: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
@@ -58,61 +179,81 @@ fn main() {
         match arg.as_str() {
             "--seconds" => seconds = value().parse().expect("--seconds N"),
             "--rate" => rate = value().parse().expect("--rate N"),
-            "--idle-ms" => idle_ms = value().parse().expect("--idle-ms N"),
-            "--interval-ms" => interval_ms = value().parse().expect("--interval-ms N"),
+            "--idle" => idle = value(),
+            "--interval" => interval = value(),
+            "--demo" => demo = value().into(),
+            "--direct" => direct = true,
             "--csv" => csv = Some(value().into()),
             "--svg" => svg = Some(value().into()),
             other => panic!("unknown argument {other}"),
         }
     }
+    assert!(
+        demo.is_file(),
+        "no demo at {} (cargo build --release --example cgi_counter)",
+        demo.display()
+    );
     let dir = tempfile::tempdir().expect("a temporary directory");
     let files: Vec<PathBuf> =
-        (0..MODES.len()).map(|m| dir.path().join(format!("sessions-{m}.redb"))).collect();
+        (0..MODES.len()).map(|m| dir.path().join(format!("db-{m}/sessions.redb"))).collect();
+    let servers: Vec<Arc<Server>> = (0..MODES.len())
+        .map(|m| {
+            let home = dir.path().join(format!("db-{m}"));
+            std::fs::create_dir_all(&home).expect("the deployment's directory");
+            let env: Vec<(String, String)> = [
+                ("SESSIONDB_PATH", files[m].to_str().expect("a UTF-8 path")),
+                ("SESSIONDB_IDLE_TIMEOUT", idle.as_str()),
+                ("SESSIONDB_GRACE", "0"),
+                ("SESSIONDB_CLEANUP_INTERVAL", if m == 0 { interval.as_str() } else { "off" }),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+            Arc::new(if direct {
+                Server::Direct { demo: demo.clone(), env }
+            } else {
+                lighttpd(&home, &demo, &env)
+            })
+        })
+        .collect();
     let done: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let failed = Arc::new(AtomicU64::new(0));
+    let served = if direct { "cgi_counter as CGI" } else { "cgi_counter under lighttpd" };
     let settings = format!(
-        "rate {rate}/s per deployment, idle timeout {idle_ms} ms, no grace window, \
-         clean-up interval {interval_ms} ms, {seconds} s"
+        "{served}, {rate} GETs/s each, idle timeout {idle}, grace 0, \
+         clean-up interval {interval} vs off, {seconds} s"
     );
     eprintln!("cgi_curve: {settings}");
 
     // The driver: one thread per deployment starts a request every 1/rate s.
     let start = Instant::now();
-    let exe = std::env::current_exe().expect("this binary");
     let drivers: Vec<_> = (0..MODES.len())
         .map(|m| {
-            let (exe, file, done, failed) =
-                (exe.clone(), files[m].clone(), Arc::clone(&done), Arc::clone(&failed));
+            let (server, done, failed) =
+                (Arc::clone(&servers[m]), Arc::clone(&done), Arc::clone(&failed));
             std::thread::spawn(move || {
                 let period = Duration::from_secs_f64(1.0 / rate as f64);
                 let mut n = 0u32;
+                let mut requests = Vec::new();
                 while start.elapsed() < Duration::from_secs(seconds) {
                     let at = start + period * n;
                     if let Some(wait) = at.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
                     n += 1;
-                    let mut child = Command::new(&exe)
-                        .env("CGI_CURVE_CHILD", "1")
-                        .env("CGI_CURVE_PATH", &file)
-                        .env("CGI_CURVE_SWEEP", if m == 0 { "1" } else { "0" })
-                        .env("CGI_CURVE_IDLE_MS", idle_ms.to_string())
-                        .env("CGI_CURVE_INTERVAL_MS", interval_ms.to_string())
-                        .env("REQUEST_METHOD", "GET")
-                        .stdout(Stdio::piped())
-                        .spawn()
-                        .expect("start a request");
-                    let (done, failed) = (Arc::clone(&done), Arc::clone(&failed));
-                    std::thread::spawn(move || {
-                        let mut response = String::new();
-                        let read = child.stdout.take().unwrap().read_to_string(&mut response);
-                        let ok = child.wait().is_ok_and(|s| s.success());
-                        if read.is_ok() && ok && response.starts_with("Status: 200 OK") {
+                    let (server, done, failed) =
+                        (Arc::clone(&server), Arc::clone(&done), Arc::clone(&failed));
+                    requests.push(std::thread::spawn(move || {
+                        if server.get() {
                             done[m].fetch_add(1, Ordering::Relaxed);
                         } else {
                             failed.fetch_add(1, Ordering::Relaxed);
                         }
-                    });
+                    }));
+                    requests.retain(|r| !r.is_finished());
+                }
+                for r in requests {
+                    r.join().expect("request thread");
                 }
             })
         })
@@ -121,7 +262,6 @@ fn main() {
     // The sampler.
     let mut table = String::from("seconds,deployment,requests,sessions,states,file_bytes\n");
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); MODES.len()];
-    let mut observers: Vec<Option<Store>> = (0..MODES.len()).map(|_| None).collect();
     let mut tick = 0u64;
     while tick <= seconds + 2 {
         let at = start + Duration::from_secs(tick);
@@ -129,11 +269,16 @@ fn main() {
             std::thread::sleep(wait);
         }
         for m in 0..MODES.len() {
-            if observers[m].is_none() && files[m].exists() {
-                observers[m] = Store::builder(&files[m]).cleanup_interval(None).open().ok();
-            }
-            let Some(info) = observers[m].as_ref().and_then(|s| s.info().ok()) else {
+            if !files[m].exists() {
                 continue;
+            }
+            let info = Store::builder(&files[m]).read_only(true).open().and_then(|s| s.info());
+            let info = match info {
+                Ok(info) => info,
+                Err(e) => {
+                    eprintln!("cgi_curve: {}: no sample: {e:?}", MODES[m]);
+                    continue;
+                }
             };
             let t = start.elapsed().as_secs_f64();
             let requests = done[m].load(Ordering::Relaxed);
@@ -150,6 +295,7 @@ fn main() {
     for d in drivers {
         d.join().expect("driver thread");
     }
+    drop(servers);
     let failures = failed.load(Ordering::Relaxed);
     eprintln!(
         "cgi_curve: answered {} and {} requests, {failures} failed",
@@ -162,48 +308,6 @@ fn main() {
     if let Some(svg) = svg {
         std::fs::write(svg, draw(&samples, &settings)).expect("write the SVG");
     }
-}
-
-/// One request, as `examples/cgi_counter` answers a GET without a cookie.
-fn child() {
-    let var = |name: &str| std::env::var(name).expect(name);
-    let ms = |name: &str| Duration::from_millis(var(name).parse().expect(name));
-    let sweep = var("CGI_CURVE_SWEEP") == "1";
-    let mut builder = Store::builder(Path::new(&var("CGI_CURVE_PATH")))
-        .idle_timeout(Some(ms("CGI_CURVE_IDLE_MS")))
-        .grace_period(Duration::ZERO)
-        .max_states(16);
-    builder = if sweep {
-        builder.cleanup_thread(false).cleanup_interval(Some(ms("CGI_CURVE_INTERVAL_MS")))
-    } else {
-        builder.cleanup_interval(None)
-    };
-    let store = builder.open().expect("open");
-    // The demo's session data (a counter at 1, no user) and its first state (counter 1).
-    let created = store.create(&[1, 0, 0, 0, 0, 0, 0, 0, 0], &1u64.to_le_bytes()).expect("create");
-    let mut out = std::io::stdout().lock();
-    let page = format!(
-        "Status: 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
-         Set-Cookie: sessiondb={}.{}; Path=/; HttpOnly; SameSite=Lax\r\n\
-         Cache-Control: no-store\r\n\r\n<p>counter 1</p>\n",
-        created.id.as_str(),
-        created.token.as_str()
-    );
-    std::io::Write::write_all(&mut out, page.as_bytes()).expect("write the response");
-    std::io::Write::flush(&mut out).expect("flush the response");
-    drop(out);
-    if sweep {
-        let null = std::fs::OpenOptions::new().write(true).open("/dev/null").expect("/dev/null");
-        // SAFETY: descriptors this process owns; stdout was flushed and its lock released.
-        unsafe { libc_dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1) };
-        store.cleanup_if_due().expect("cleanup_if_due");
-    }
-    store.close_for_exit();
-}
-
-unsafe extern "C" {
-    #[link_name = "dup2"]
-    fn libc_dup2(old: i32, new: i32) -> i32;
 }
 
 /// Two panels (sessions, file size in KiB) over time, one line per deployment.
