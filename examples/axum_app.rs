@@ -44,8 +44,8 @@
 //!   (`Session::cycle_id`, against session fixation) and files the user in it; `POST /logout`
 //!   deletes it. Both refuse (`403`) a request from another site: an `Origin` header that is not
 //!   one of this server's origins (scheme, host and port), or `Sec-Fetch-Site: cross-site`. A
-//!   client that sends neither (curl, an old browser) is served; the cookie's `SameSite=Strict`
-//!   keeps it out of other sites' requests in browsers that send neither.
+//!   client that sends neither (curl, a script) is served: every current browser sends `Origin`
+//!   with a cross-site `POST`, and the tower-sessions cookie is `SameSite=Strict` besides.
 //! - `GET /health`.
 //!
 //! Which counter to copy: tower-sessions loads a session before the handler and saves it

@@ -472,6 +472,17 @@ fn the_axum_example_has_no_shared_default_path_and_needs_db() -> TestResult {
     assert!(!status.success(), "{status}: {out}{err}");
     assert!(!out.contains("listening"), "it served: {out}");
     assert!(err.contains("--db"), "the error names --db: {err:?}");
+
+    // Missing directories of the path given are created private (0700), and it serves.
+    use std::os::unix::fs::PermissionsExt as _;
+    let db = temp_db();
+    let path = db.dir.path().join("state/axum-demo/sessions.redb");
+    let server = Server::start(&path, 1)?;
+    assert_eq!(Browser::new(server.port).request("GET", "/").count(), 1);
+    for dir in ["state", "state/axum-demo"] {
+        let mode = std::fs::metadata(db.dir.path().join(dir))?.permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{dir}: {mode:o}");
+    }
     Ok(())
 }
 
