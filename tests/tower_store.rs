@@ -240,9 +240,18 @@ struct Server {
 
 impl Server {
     fn start(db: &Path, workers: usize) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_with(db, workers, &[])
+    }
+
+    fn start_with(
+        db: &Path,
+        workers: usize,
+        options: &[&str],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let mut child = Command::new(app_binary())
             .args(["--workers", &workers.to_string(), "--port", "0", "--db"])
             .arg(db)
+            .args(options)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
@@ -290,34 +299,59 @@ impl Response {
         self.field("count").parse().expect("a count")
     }
 
-    /// The `id` cookie this response sets: `Some("")` when it removes it.
-    fn set_cookie(&self) -> Option<String> {
-        let header = self.headers.iter().find(|(k, _)| k == "set-cookie")?;
-        let value = header.1.strip_prefix("id=")?.split(';').next()?;
+    /// The cookie `name` this response sets: `Some("")` when it removes it.
+    fn set_cookie_named(&self, name: &str) -> Option<String> {
+        let prefix = format!("{name}=");
+        let header = self
+            .headers
+            .iter()
+            .find(|(k, v)| k == "set-cookie" && v.starts_with(prefix.as_str()))?;
+        let value = header.1.strip_prefix(prefix.as_str())?.split(';').next()?;
         let removed = header.1.contains("Max-Age=0");
         Some(if removed { String::new() } else { value.to_owned() })
     }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
 }
 
-/// A browser: one cookie (`id`), a new connection per request (so requests spread over the
-/// workers), HTTP/1.1 with `Connection: close`.
+/// A browser: two cookies (`id` of tower-sessions, `sessiondb` of the exact counter), a new
+/// connection per request (so requests spread over the workers), HTTP/1.1 with
+/// `Connection: close`.
+#[derive(Clone)]
 struct Browser {
     port: u16,
     cookie: Option<String>,
+    exact: Option<String>,
 }
 
 impl Browser {
     fn new(port: u16) -> Self {
-        Self { port, cookie: None }
+        Self { port, cookie: None, exact: None }
     }
 
     fn request(&mut self, method: &str, path: &str) -> Response {
+        self.request_with(method, path, &[])
+    }
+
+    /// A request with extra header lines (`Origin`, `Sec-Fetch-Site`...).
+    fn request_with(&mut self, method: &str, path: &str, extra: &[(&str, &str)]) -> Response {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-        let cookie =
-            self.cookie.as_ref().map(|c| format!("Cookie: id={c}\r\n")).unwrap_or_default();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+        let pairs: Vec<String> = [("id", &self.cookie), ("sessiondb", &self.exact)]
+            .iter()
+            .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={v}")))
+            .collect();
+        let cookie = if pairs.is_empty() {
+            String::new()
+        } else {
+            format!("Cookie: {}\r\n", pairs.join("; "))
+        };
+        let extra: String = extra.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{cookie}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{cookie}{extra}Content-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
         );
         stream.write_all(request.as_bytes()).expect("send");
         let mut raw = String::new();
@@ -332,10 +366,12 @@ impl Browser {
         assert!(!headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")));
         let res =
             Response { status: status.parse().expect("status"), headers, body: body.to_owned() };
-        match res.set_cookie() {
-            Some(c) if c.is_empty() => self.cookie = None,
-            Some(c) => self.cookie = Some(c),
-            None => {}
+        for (name, jar) in [("id", &mut self.cookie), ("sessiondb", &mut self.exact)] {
+            match res.set_cookie_named(name) {
+                Some(c) if c.is_empty() => *jar = None,
+                Some(c) => *jar = Some(c),
+                None => {}
+            }
         }
         res
     }
@@ -381,7 +417,7 @@ fn the_axum_example_counts_across_workers_and_rotates_the_id_at_login() -> TestR
 
     // The old cookie no longer works, on any worker: each request gets a new, empty session.
     for _ in 0..5 {
-        let mut thief = Browser { port, cookie: Some(first_cookie.clone()) };
+        let mut thief = Browser { cookie: Some(first_cookie.clone()), ..Browser::new(port) };
         let res = thief.request("GET", "/");
         assert_eq!((res.count(), res.field("user")), (1, "-"), "{res:?}");
         let fresh = thief.cookie.ok_or("a new cookie")?;
@@ -392,7 +428,7 @@ fn the_axum_example_counts_across_workers_and_rotates_the_id_at_login() -> TestR
     let res = ann.request("POST", "/logout");
     assert_eq!(res.status, 200, "{res:?}");
     assert_eq!(ann.cookie, None, "the cookie is removed");
-    let mut replay = Browser { port, cookie: Some(new_cookie) };
+    let mut replay = Browser { cookie: Some(new_cookie), ..Browser::new(port) };
     assert_eq!(replay.request("GET", "/").count(), 1);
     assert_eq!(bob.request("GET", "/").count(), 3, "other sessions are untouched");
 
@@ -407,5 +443,179 @@ fn the_axum_example_counts_across_workers_and_rotates_the_id_at_login() -> TestR
     // Everything was in the file: another process sees bob's session.
     let store = Store::open(&db.path)?;
     assert!(store.count()? >= 2);
+    Ok(())
+}
+
+#[test]
+fn the_axum_example_has_no_shared_default_path_and_needs_db() -> TestResult {
+    // Before: the file defaulted to /tmp/sessiondb-axum.redb, which another local user could
+    // create first (the server then refused to start: a denial of service).
+    let mut child = Command::new(app_binary())
+        .args(["--workers", "1", "--port", "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (mut stdout, mut stderr) =
+        (child.stdout.take().ok_or("no stdout")?, child.stderr.take().ok_or("no stderr")?);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut out, mut err) = (String::new(), String::new());
+        let _ = stdout.read_to_string(&mut out);
+        let _ = stderr.read_to_string(&mut err);
+        let _ = tx.send((out, err));
+    });
+    let outcome = rx.recv_timeout(Duration::from_secs(60));
+    let _ = child.kill();
+    let status = child.wait()?;
+    let (out, err) = outcome.map_err(|_| "the example still runs without --db")?;
+    assert!(!status.success(), "{status}: {out}{err}");
+    assert!(!out.contains("listening"), "it served: {out}");
+    assert!(err.contains("--db"), "the error names --db: {err:?}");
+
+    // Missing directories of the path given are created private (0700), and it serves.
+    use std::os::unix::fs::PermissionsExt as _;
+    let db = temp_db();
+    let path = db.dir.path().join("state/axum-demo/sessions.redb");
+    let server = Server::start(&path, 1)?;
+    assert_eq!(Browser::new(server.port).request("GET", "/").count(), 1);
+    for dir in ["state", "state/axum-demo"] {
+        let mode = std::fs::metadata(db.dir.path().join(dir))?.permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{dir}: {mode:o}");
+    }
+    Ok(())
+}
+
+/// `POST path` with extra headers: `(status, whether the tower-sessions cookie changed)`.
+fn post(browser: &mut Browser, path: &str, headers: &[(&str, &str)]) -> (u16, bool) {
+    let before = browser.cookie.clone();
+    let res = browser.request_with("POST", path, headers);
+    (res.status, browser.cookie != before)
+}
+
+#[test]
+fn login_and_logout_refuse_cross_site_requests() -> TestResult {
+    let db = temp_db();
+    let server = Server::start(&db.path, 2)?;
+    let port = server.port;
+    let ours = format!("http://127.0.0.1:{port}");
+    let other_port = format!("http://127.0.0.1:{}", port.wrapping_add(1).max(1));
+    let https = format!("https://127.0.0.1:{port}");
+    let mut ann = Browser::new(port);
+    assert_eq!(ann.request("GET", "/").count(), 1);
+    let cookie = ann.cookie.clone().ok_or("a session cookie")?;
+
+    // What a page of another site makes a browser send. Each one is refused, changing nothing.
+    let attacks: [&[(&str, &str)]; 7] = [
+        &[("Origin", "http://evil.example")],
+        &[("Origin", other_port.as_str())],
+        &[("Origin", https.as_str())],
+        &[("Origin", "null")],
+        &[("Origin", "http://127.0.0.1.evil.example")],
+        &[("Sec-Fetch-Site", "cross-site")],
+        &[("Origin", ours.as_str()), ("Sec-Fetch-Site", "cross-site")],
+    ];
+    for path in ["/login?user=mallory", "/logout"] {
+        let got: Vec<(u16, bool)> = attacks.iter().map(|h| post(&mut ann, path, h)).collect();
+        assert_eq!(got, vec![(403, false); attacks.len()], "POST {path} from another site");
+    }
+    let res = ann.request("GET", "/");
+    assert_eq!((res.count(), res.field("user")), (2, "-"), "not logged in, not logged out");
+    assert_eq!(ann.cookie.as_deref(), Some(cookie.as_str()));
+
+    // This server's own pages (and clients that send no Origin, such as curl) are served.
+    let (status, rotated) =
+        post(&mut ann, "/login?user=ann", &[("Origin", &ours), ("Sec-Fetch-Site", "same-origin")]);
+    assert_eq!((status, rotated), (200, true));
+    let res = ann.request("GET", "/");
+    assert_eq!((res.count(), res.field("user")), (3, "ann"));
+    let localhost = format!("http://localhost:{port}");
+    assert_eq!(post(&mut ann, "/logout", &[("Origin", &localhost)]).0, 200);
+    assert_eq!(ann.cookie, None, "logged out");
+    assert_eq!(post(&mut ann, "/login?user=bob", &[("Sec-Fetch-Site", "none")]).0, 200);
+    assert_eq!(ann.request("GET", "/").field("user"), "bob");
+    Ok(())
+}
+
+/// Sends `total` `GET path` requests of one browser, `parallel` at a time; the responses.
+fn in_parallel(browser: &Browser, path: &str, total: usize, parallel: usize) -> Vec<Response> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let responses = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..parallel {
+            s.spawn(|| {
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                    let res = browser.clone().request("GET", path);
+                    responses.lock().expect("lock").push(res);
+                }
+            });
+        }
+    });
+    responses.into_inner().expect("lock")
+}
+
+#[test]
+fn the_exact_counter_keeps_every_count_of_parallel_requests_of_one_browser() -> TestResult {
+    let db = temp_db();
+    let server = Server::start(&db.path, 3)?;
+    for parallel in [8, 16] {
+        // `GET /exact`: `SessionManager::handle` in `spawn_blocking`. Every request is served
+        // and stored exactly once, on whichever worker.
+        let mut browser = Browser::new(server.port);
+        assert_eq!(browser.request("GET", "/exact").count(), 1);
+        let cookie = browser.exact.clone().ok_or("a sessiondb cookie")?;
+        let responses = in_parallel(&browser, "/exact", 48, parallel);
+        let failed: Vec<_> = responses.iter().filter(|r| r.status != 200).collect();
+        assert!(failed.is_empty(), "{parallel} at a time: {failed:?}");
+        let mut counts: Vec<u64> = responses.iter().map(Response::count).collect();
+        counts.sort_unstable();
+        assert_eq!(counts, (2..=49).collect::<Vec<_>>(), "{parallel} at a time");
+        let workers: BTreeSet<&str> = responses.iter().map(|r| r.field("worker")).collect();
+        assert!(workers.len() >= 2, "all on one worker: {workers:?}");
+        let attempts: Vec<u32> =
+            responses.iter().map(|r| r.field("attempts").parse().expect("attempts")).collect();
+        let res = browser.request("GET", "/exact");
+        assert_eq!(res.count(), 50);
+        assert_eq!(browser.exact.as_deref(), Some(cookie.as_str()), "one cookie throughout");
+
+        // `GET /`: the tower-sessions counter under the same load. Every request is answered
+        // 200, but a blind save after the handler can overwrite another's: counts may be lost.
+        let mut tower = Browser::new(server.port);
+        assert_eq!(tower.request("GET", "/").count(), 1);
+        let responses = in_parallel(&tower, "/", 48, parallel);
+        assert!(responses.iter().all(|r| r.status == 200), "{responses:?}");
+        let last = tower.request("GET", "/").count();
+        assert!((2..=50).contains(&last), "{last}");
+        println!(
+            "{parallel} at a time, 48 requests: exact counter 50 of 50 (attempts: {} needed 2, \
+             max {}); tower-sessions counter {last} of 50 ({} counts lost)",
+            attempts.iter().filter(|&&a| a > 1).count(),
+            attempts.iter().max().unwrap_or(&0),
+            50 - last
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_exact_counter_answers_503_with_retry_after_when_the_session_stays_locked() -> TestResult {
+    let db = temp_db();
+    // Every request of `/exact` takes the session's lock first (PHP-style).
+    let server = Server::start_with(&db.path, 2, &["--lockless-attempts", "0"])?;
+    let mut browser = Browser::new(server.port);
+    assert_eq!(browser.request("GET", "/exact").count(), 1);
+    let cookie = browser.exact.clone().ok_or("a sessiondb cookie")?;
+    let id = sessiondb::SessionId::parse(cookie.rsplit_once('.').ok_or("id.token")?.0)?;
+
+    // Another process holds the session past the server's lock wait (2 s).
+    let store = Store::open(&db.path)?;
+    let lock = store.lock(&id, Duration::from_secs(10))?;
+    let res = browser.request("GET", "/exact");
+    assert_eq!(res.status, 503, "{res:?}");
+    assert_eq!(res.header("retry-after"), Some("1"), "{res:?}");
+    drop(lock);
+
+    // Nothing of the refused request was stored.
+    assert_eq!(browser.request("GET", "/exact").count(), 2);
     Ok(())
 }
