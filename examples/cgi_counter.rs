@@ -48,7 +48,8 @@
 //! - `SESSIONDB_COOKIE_SECURE`: `true`/`yes`/`1` mark the cookie `Secure`; `false`/`no`/`0`
 //!   (or unset) do not; anything else is an error. Off by default, because this demo runs over
 //!   plain HTTP on 127.0.0.1, where a client would drop (or never send back) a `Secure` cookie.
-//!   Turn it on behind HTTPS.
+//!   Turn it on behind HTTPS; the cookie is then named `__Host-sessiondb`, a name that a
+//!   sibling domain can neither plant nor overwrite.
 //! - `SESSIONDB_LOCKLESS_ATTEMPTS`: `RunConfig::lockless_attempts` (default 1; 0 takes the
 //!   session's lock for every request, PHP-style).
 //! - Expiry, in seconds (`90`) or with a unit (`500ms`, `90s`, `15m`, `2h`; no sign, no
@@ -83,6 +84,8 @@ use sessiondb::{Error, SessionId, Store};
 const MAX_STATES: u64 = 16;
 /// The query parameter naming the state to show (the manager's `state_param`).
 const STATE_PARAM: &str = "state";
+/// The cookie's name when it is `Secure` (`SESSIONDB_COOKIE_SECURE`); `sessiondb` otherwise.
+const SECURE_COOKIE: &str = "__Host-sessiondb";
 /// The user a log-in files the session under.
 const DEMO_USER: &str = "demo";
 /// The largest `POST` body read (the forms send `action=logout`).
@@ -145,10 +148,23 @@ fn cross_site() -> bool {
         return true;
     }
     match (var("HTTP_ORIGIN"), var("HTTP_HOST")) {
-        (Some(origin), Some(host)) => origin.split_once("://").is_none_or(|(_, h)| h != host),
+        // Scheme, host and port: an `https://` page of the same host is another origin than
+        // this `http://` one (and the other way round).
+        (Some(origin), Some(host)) => {
+            !origin.eq_ignore_ascii_case(&format!("{}://{host}", scheme()))
+        }
         (Some(_), None) => true,
         _ => false,
     }
+}
+
+/// The scheme this request came in by, as CGI servers say it: `HTTPS=on` (or `1`), or
+/// `REQUEST_SCHEME`.
+fn scheme() -> &'static str {
+    let var = |name| std::env::var(name).ok().map(|v| v.to_ascii_lowercase());
+    let https = matches!(var("HTTPS").as_deref(), Some("on" | "1"))
+        || var("REQUEST_SCHEME").as_deref() == Some("https");
+    if https { "https" } else { "http" }
 }
 
 /// The `POST` body (`CONTENT_LENGTH` bytes of standard input, at most [`MAX_BODY`]).
@@ -228,6 +244,11 @@ fn clean_up_after_response(store: Store) {
 fn respond(method: &str) -> (String, Option<SessionManager>) {
     let head = method == "HEAD";
     let client = ClientInfo::from_cgi_env();
+    // `ClientInfo` reads a query string that is not UTF-8 as none, which would count: refuse it.
+    if client.query_string.is_none() && std::env::var_os("QUERY_STRING").is_some() {
+        let message = "the query string is not UTF-8 (percent-encode its bytes)";
+        return (error_response("400 Bad Request", message, "", head), None);
+    }
     let action = match Action::of_request(method, client.query_string.as_deref().unwrap_or("")) {
         Ok(action) => action,
         Err(response) => return (response, None),
@@ -277,6 +298,11 @@ fn open() -> Result<SessionManager, Box<dyn std::error::Error>> {
     // curl and others do not), and this demo runs over plain HTTP on 127.0.0.1: off unless
     // asked for. Behind HTTPS, set SESSIONDB_COOKIE_SECURE=true.
     config.cookie.secure = env_flag("SESSIONDB_COOKIE_SECURE")?;
+    if config.cookie.secure {
+        // Over HTTPS the `__Host-` prefix is possible (it requires `Secure`, `Path=/` and no
+        // `Domain`): a sibling domain can then neither plant nor overwrite the cookie.
+        config.cookie_name = SECURE_COOKIE.into();
+    }
     if let Some(n) = std::env::var_os("SESSIONDB_LOCKLESS_ATTEMPTS") {
         config.run.lockless_attempts = n.to_str().and_then(|n| n.parse().ok()).ok_or(
             "SESSIONDB_LOCKLESS_ATTEMPTS must be a number of attempts (0 locks every request)",

@@ -857,8 +857,57 @@ fn cookies_are_secure_when_asked() {
     b.extra_env.push(("SESSIONDB_COOKIE_SECURE".into(), "1".into()));
     let r = b.get("");
     assert!(r.set_cookie().unwrap().contains("; Secure;"), "{:?}", r.set_cookie());
+    // Over HTTPS the name takes the `__Host-` prefix: no sibling domain can plant or overwrite
+    // it (attack review: a tossed cookie sent first took the victim's requests).
+    assert!(r.set_cookie().unwrap().starts_with("__Host-sessiondb="), "{:?}", r.set_cookie());
+    // A `sessiondb` cookie (planted by a sibling domain) is not ours: it is ignored.
+    let planted = b.jar.remove("__Host-sessiondb").unwrap();
+    b.jar.insert(COOKIE.into(), planted.clone());
+    let r = b.get("state=0");
+    assert_eq!(r.outcome(), "New", "a cookie without the prefix is not the session's");
+    b.jar.remove(COOKIE);
+    b.jar.insert("__Host-sessiondb".into(), planted);
     let r = b.logout();
     assert!(r.set_cookie().unwrap().contains("; Secure;"), "the removal has the same scope");
+    assert!(r.set_cookie().unwrap().starts_with("__Host-sessiondb="), "{:?}", r.set_cookie());
+}
+
+/// The `Origin` check compares the scheme too (attack review: an `https://` page of the same
+/// host passed as this `http://` site's own). Failed before the check compared schemes.
+#[test]
+fn an_origin_of_another_scheme_is_cross_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Browser::new(&dir.path().join("s.redb"), 1);
+    b.get("");
+    b.extra_env.push(("HTTP_HOST".into(), "127.0.0.1:8080".into()));
+    let mut other = b.clone();
+    other.extra_env.push(("HTTP_ORIGIN".into(), "https://127.0.0.1:8080".into()));
+    assert_eq!(other.login().status, "403 Forbidden");
+    // Behind HTTPS (`HTTPS=on`), the https origin is the site's own, and the http one is not.
+    let mut tls = b.clone();
+    tls.extra_env.push(("HTTPS".into(), "on".into()));
+    let mut plain = tls.clone();
+    tls.extra_env.push(("HTTP_ORIGIN".into(), "https://127.0.0.1:8080".into()));
+    plain.extra_env.push(("HTTP_ORIGIN".into(), "http://127.0.0.1:8080".into()));
+    assert_eq!(plain.login().status, "403 Forbidden");
+    assert_eq!(tls.login().user(), "demo");
+}
+
+/// A query string that is not UTF-8 (which `ClientInfo` reads as none) is a 400, not a count
+/// (attack review: `?state=` with a raw byte counted). Failed before.
+#[test]
+fn a_query_string_that_is_not_utf8_is_refused_and_counts_nothing() {
+    use std::os::unix::ffi::OsStringExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Browser::new(&dir.path().join("s.redb"), 1);
+    b.get("");
+    let mut cmd = b.command("GET", "", None);
+    cmd.env("QUERY_STRING", std::ffi::OsString::from_vec(b"state=\xff".to_vec()));
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(out.status.success());
+    let r = Response::parse(&out.stdout);
+    assert_eq!(r.status, "400 Bad Request");
+    assert_eq!(b.get("state=0").total(), 1, "nothing was counted");
 }
 
 #[test]
