@@ -191,3 +191,22 @@ fn adjust_time_shifts_tombstones_and_their_lifetime_is_capped() -> Result<(), Er
     assert!(matches!(store.load(&c.id, &c.token), Err(Error::NotFound)));
     Ok(())
 }
+
+/// A rotation without forwarding forwards nobody, even a process whose clock reads a little
+/// behind the rotating process's (found in `tests/cgi.rs`: a count racing a log-in came back
+/// `Forwarded` with no forwarding configured, a ~1 ms window for a planted cookie to follow a
+/// log-in). Failed before: the tombstone forwarded while `now < forward_until`, and without
+/// forwarding `forward_until` is the rotation's own time.
+#[test]
+fn no_forwarding_forwards_nobody_even_with_a_clock_behind() -> Result<(), Error> {
+    let db = temp_db();
+    let (store, clock) = store(&db);
+    let old = store.create(b"cart", b"page 0")?;
+    let new = store.regenerate(&old.id, &old.token, Duration::ZERO)?;
+    clock.set(T0 - 1); // another process, its clock read just before the rotation's
+    assert!(matches!(store.load(&old.id, &old.token), Err(Error::Revoked)));
+    let save = Save::new(1, b"cart+1", b"page 1");
+    assert!(matches!(store.store_state(&old.id, &old.token, save), Err(Error::Revoked)));
+    assert_eq!(store.load(&new.id, &new.token)?.session_data, b"cart");
+    Ok(())
+}

@@ -35,8 +35,11 @@ pub(crate) fn missing(
     if !token.matches(&stone.token_hash) {
         return Ok(Error::Security);
     }
+    // A rotation without forwarding keeps no sealed token: its old id forwards nobody, even a
+    // process whose clock reads a little behind the rotating one's (`now < forward_until`).
     if let (Retired::Rotated, Some(successor)) = (stone.reason, &stone.successor)
         && now < stone.forward_until
+        && !stone.sealed_token.is_empty()
     {
         let successor = SessionId::parse(successor)?;
         let token = token.unseal(&stone.sealed_token)?;
@@ -99,7 +102,8 @@ impl Store {
                 reason: Retired::Rotated,
                 token_hash: old_hash,
                 successor: Some(new_id.as_str().to_owned()),
-                sealed_token: sealed.clone(),
+                // No forwarding, no way to forward: the new token is not kept at all.
+                sealed_token: if forward_ms == 0 { Vec::new() } else { sealed.clone() },
                 forward_until,
                 remove_at: rec.remove_at.min(now.saturating_add(TOMBSTONE_LIFE)).max(forward_until),
             };
