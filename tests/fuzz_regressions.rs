@@ -173,3 +173,60 @@ fn damaged_states_page_under_a_revocation_is_an_error_not_an_abort() {
 fn a_table_type_mismatch_then_close_does_not_abort() {
     both_passes("damaged-writes-abort-close-type-mismatch.redb");
 }
+
+/// What the `damaged_writes` fuzz target runs on a copy of the input: every listed session
+/// read, one deleted, one revoked, a sweep, a create, `info` and `verify`, then the store
+/// dropped. Typed errors only, in a thread with a 60 s deadline; an abort ends the test
+/// process.
+fn damaged_writes_pass(name: &str) {
+    let bytes = regression(name);
+    let dir = tempfile::tempdir().unwrap();
+    let path = copy_to(dir.path(), "rw.redb", &bytes);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let opened =
+            Store::builder(&path).sharing(Sharing::SingleProcess).cleanup_interval(None).open();
+        if let Ok(store) = opened {
+            let token = SecureToken::parse("not-the-token").unwrap();
+            let mut ids = Vec::new();
+            for info in store.sessions().take(10_000).flatten() {
+                let _ = store.exists(&info.id);
+                let _ = store.session_info(&info.id);
+                let _ = store.states(&info.id);
+                let _ = store.load(&info.id, &token);
+                let _ = store.fetch_state(&info.id, &token, Some(info.oldest_state));
+                ids.push(info.id);
+            }
+            if let Some(id) = ids.first() {
+                let _ = store.delete(id);
+            }
+            if let Some(id) = ids.last() {
+                let _ = store.revoke(id);
+            }
+            let _ = store.cleanup();
+            if let Ok(c) = store.create(b"fuzz", b"state") {
+                let _ = store.load(&c.id, &c.token);
+            }
+            let _ = store.info();
+            let _ = store.verify();
+        } else if let Err(e) = opened {
+            assert!(damaged_file_error(&e), "open: {e:?}");
+        }
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the pass finishes within 60 s without panicking");
+}
+
+/// The damaged_writes target on redb 4.6: a damaged allocator handed out a page that was
+/// already in redb's write buffer; closing the store (whose calls had met no error, so its
+/// handle was closed rather than leaked) panicked inside redb while holding the buffer's lock
+/// (`cached_file.rs` `take_value`), and a `WritablePage` destructor panicked again on the
+/// poisoned lock during that unwinding: the process aborted. Nothing sessiondb could see
+/// beforehand; fixed in the patched redb (`vendor/redb/PATCHES.md`): that destructor no longer
+/// panics while unwinding, so the first panic is caught at close.
+#[test]
+fn a_double_allocated_page_at_close_does_not_abort() {
+    damaged_writes_pass("damaged-writes-abort-close-poisoned-write-buffer.redb");
+    both_passes("damaged-writes-abort-close-poisoned-write-buffer.redb");
+}

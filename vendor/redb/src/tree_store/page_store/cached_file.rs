@@ -39,6 +39,19 @@ impl WritablePage {
 
 impl Drop for WritablePage {
     fn drop(&mut self) {
+        if crate::panicking() {
+            // Unwinding from a panic (a damaged file): another panic here would abort the
+            // process. The buffer's lock may be poisoned and its slot gone; return the page if
+            // the slot is still there, and otherwise leave it.
+            let mut buffer = self
+                .buffer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = buffer.cache.get_mut(self.offset) {
+                let _ = slot.replace(self.data.clone());
+            }
+            return;
+        }
         self.buffer
             .lock()
             .unwrap()
