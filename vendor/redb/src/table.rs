@@ -1127,6 +1127,15 @@ impl<
         // transaction instead of letting it commit. An iteration error
         // alone must not poison: close_failed reports lost removals, and
         // close() also re-raises after a cleanly finalized error.
+        if crate::panicking() {
+            // Unwinding from a panic inside the extraction (a damaged page): closing walks
+            // the same pages and would panic again, which aborts the process. Poison the
+            // transaction and leave the extraction unfinished (`BtreeExtractIf` does the same).
+            if let Some(transaction) = self.poison_target {
+                transaction.poison();
+            }
+            return;
+        }
         let _ = self.inner.close();
         if (self.inner.close_failed() || self.inner.predicate_panicked())
             && let Some(transaction) = self.poison_target

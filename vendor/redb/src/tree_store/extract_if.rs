@@ -200,6 +200,12 @@ where
     F: for<'f> FnMut(K::SelfType<'f>, V::SelfType<'f>) -> bool,
 {
     fn drop(&mut self) {
+        if crate::panicking() {
+            // Unwinding from a panic inside the extraction (a damaged page): closing walks the
+            // same pages and would panic again, which aborts the process. The transaction is
+            // poisoned by the panic and will not commit; leave the extraction unfinished.
+            return;
+        }
         let _ = self.close();
     }
 }
