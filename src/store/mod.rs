@@ -195,13 +195,7 @@ impl Store {
             suspect: AtomicBool::new(false),
             leave_to_exit: AtomicBool::new(false),
         });
-        if let Err(e) = guard("opening the file", || open::check_or_init_meta(&core)) {
-            // Whatever made the check fail (a damaged table tree, a foreign or damaged meta
-            // table, a panic inside redb), closing this handle can abort inside redb: the
-            // half-built store leaks it (see `Core`'s Drop), as after a storage error.
-            core.suspect.store(true, Ordering::Relaxed);
-            return Err(e);
-        }
+        core.watch(guard("opening the file", || open::check_or_init_meta(&core)))?;
         let cleaner = match core.cfg.cleanup_interval {
             Some(every) if core.cfg.cleanup_thread && !core.cfg.read_only => {
                 Some(Cleaner::start(&core, every)?)
@@ -342,17 +336,12 @@ impl Core {
         self.watch(result)
     }
 
-    /// Passes `result` on, noting a panic caught inside redb, a damaged file (redb's check or a
-    /// record's checksum) or any other error of redb's (a table tree whose types no longer
-    /// match, say): closing such a handle can abort the process (see the `Drop` impl).
+    /// Passes `result` on, noting a panic caught inside redb, a damaged file or any other error
+    /// of redb's (a table tree whose types no longer match, say): closing such a handle can
+    /// abort the process (see the `Drop` impl).
     pub(crate) fn watch<T>(&self, result: Result<T>) -> Result<T> {
-        if matches!(
-            result,
-            Err(Error::Panicked { .. }
-                | Error::Damaged { .. }
-                | Error::Storage(_)
-                | Error::Corrupted { .. })
-        ) {
+        if matches!(result, Err(Error::Panicked { .. } | Error::Damaged { .. } | Error::Storage(_)))
+        {
             self.suspect.store(true, Ordering::Relaxed);
         }
         result
