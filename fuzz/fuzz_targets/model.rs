@@ -21,7 +21,10 @@
 //! unchecked, for the error paths. Then the store is dropped, the disk "restarts" from its
 //! durable image (with none, some or all of the unsynced writes, from the input), and a store
 //! opened on it must hold exactly one of the candidate models: every acknowledged write is
-//! there, and nothing else changed; `Store::verify` must find the restarted file clean.
+//! there, and nothing else changed; `Store::verify` must find the restarted file clean. After an
+//! operation failed on the fault, the restart is also checked against the models as of that
+//! operation unless a later commit synced: later reads answer from redb's memory, not from
+//! what reached the disk.
 //!
 //! Every simulated disk is discarded at the end of an input (`FaultyDisk::discard`): a store
 //! that met an I/O error leaks its redb handle on drop, which would otherwise keep the disk's
@@ -218,6 +221,12 @@ struct Run {
     faulted: Box<dyn Fn(&FaultyDisk) -> bool>,
     /// The fault fails every operation once fired (persistent, power loss).
     keeps_failing: bool,
+    /// The models as of the last operation that failed on the fault and may have taken
+    /// effect, with the disk's sync count then. Until a later sync (a later commit, built on
+    /// what the process saw), a restart may find any of them: the answers of later reads come
+    /// from redb's memory, not from what reached the disk (a power loss may still let all of
+    /// the failed commit's writes through, or none).
+    uncertain: Option<(Vec<Model>, u64)>,
 }
 
 fn pick(handles: &[(String, String)], h: u8) -> (String, String) {
@@ -551,6 +560,9 @@ impl Run {
                 distinct.push(m);
             }
         }
+        if io_class(&got) && !(fired_before && self.keeps_failing) {
+            self.uncertain = Some((distinct.clone(), self.disk.syncs()));
+        }
         self.models = distinct;
         self.models.len() <= MAX_CANDIDATES
     }
@@ -692,6 +704,7 @@ fn run(input: &Input) {
         handles: Vec::new(),
         faulted,
         keeps_failing,
+        uncertain: None,
     };
     let mut ops = input.ops.iter().take(MAX_OPS);
     let mut checking = true;
@@ -718,6 +731,7 @@ fn run(input: &Input) {
         TornSpec::Prefix(n) => Torn::Prefix(usize::from(n)),
     };
     let image = disk.after_power_loss(torn).durable_image();
+    let disk_syncs = disk.syncs();
     disk.discard();
     let now = run.now();
     // Loads touch: each candidate is checked on a fresh disk holding the image.
@@ -733,8 +747,14 @@ fn run(input: &Input) {
         common::verify(&store);
         return;
     }
+    let mut candidates = run.models.clone();
+    if let Some((models, syncs)) = &run.uncertain
+        && disk_syncs == *syncs
+    {
+        candidates.extend(models.iter().filter(|m| !run.models.contains(m)).cloned());
+    }
     let mut mismatches = Vec::new();
-    for model in &run.models {
+    for model in &candidates {
         let (_discard, store) = restart();
         match check_store(&store, model, &run.handles, now) {
             Ok(()) => return,
@@ -743,9 +763,9 @@ fn run(input: &Input) {
     }
     panic!(
         "after the restart the store is none of the {} candidate models:\n{}\nmodels: {:#?}",
-        run.models.len(),
+        candidates.len(),
         mismatches.join("\n"),
-        run.models
+        candidates
     );
 }
 
