@@ -3,10 +3,10 @@
 #
 #   bash fuzz/run.sh SECONDS [TARGET...]
 #
-# Without TARGETs: records, model, parse and dump (what CI runs). FUZZ_SEED=N fixes libFuzzer's
-# seed, so that a run replays the same inputs (CI uses it: a smoke must not fail at random on a
-# new redb bug the dice happened to find; the long runs without it are where those are found). `damaged_writes` (writes on
-# damaged files) runs only when named: it finds aborts inside redb (fuzz/regressions/README.md).
+# Without TARGETs: records, model, parse, dump and damaged_writes (what CI runs). FUZZ_SEED=N
+# fixes libFuzzer's seed, so that a run replays the same inputs (CI uses it: a smoke must not
+# fail at random on a new redb bug the dice happened to find; the long runs without it are where
+# those are found). Crash inputs and what became of them: fuzz/regressions/README.md.
 #
 # Needs a nightly toolchain and cargo-fuzz (`cargo +nightly install cargo-fuzz --locked`).
 # Works from any directory. Each target reads its checked-in seeds (fuzz/seeds/<target>/) and
@@ -26,13 +26,13 @@ cd "$fuzz_dir/.." || exit 2
 unset CARGO_TARGET_DIR
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(records model parse dump) # grouped by sanitizer: one rebuild
+[ ${#targets[@]} -gt 0 ] || targets=(records model parse dump damaged_writes) # grouped by sanitizer
 # Input sizes: records and parse are short texts; model is an operation list; dump is a whole
 # redb file (the seed files are 36 to 60 KiB).
 declare -A max_len=([records]=4096 [parse]=4096 [model]=8192 [dump]=98304 [damaged_writes]=98304)
 # AddressSanitizer where it is cheap (parse) or where redb's unsafe code reads damaged pages
-# (dump). Not for records: bincode allocates a claimed length (up to the 64 MiB limit) before
-# reading it, which ASan turns into an mmap per input. Not for model: its simulated disks are
+# (dump). Not for records: cheap inputs, many of them (decoding allocates at most four times
+# the input since issue 19, see src/codec.rs, so ASan would now be affordable). Not for model: its simulated disks are
 # large allocations copied often, and sessiondb itself forbids unsafe code.
 declare -A sanitizer=([records]=none [parse]=address [model]=none [dump]=address
     [damaged_writes]=address)
@@ -47,14 +47,25 @@ declare -A extra=([records]="" [parse]="" [model]=""
     [damaged_writes]="-detect_leaks=0 -malloc_limit_mb=8192 -rss_limit_mb=4096")
 # No leak report at exit either for the targets on damaged files: a store that met a damaged
 # file leaks its read-write handle on purpose (src/store/mod.rs, `Core`'s Drop), and redb leaks
-# a panic message when it panics while closing one.
+# a panic message when it panics while closing one. (damaged_writes and model run the store on a
+# `FaultyDisk` they discard after each input, so the leaked handles keep no file images.)
 declare -A asan=([records]="" [parse]="" [model]="" [dump]="detect_leaks=0"
     [damaged_writes]="detect_leaks=0")
+# How long one fuzzing process runs: damaged_writes is restarted every 20 s. A store that met a
+# damaged file leaks its redb handle on drop rather than risk closing it (src/store/mod.rs),
+# and with it what redb holds for that file (its cache, its dirty pages, buffers sized by the
+# damaged header): about 30 KB per input on average and up to 380 KB for some, 3 GB of RSS
+# after 100,000 inputs in one process (docs/reliability.md, Fuzzing). model every 300 s: its
+# stores that met an injected I/O error leak their handles too (not the simulated disks, which
+# it discards), about 1 MB per 1,000 inputs together with the corpus's growth. dump every 300 s
+# too: its RSS grows by about 1.5 KB per input (not found yet; records and parse stay flat).
+declare -A slice=([records]=86400 [parse]=86400 [model]=300 [dump]=300 [damaged_writes]=20)
 # Each target's checked-in seeds; damaged_writes starts from the dump seeds.
 declare -A seeds=([records]=records [parse]=parse [model]=model [dump]=dump [damaged_writes]=dump)
 
 # A store that met a damaged file leaks its read-write handle on drop (src/store/mod.rs,
-# `Core`'s Drop): damaged_writes opens thousands of them in one process.
+# `Core`'s Drop). The targets run such stores on simulated disks (no descriptor), but a higher
+# limit costs nothing.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 logs="$fuzz_dir/target/run-logs"
@@ -75,21 +86,30 @@ for t in "${targets[@]}"; do
     start=$(date +%s)
     # CPU time of the fuzzer (the children of this shell, measured around the one run).
     read -r u0 s0 < <(awk '{ print $14 + $16, $15 + $17 }' /proc/$$/stat)
-    ASAN_OPTIONS="${asan[$t]}" cargo +nightly fuzz run -O -s "${sanitizer[$t]}" "$t" "$fuzz_dir/corpus/$t" "$fuzz_dir/seeds/${seeds[$t]}" -- \
-        -max_total_time="$secs" -max_len="${max_len[$t]}" -rss_limit_mb=2048 -timeout=60 \
-        -print_final_stats=1 ${FUZZ_SEED:+-seed="$FUZZ_SEED"} ${extra[$t]} >"$logs/$t.log" 2>&1
-    status=$?
+    # In slices of at most ${slice[$t]} s, each a fresh process on the same corpus, until SECONDS
+    # are used up or a slice fails.
+    : >"$logs/$t.log"
+    status=0
+    left=$secs
+    while [ "$status" -eq 0 ] && [ "$left" -gt 0 ]; do
+        run=$(( left < ${slice[$t]} ? left : ${slice[$t]} ))
+        ASAN_OPTIONS="${asan[$t]}" cargo +nightly fuzz run -O -s "${sanitizer[$t]}" "$t" "$fuzz_dir/corpus/$t" "$fuzz_dir/seeds/${seeds[$t]}" -- \
+            -max_total_time="$run" -max_len="${max_len[$t]}" -rss_limit_mb=2048 -timeout=60 \
+            -print_final_stats=1 ${FUZZ_SEED:+-seed="$FUZZ_SEED"} ${extra[$t]} >>"$logs/$t.log" 2>&1
+        status=$?
+        left=$(( secs - ($(date +%s) - start) ))
+    done
     read -r u1 s1 < <(awk '{ print $14 + $16, $15 + $17 }' /proc/$$/stat)
     wall=$(( $(date +%s) - start ))
     ticks=$(getconf CLK_TCK)
     cpu=$(awk -v a="$u1" -v b="$s1" -v c="$u0" -v d="$s0" -v t="$ticks" \
         'BEGIN { printf "%.1f", (a + b - c - d) / t }')
-    execs=$(awk '/stat::number_of_executed_units:/ { print $2 }' "$logs/$t.log" | tail -n 1)
+    execs=$(awk '/stat::number_of_executed_units:/ { n += $2 } END { print n }' "$logs/$t.log")
     last=$(grep -E '^#[0-9]+.*(cov|ft):' "$logs/$t.log" | tail -n 1)
     cov=$(sed -nE 's/.*cov: ([0-9]+).*/\1/p' <<<"$last")
     ft=$(sed -nE 's/.*ft: ([0-9]+).*/\1/p' <<<"$last")
     corp=$(sed -nE 's/.*corp: ([0-9]+\/[0-9a-zA-Z]+).*/\1/p' <<<"$last")
-    panics=$(grep -c 'sessiondb-fuzz panic at .*(first time)' "$logs/$t.log")
+    panics=$(sed -nE 's/^sessiondb-fuzz panic at (.*) \(first time\).*/\1/p' "$logs/$t.log" | sort -u | wc -l)
     line="fuzz $t: ${wall} s wall, ${cpu} s CPU, ${execs:-?} executions, cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}, ${panics} distinct caught panic location(s)"
     if [ "$status" -ne 0 ]; then
         artifact=$(grep -oE "Test unit written to [^ ]+" "$logs/$t.log" | tail -n 1 | cut -d' ' -f5)

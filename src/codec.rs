@@ -18,10 +18,34 @@ const HEADER_LEN: usize = 5;
 
 /// Fixed-width little-endian integers keep the encoding obvious in a hex dump.
 fn config() -> Configuration<LittleEndian, Fixint, Limit<HARD_LIMIT>> {
-    bincode::config::standard()
-        .with_little_endian()
-        .with_fixed_int_encoding()
-        .with_limit::<HARD_LIMIT>()
+    base().with_limit::<HARD_LIMIT>()
+}
+
+fn base() -> Configuration<LittleEndian, Fixint> {
+    bincode::config::standard().with_little_endian().with_fixed_int_encoding()
+}
+
+/// Decodes `bytes` with bincode's limit set to the smallest of a few sizes (256 bytes, then
+/// four times larger each, up to [`HARD_LIMIT`]) that is at least `bytes.len()`.
+///
+/// bincode counts against the limit every byte it decodes and, before allocating a string or
+/// byte buffer, the length it claims: so a length prefix larger than what is left of the input
+/// fails before the allocation, which therefore stays within four times the input (or 256
+/// bytes). With the fixed 64 MiB limit a 20-byte input claiming 64 MiB got a 64 MiB buffer.
+/// A valid encoding claims exactly its own length (fixed-width integers, length-prefixed
+/// strings), so it always fits. The limit is a type parameter in bincode 2, hence the match.
+fn decode_bounded<T: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    macro_rules! limited {
+        ($($max:expr),*) => {
+            match bytes.len() {
+                $(n if n <= $max => bincode::serde::decode_from_slice(bytes, base().with_limit::<{ $max }>()),)*
+                _ => bincode::serde::decode_from_slice(bytes, config()),
+            }
+        };
+    }
+    limited!(256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20)
 }
 
 /// Why a record did not decode.
@@ -57,8 +81,7 @@ pub(crate) fn from_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Codec
     if bytes.len() > HARD_LIMIT {
         return Err(CodecError::TooLarge);
     }
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| CodecError::Payload(e.to_string()))?;
+    let (value, used) = decode_bounded(bytes).map_err(|e| CodecError::Payload(e.to_string()))?;
     if used != bytes.len() {
         return Err(CodecError::TrailingBytes);
     }

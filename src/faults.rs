@@ -260,6 +260,21 @@ impl FaultyDisk {
     pub fn unsynced_writes(&self) -> usize {
         self.lock().pending.len()
     }
+
+    /// Frees the disk's images and unsynced writes; every later operation fails, as after a
+    /// power loss, and the images read as empty.
+    ///
+    /// For long test runs: a store that met a storage error leaks its redb handle on drop
+    /// rather than risk closing it (closing a damaged file can abort inside redb; see
+    /// docs/reliability.md), and with it the backend, which on a real file holds a descriptor but here holds the whole simulated
+    /// disk, twice. Discarding the disk once it is no longer needed gives that memory back.
+    pub fn discard(&self) {
+        let mut d = self.lock();
+        d.dead = true;
+        d.live = Vec::new();
+        d.durable = Vec::new();
+        d.pending = Vec::new();
+    }
 }
 
 /// The redb storage backend of a [`FaultyDisk`].

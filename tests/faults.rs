@@ -405,3 +405,26 @@ fn after_an_io_error_in_a_commit_the_store_reopens_the_file_itself() {
     assert_eq!(store.count().unwrap(), 2, "the failed creates left nothing");
     assert!(store.verify().unwrap().is_clean());
 }
+
+/// `FaultyDisk::discard` frees the images (for long fuzz runs, where a store that met an I/O
+/// error leaks its handle and the backend with it) and fails every later operation, also for
+/// a store still open on the disk.
+#[test]
+fn a_discarded_disk_holds_nothing_and_fails_every_operation() {
+    let disk = FaultyDisk::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path().join("s.redb"))
+        .sharing(Sharing::SingleProcess)
+        .backend(disk.backend())
+        .cleanup_interval(None)
+        .open()
+        .unwrap();
+    store.create(b"data", b"state").unwrap();
+    assert!(!disk.live_image().is_empty() && !disk.durable_image().is_empty());
+    disk.discard();
+    assert!(disk.live_image().is_empty() && disk.durable_image().is_empty());
+    assert_eq!(disk.unsynced_writes(), 0);
+    assert!(disk.is_dead());
+    let err = store.create(b"more", b"").unwrap_err();
+    assert!(matches!(err, Error::Storage(_) | Error::Io(_) | Error::NeedsReopen), "{err:?}");
+}

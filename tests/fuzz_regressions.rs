@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sessiondb::faults::FaultyDisk;
 use sessiondb::{Error, SecureToken, Sharing, Store};
 
 fn regression(name: &str) -> Vec<u8> {
@@ -172,4 +173,83 @@ fn damaged_states_page_under_a_revocation_is_an_error_not_an_abort() {
 #[test]
 fn a_table_type_mismatch_then_close_does_not_abort() {
     both_passes("damaged-writes-abort-close-type-mismatch.redb");
+}
+
+/// What the `damaged_writes` fuzz target runs on the input: every listed session read, one
+/// deleted, one revoked, a sweep, a create, `info` and `verify`, then the store dropped. Once on
+/// a `FaultyDisk` with a 64 KiB cache, as the target runs now, and once on a real file, as it
+/// ran before. Typed errors only, in a thread with a 60 s deadline; an abort ends the test
+/// process.
+fn damaged_writes_pass(name: &str) {
+    let bytes = regression(name);
+    let dir = tempfile::tempdir().unwrap();
+    let path = copy_to(dir.path(), "rw.redb", &bytes);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for simulated in [true, false] {
+            let disk = FaultyDisk::with_image(bytes.clone());
+            let mut builder = Store::builder(&path);
+            builder = builder.sharing(Sharing::SingleProcess).cleanup_interval(None);
+            if simulated {
+                builder = builder.backend(disk.backend()).cache_size(64 << 10);
+            }
+            match builder.open() {
+                Ok(store) => damaged_writes_calls(&store),
+                Err(e) => assert!(damaged_file_error(&e), "open: {e:?}"),
+            }
+            disk.discard();
+        }
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the pass finishes within 60 s without panicking");
+}
+
+fn damaged_writes_calls(store: &Store) {
+    let token = SecureToken::parse("not-the-token").unwrap();
+    let mut ids = Vec::new();
+    for info in store.sessions().take(10_000).flatten() {
+        let _ = store.exists(&info.id);
+        let _ = store.session_info(&info.id);
+        let _ = store.states(&info.id);
+        let _ = store.load(&info.id, &token);
+        let _ = store.fetch_state(&info.id, &token, Some(info.oldest_state));
+        ids.push(info.id);
+    }
+    if let Some(id) = ids.first() {
+        let _ = store.delete(id);
+    }
+    if let Some(id) = ids.last() {
+        let _ = store.revoke(id);
+    }
+    let _ = store.cleanup();
+    if let Ok(c) = store.create(b"fuzz", b"state") {
+        let _ = store.load(&c.id, &c.token);
+    }
+    let _ = store.info();
+    let _ = store.verify();
+}
+
+/// The damaged_writes target on redb 4.6: a damaged allocator handed out a page that was
+/// already in redb's write buffer; closing the store (whose calls had met no error, so its
+/// handle was closed rather than leaked) panicked inside redb while holding the buffer's lock
+/// (`cached_file.rs` `take_value`), and a `WritablePage` destructor panicked again on the
+/// poisoned lock during that unwinding: the process aborted. Nothing sessiondb could see
+/// beforehand; fixed in the patched redb (`vendor/redb/PATCHES.md`): that destructor no longer
+/// panics while unwinding, so the first panic is caught at close.
+#[test]
+fn a_double_allocated_page_at_close_does_not_abort() {
+    damaged_writes_pass("damaged-writes-abort-close-poisoned-write-buffer.redb");
+    both_passes("damaged-writes-abort-close-poisoned-write-buffer.redb");
+}
+
+/// The damaged_writes target on redb 4.6: a delete's commit walked redb's freed-pages table with
+/// `extract_from_if`, which panicked on a damaged page (`btree_cursor.rs`); while that unwound,
+/// the iterator's destructor closed the extraction, walked the same page and panicked again:
+/// abort. Fixed in the patched redb (`vendor/redb/PATCHES.md`): the extraction iterators'
+/// destructors do not close while unwinding (the transaction is poisoned instead).
+#[test]
+fn a_damaged_freed_pages_table_at_commit_does_not_abort() {
+    damaged_writes_pass("damaged-writes-abort-commit-freed-pages.redb");
+    both_passes("damaged-writes-abort-commit-freed-pages.redb");
 }

@@ -1,23 +1,34 @@
 //! A stateful target (issue 5, target 3): arbitrary sequences of operations run against a
-//! `Store` and against a simple in-memory model of it, on a simulated disk that fails.
+//! `Store` and against a simple in-memory model of it (`common/model.rs`), on a simulated disk
+//! that fails.
 //!
-//! The input (read with `arbitrary`) is a fault, a crash mode and up to 64 operations: create,
-//! load, fetch an older state, save with the version read or a stale one (plain and merging),
-//! touch, delete, revoke, regenerate, exists, session info and states, count, clean-up, moving
-//! the `ManualClock`, and reopening the store. After each operation the store's answer must
-//! be the model's, exactly (values and typed errors).
+//! The input (read with `arbitrary`) is a fault, a crash mode and up to 64 operations: create
+//! (with or without a user), load, fetch an older state, save with the version read or a stale
+//! one (plain, merging, setting or clearing the user), touch, delete, revoke, regenerate,
+//! exists, session info and states, count, clean-up, the users index (`user_sessions`,
+//! `revoke_user`), moving the `ManualClock`, and reopening the store. Revoking a rotated id
+//! revokes the chain it was rotated into. After each operation the store's answer must be the
+//! model's, exactly (values and typed errors).
 //!
 //! The store runs on `sessiondb::faults::FaultyDisk` (`Sharing::SingleProcess`): after the
 //! store is opened, the disk is told to fail the Nth I/O operation from then on (once or for
-//! good) or to lose power at the Nth sync (N from the input). The first operation that fails
-//! for that reason (an `Error::Storage`, `Io`, `Panicked` or `NeedsReopen`, which are never
-//! acceptable before the fault fires) may or may not have taken effect; checking stops there
-//! (after a persistent fault or a power loss the remaining operations still run, unchecked,
-//! for the error paths). Then the store is dropped, the disk "restarts" from its durable image
-//! (with none, some or all of the unsynced writes, from the input), a store is opened on it and
-//! must hold exactly the model as it was before that operation, or as it would be after it:
-//! every acknowledged write is there, and nothing else changed; `Store::verify` must find the
-//! restarted file clean.
+//! good) or to lose power at the Nth sync (N from the input). An operation that fails for that
+//! reason (an `Error::Storage`, `Io`, `Panicked` or `NeedsReopen`, which are never acceptable
+//! before the fault fires) may or may not have taken effect: from then on every answer is
+//! checked against each model the store may be (before or after each such operation; a
+//! failure once a persistent fault or a power loss has fired changes nothing), keeping those
+//! that agree. Typed errors change no model. Past 16 candidate models the rest runs
+//! unchecked, for the error paths. Then the store is dropped, the disk "restarts" from its
+//! durable image (with none, some or all of the unsynced writes, from the input), and a store
+//! opened on it must hold exactly one of the candidate models: every acknowledged write is
+//! there, and nothing else changed; `Store::verify` must find the restarted file clean. After an
+//! operation failed on the fault, the restart is also checked against the models as of that
+//! operation unless a later commit synced: later reads answer from redb's memory, not from
+//! what reached the disk.
+//!
+//! Every simulated disk is discarded at the end of an input (`FaultyDisk::discard`): a store
+//! that met an I/O error leaks its redb handle on drop, which would otherwise keep the disk's
+//! images for the rest of the process.
 //!
 //! Panics caught inside the public API are recorded by the panic hook of `common/mod.rs`.
 //! Seeds: `fuzz/seeds/model/`.
@@ -26,8 +37,9 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/model.rs"]
+mod sim;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,20 +47,17 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use sessiondb::faults::{FaultyDisk, Persistence, Torn};
-use sessiondb::{
-    Error, ManualClock, Save, SecureToken, SessionId, SessionInfo, SessionStatus, Sharing, Store,
+use sessiondb::{Error, ManualClock, NewSession, Save, SecureToken, SessionId, Sharing, Store};
+use sim::{
+    ExpErr, FetchedExp, GRACE, IDLE, InfoExp, MAX_STATES, Model, STATE_OVERHEAD, T0, classify,
+    fetched, info_exp, info_of,
 };
 
-const T0: u64 = 1_750_000_000_000;
-const IDLE: u64 = 10_000;
-const GRACE: u64 = 5_000;
-/// The default: 1% of the idle timeout.
-const TOUCH: u64 = IDLE / 100;
-const MAX_STATES: u64 = 4;
-const WEEK: u64 = 7 * 24 * 3600 * 1000;
-/// Header (5) and length prefix (8) of a stored state record.
-const STATE_OVERHEAD: u64 = 13;
 const MAX_OPS: usize = 64;
+/// The most models an answer may still be checked against: each operation that fails with an
+/// I/O error while the fault may still let writes through doubles them (it took effect or
+/// not); past this the rest of the input runs unchecked.
+const MAX_CANDIDATES: usize = 16;
 
 // ---------------------------------------------------------------------------------------------
 // The input.
@@ -90,21 +99,70 @@ enum StateSel {
 
 #[derive(Arbitrary, Debug, Clone)]
 enum Op {
-    Create { data: Vec<u8>, state: Vec<u8> },
-    Load { h: u8, tok: Tok },
-    Fetch { h: u8, tok: Tok, state: StateSel },
-    Save { h: u8, tok: Tok, stale: u8, data: Vec<u8>, state: Option<Vec<u8>>, same: bool },
-    SaveMerging { h: u8, tok: Tok, stale: u8, data: Vec<u8>, state: Vec<u8> },
-    Touch { h: u8, tok: Tok },
-    Delete { h: u8 },
-    Revoke { h: u8 },
-    Regenerate { h: u8, tok: Tok, forward_ms: u16 },
-    Exists { h: u8 },
-    Info { h: u8 },
+    Create {
+        data: Vec<u8>,
+        state: Vec<u8>,
+        user: Option<u8>,
+    },
+    Load {
+        h: u8,
+        tok: Tok,
+    },
+    Fetch {
+        h: u8,
+        tok: Tok,
+        state: StateSel,
+    },
+    Save {
+        h: u8,
+        tok: Tok,
+        stale: u8,
+        data: Vec<u8>,
+        state: Option<Vec<u8>>,
+        same: bool,
+        /// `None`: the user is kept; `Some(None)`: filed under no user.
+        user: Option<Option<u8>>,
+    },
+    SaveMerging {
+        h: u8,
+        tok: Tok,
+        stale: u8,
+        data: Vec<u8>,
+        state: Vec<u8>,
+    },
+    Touch {
+        h: u8,
+        tok: Tok,
+    },
+    Delete {
+        h: u8,
+    },
+    Revoke {
+        h: u8,
+    },
+    Regenerate {
+        h: u8,
+        tok: Tok,
+        forward_ms: u16,
+    },
+    Exists {
+        h: u8,
+    },
+    Info {
+        h: u8,
+    },
     Count,
     Cleanup,
-    Advance { ms: u16 },
+    Advance {
+        ms: u16,
+    },
     Reopen,
+    UserSessions {
+        user: u8,
+    },
+    RevokeUser {
+        user: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -112,368 +170,6 @@ struct Input {
     fault: Fault,
     torn: TornSpec,
     ops: Vec<Op>,
-}
-
-// ---------------------------------------------------------------------------------------------
-// The model.
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Sess {
-    token: String,
-    data: Vec<u8>,
-    states: BTreeMap<u64, Vec<u8>>,
-    latest: u64,
-    oldest: u64,
-    version: u64,
-    created: u64,
-    last_access: u64,
-}
-
-impl Sess {
-    fn expires_at(&self) -> u64 {
-        self.last_access + IDLE
-    }
-    fn remove_at(&self) -> u64 {
-        self.expires_at() + GRACE
-    }
-    fn status(&self, now: u64) -> SessionStatus {
-        if now < self.expires_at() {
-            SessionStatus::Live
-        } else if now < self.remove_at() {
-            SessionStatus::Expired
-        } else {
-            SessionStatus::Gone
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Succ {
-    Known {
-        id: String,
-        token: String,
-    },
-    /// A rotation that failed as far as the caller knows, but took effect.
-    Unknown,
-}
-
-#[derive(Clone, Debug)]
-struct Stone {
-    rotated: bool,
-    token: String,
-    successor: Option<Succ>,
-    forward_until: u64,
-    remove_at: u64,
-}
-
-/// The errors the model predicts: the typed answers of the API.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum ExpErr {
-    NotFound,
-    Expired(Vec<u8>),
-    StateNotFound {
-        requested: u64,
-        latest: u64,
-    },
-    StateEvicted {
-        requested: u64,
-        oldest: u64,
-    },
-    Conflict {
-        expected: u64,
-        found: u64,
-    },
-    Security,
-    /// `None`: the successor is a session whose id the caller never learned.
-    Rotated(Option<(String, String)>),
-    Revoked,
-}
-
-/// The typed answer an error is, or `None` for an I/O-class failure.
-fn classify(e: &Error) -> Option<ExpErr> {
-    Some(match e {
-        Error::NotFound => ExpErr::NotFound,
-        Error::Expired { data } => ExpErr::Expired(data.clone()),
-        Error::StateNotFound { requested, latest } => {
-            ExpErr::StateNotFound { requested: *requested, latest: *latest }
-        }
-        Error::StateEvicted { requested, oldest } => {
-            ExpErr::StateEvicted { requested: *requested, oldest: *oldest }
-        }
-        Error::Conflict { expected, found } => {
-            ExpErr::Conflict { expected: *expected, found: *found }
-        }
-        Error::Security => ExpErr::Security,
-        Error::Rotated { successor, token } => {
-            ExpErr::Rotated(Some((successor.as_str().to_owned(), token.as_str().to_owned())))
-        }
-        Error::Revoked => ExpErr::Revoked,
-        _ => return None,
-    })
-}
-
-/// What a fetch returns, as compared.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct FetchedExp {
-    state_id: u64,
-    latest: u64,
-    oldest: u64,
-    version: u64,
-    data: Vec<u8>,
-    state: Vec<u8>,
-    created: u64,
-    expires_at: u64,
-}
-
-fn fetched(f: &sessiondb::Fetched) -> FetchedExp {
-    FetchedExp {
-        state_id: f.state_id,
-        latest: f.latest_state_id,
-        oldest: f.oldest_state_id,
-        version: f.version,
-        data: f.session_data.clone(),
-        state: f.state_data.clone(),
-        created: f.created,
-        expires_at: f.expires_at,
-    }
-}
-
-/// The fields of a `SessionInfo` that are compared (all but the id).
-type InfoExp = (u64, u64, u64, u64, u64, u64, u64, u64, SessionStatus);
-
-fn info_of(i: &SessionInfo) -> InfoExp {
-    (
-        i.created,
-        i.last_access,
-        i.expires_at,
-        i.remove_at,
-        i.version,
-        i.latest_state,
-        i.oldest_state,
-        i.data_len,
-        i.status,
-    )
-}
-
-fn info_exp(s: &Sess, now: u64) -> InfoExp {
-    (
-        s.created,
-        s.last_access,
-        s.expires_at(),
-        s.remove_at(),
-        s.version,
-        s.latest,
-        s.oldest,
-        s.data.len() as u64,
-        s.status(now),
-    )
-}
-
-#[derive(Clone, Debug, Default)]
-struct Model {
-    sessions: BTreeMap<String, Sess>,
-    /// Sessions under ids the caller never learned (a create or rotation that reported a
-    /// failure but took effect): only in the candidate "after" of an uncertain operation.
-    anon: Vec<Sess>,
-    stones: BTreeMap<String, Stone>,
-}
-
-impl Model {
-    fn missing(&self, id: &str, token: &str, now: u64) -> ExpErr {
-        let Some(stone) = self.stones.get(id) else {
-            return ExpErr::NotFound;
-        };
-        if now >= stone.remove_at {
-            return ExpErr::NotFound;
-        }
-        if token != stone.token {
-            return ExpErr::Security;
-        }
-        if let (true, Some(succ)) = (stone.rotated, &stone.successor)
-            && now < stone.forward_until
-        {
-            return ExpErr::Rotated(match succ {
-                Succ::Known { id, token } => Some((id.clone(), token.clone())),
-                Succ::Unknown => None,
-            });
-        }
-        ExpErr::Revoked
-    }
-
-    /// The admitted session `id`, or the error a request for it gets.
-    fn admitted(&self, id: &str, token: &str, now: u64) -> Result<&Sess, ExpErr> {
-        let Some(s) = self.sessions.get(id) else {
-            return Err(self.missing(id, token, now));
-        };
-        match s.status(now) {
-            SessionStatus::Gone => Err(ExpErr::NotFound),
-            _ if token != s.token => Err(ExpErr::Security),
-            SessionStatus::Expired => Err(ExpErr::Expired(s.data.clone())),
-            _ => Ok(s),
-        }
-    }
-
-    fn fetch(
-        &mut self,
-        id: &str,
-        token: &str,
-        state: Option<u64>,
-        now: u64,
-    ) -> Result<FetchedExp, ExpErr> {
-        let s = self.admitted(id, token, now)?;
-        let state_id = state.unwrap_or(s.latest);
-        if state_id > s.latest {
-            return Err(ExpErr::StateNotFound { requested: state_id, latest: s.latest });
-        }
-        if state_id < s.oldest {
-            return Err(ExpErr::StateEvicted { requested: state_id, oldest: s.oldest });
-        }
-        let s = self.sessions.get_mut(id).unwrap();
-        let mut out = FetchedExp {
-            state_id,
-            latest: s.latest,
-            oldest: s.oldest,
-            version: s.version,
-            data: s.data.clone(),
-            state: s.states[&state_id].clone(),
-            created: s.created,
-            expires_at: s.expires_at(),
-        };
-        if now.saturating_sub(s.last_access) >= TOUCH {
-            s.last_access = now;
-            out.expires_at = s.expires_at();
-        }
-        Ok(out)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn save(
-        &mut self,
-        id: &str,
-        token: &str,
-        version: u64,
-        data: &[u8],
-        state: Option<&[u8]>,
-        same: bool,
-        now: u64,
-    ) -> Result<(u64, u64), ExpErr> {
-        let s = self.admitted(id, token, now)?;
-        if version != s.version {
-            return Err(ExpErr::Conflict { expected: version, found: s.version });
-        }
-        let s = self.sessions.get_mut(id).unwrap();
-        let state_id = match state {
-            None => s.latest,
-            Some(state) => {
-                let state_id = if same { s.latest } else { s.latest + 1 };
-                s.states.insert(state_id, state.to_vec());
-                s.latest = state_id;
-                if s.latest - s.oldest + 1 > MAX_STATES {
-                    let keep_from = s.latest + 1 - MAX_STATES;
-                    s.states.retain(|&k, _| k >= keep_from);
-                    s.oldest = keep_from;
-                }
-                state_id
-            }
-        };
-        s.version += 1;
-        s.data = data.to_vec();
-        s.last_access = s.last_access.max(now);
-        Ok((state_id, s.version))
-    }
-
-    fn create(&mut self, new: Option<(String, String)>, data: &[u8], state: &[u8], now: u64) {
-        let s = Sess {
-            token: new.as_ref().map(|n| n.1.clone()).unwrap_or_default(),
-            data: data.to_vec(),
-            states: BTreeMap::from([(0, state.to_vec())]),
-            latest: 0,
-            oldest: 0,
-            version: 1,
-            created: now,
-            last_access: now,
-        };
-        match new {
-            Some((id, _)) => {
-                self.sessions.insert(id, s);
-            }
-            None => self.anon.push(s),
-        }
-    }
-
-    fn touch(&mut self, id: &str, token: &str, now: u64) -> Result<(), ExpErr> {
-        self.admitted(id, token, now)?;
-        let s = self.sessions.get_mut(id).unwrap();
-        s.last_access = s.last_access.max(now);
-        Ok(())
-    }
-
-    fn revoke(&mut self, id: &str, now: u64) -> bool {
-        if let Some(s) = self.sessions.remove(id) {
-            let stone = Stone {
-                rotated: false,
-                token: s.token.clone(),
-                successor: None,
-                forward_until: 0,
-                remove_at: s.remove_at().min(now + WEEK),
-            };
-            self.stones.insert(id.to_owned(), stone);
-            return true;
-        }
-        if let Some(stone) = self.stones.get_mut(id)
-            && stone.rotated
-        {
-            stone.rotated = false;
-            stone.successor = None;
-        }
-        false
-    }
-
-    /// Moves the admitted session `id` to `new` (`None`: an id the caller does not know).
-    fn regenerate(&mut self, id: &str, new: Option<(String, String)>, forward: u64, now: u64) {
-        let mut s = self.sessions.remove(id).unwrap();
-        let old_token = std::mem::take(&mut s.token);
-        let forward_until = now + forward;
-        let stone = Stone {
-            rotated: true,
-            token: old_token,
-            successor: Some(match &new {
-                Some((id, token)) => Succ::Known { id: id.clone(), token: token.clone() },
-                None => Succ::Unknown,
-            }),
-            forward_until,
-            remove_at: s.remove_at().min(now + WEEK).max(forward_until),
-        };
-        self.stones.insert(id.to_owned(), stone);
-        match new {
-            Some((id, token)) => {
-                s.token = token;
-                self.sessions.insert(id, s);
-            }
-            None => self.anon.push(s),
-        }
-    }
-
-    fn exists(&self, id: &str, now: u64) -> bool {
-        self.sessions.get(id).is_some_and(|s| s.status(now) == SessionStatus::Live)
-    }
-
-    /// (sessions, states, tombstones) removed.
-    fn cleanup(&mut self, now: u64) -> (u64, u64, u64) {
-        let (mut sessions, mut states) = (0, 0);
-        self.sessions.retain(|_, s| {
-            let keep = s.remove_at() > now;
-            if !keep {
-                sessions += 1;
-                states += s.states.len() as u64;
-            }
-            keep
-        });
-        self.anon.retain(|s| s.remove_at() > now);
-        let before = self.stones.len();
-        self.stones.retain(|_, stone| stone.remove_at > now);
-        (sessions, states, (before - self.stones.len()) as u64)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -493,13 +189,23 @@ fn open(path: &PathBuf, disk: &FaultyDisk, clock: &ManualClock) -> sessiondb::Re
         .open()
 }
 
-/// What one checked operation found.
-enum Step {
-    /// The answer was the model's.
-    Agreed,
-    /// An I/O-class failure after the fault fired: the model as it would be if the operation
-    /// took effect (the current model is as it would be if not).
-    Uncertain(Box<Model>),
+/// An answer of the store, as compared with the model's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ans {
+    Fetched(FetchedExp),
+    /// (state id, version) of a save, a create or a rotation.
+    Saved(u64, u64),
+    Flag(bool),
+    Unit,
+    Count(u64),
+    Swept(u64, u64, u64),
+    Info(Option<(InfoExp, Vec<(u64, u64)>)>),
+    /// `user_sessions`: the ids the caller knows, and how many it does not.
+    Ids(Vec<String>, usize),
+}
+
+fn user_key(u: u8) -> Vec<u8> {
+    format!("user-{}", u % 3).into_bytes()
 }
 
 struct Run {
@@ -507,10 +213,20 @@ struct Run {
     path: PathBuf,
     disk: FaultyDisk,
     clock: ManualClock,
-    model: Model,
+    /// Every model the store may still be: one, or more after operations that failed with an
+    /// I/O error after the fault fired (each may or may not have taken effect).
+    models: Vec<Model>,
     /// Every (id, token) the store handed out, for operations to pick from.
     handles: Vec<(String, String)>,
     faulted: Box<dyn Fn(&FaultyDisk) -> bool>,
+    /// The fault fails every operation once fired (persistent, power loss).
+    keeps_failing: bool,
+    /// The models as of the last operation that failed on the fault and may have taken
+    /// effect, with the disk's sync count then. Until a later sync (a later commit, built on
+    /// what the process saw), a restart may find any of them: the answers of later reads come
+    /// from redb's memory, not from what reached the disk (a power loss may still let all of
+    /// the failed commit's writes through, or none).
+    uncertain: Option<(Vec<Model>, u64)>,
 }
 
 fn pick(handles: &[(String, String)], h: u8) -> (String, String) {
@@ -536,289 +252,335 @@ fn tok(token: &str) -> SecureToken {
     SecureToken::parse(token).unwrap()
 }
 
-impl Run {
-    fn store(&self) -> &Store {
-        self.store.as_ref().unwrap()
+/// An operation with its session and token resolved against the handles.
+struct Call<'a> {
+    op: &'a Op,
+    id: String,
+    token: String,
+    now: u64,
+}
+
+impl Call<'_> {
+    /// The version a save sends: the model's current one, `stale` versions back.
+    fn version(&self, model: &Model, stale: u8) -> u64 {
+        model.sessions.get(&self.id).map_or(1, |s| s.version.saturating_sub(u64::from(stale)))
     }
 
+    /// The state a fetch asks for, as the model knows the session.
+    fn state(&self, model: &Model) -> Option<u64> {
+        let Op::Fetch { state, .. } = self.op else { return None };
+        let latest = model.sessions.get(&self.id).map_or(0, |s| s.latest);
+        match state {
+            StateSel::Latest => None,
+            StateSel::Back(n) => Some(latest.saturating_sub(u64::from(*n))),
+            StateSel::Abs(n) => Some(*n),
+        }
+    }
+
+    /// Runs the call on the store; a create or rotation also gives the new (id, token).
+    /// `model` is the first candidate: a stale version or an older state is picked from it,
+    /// the same for every candidate (they agree on everything the caller has seen succeed).
+    fn on_store(
+        &self,
+        store: &Store,
+        model: &Model,
+    ) -> (sessiondb::Result<Ans>, Option<(String, String)>) {
+        let (id, token) = (sid(&self.id), tok(&self.token));
+        let new = |c: &sessiondb::Created| (c.id.as_str().to_owned(), c.token.as_str().to_owned());
+        let got = match self.op {
+            Op::Create { data, state, user } => {
+                let key = user.map(user_key);
+                let mut create = NewSession::new(data, state);
+                if let Some(key) = &key {
+                    create = create.user(key);
+                }
+                let got = store.create_with(create);
+                let handle = got.as_ref().ok().map(new);
+                return (got.map(|c| Ans::Saved(c.state_id, c.version)), handle);
+            }
+            Op::Load { .. } => store.load(&id, &token).map(|f| Ans::Fetched(fetched(&f))),
+            Op::Fetch { .. } => {
+                store.fetch_state(&id, &token, self.state(model)).map(|f| Ans::Fetched(fetched(&f)))
+            }
+            Op::Save { stale, data, state, same, user, .. } => {
+                let version = self.version(model, *stale);
+                let mut save = match state {
+                    Some(st) => Save::new(version, data, st),
+                    None => Save::session_only(version, data),
+                };
+                let key = user.map(|u| u.map(user_key));
+                if let Some(key) = &key {
+                    save = save.user(key.as_deref());
+                }
+                save = save.same_state(*same);
+                store.store_state(&id, &token, save).map(|s| Ans::Saved(s.state_id, s.version))
+            }
+            Op::SaveMerging { stale, data, state, .. } => store
+                .store_state_merging(
+                    &id,
+                    &token,
+                    Save::new(self.version(model, *stale), data, state),
+                    merge,
+                )
+                .map(|s| Ans::Saved(s.state_id, s.version)),
+            Op::Touch { .. } => store.touch(&id, &token).map(|()| Ans::Unit),
+            Op::Delete { .. } => store.delete(&id).map(Ans::Flag),
+            Op::Revoke { .. } => store.revoke(&id).map(Ans::Flag),
+            Op::Regenerate { forward_ms, .. } => {
+                let got =
+                    store.regenerate(&id, &token, Duration::from_millis(u64::from(*forward_ms)));
+                let handle = got.as_ref().ok().map(new);
+                return (got.map(|c| Ans::Saved(c.state_id, c.version)), handle);
+            }
+            Op::Exists { .. } => store.exists(&id).map(Ans::Flag),
+            Op::Info { .. } => store.inspect(&id).map(|found| {
+                Ans::Info(found.map(|(info, states)| {
+                    (info_of(&info), states.iter().map(|s| (s.id, s.size)).collect())
+                }))
+            }),
+            Op::Count => store.count().map(Ans::Count),
+            Op::Cleanup => store.cleanup().map(|r| {
+                assert!(!r.skipped && r.corrupted == 0 && r.stale_entries == 0, "{r:?}");
+                Ans::Swept(r.sessions, r.states, r.tombstones)
+            }),
+            Op::UserSessions { user } => store
+                .user_sessions(&user_key(*user))
+                .map(|ids| Ans::Ids(ids.iter().map(|i| i.as_str().to_owned()).collect(), 0)),
+            Op::RevokeUser { user } => store.revoke_user(&user_key(*user)).map(Ans::Count),
+            Op::Advance { .. } | Op::Reopen => unreachable!("not a store call"),
+        };
+        (got, None)
+    }
+
+    /// Runs the call on `m`: the answer the model predicts, with `m` changed as the call
+    /// changes the store. `new`: the id and token the store gave a create or rotation (`None`:
+    /// filed under an id the caller does not know, for a call that failed but took effect).
+    fn on_model(
+        &self,
+        m: &mut Model,
+        first: &Model,
+        new: Option<(String, String)>,
+    ) -> Result<Ans, ExpErr> {
+        let (id, token, now) = (self.id.as_str(), self.token.as_str(), self.now);
+        Ok(match self.op {
+            Op::Create { data, state, user } => {
+                m.create(new, data, state, user.map(user_key), now);
+                Ans::Saved(0, 1)
+            }
+            Op::Load { .. } | Op::Fetch { .. } => {
+                Ans::Fetched(m.fetch(id, token, self.state(first), now)?)
+            }
+            Op::Save { stale, data, state, same, user, .. } => {
+                let user = user.map(|u| u.map(user_key));
+                let version = self.version(first, *stale);
+                let (s, v) =
+                    m.save(id, token, version, data, state.as_deref(), *same, user, now)?;
+                Ans::Saved(s, v)
+            }
+            Op::SaveMerging { stale, data, state, .. } => {
+                let version = self.version(first, *stale);
+                let current = m.sessions.get(id).map(|s| (s.version, s.data.clone()));
+                let (s, v) = match current {
+                    Some((v, theirs)) if v != version && m.admitted(id, token, now).is_ok() => {
+                        let merged = merge(data, &theirs);
+                        m.save(id, token, v, &merged, Some(state), false, None, now)?
+                    }
+                    _ => m.save(id, token, version, data, Some(state), false, None, now)?,
+                };
+                Ans::Saved(s, v)
+            }
+            Op::Touch { .. } => {
+                m.touch(id, token, now)?;
+                Ans::Unit
+            }
+            Op::Delete { .. } => Ans::Flag(m.sessions.remove(id).is_some()),
+            Op::Revoke { .. } => Ans::Flag(m.revoke(id, now)),
+            Op::Regenerate { forward_ms, .. } => {
+                let s = m.admitted(id, token, now)?;
+                let ans = Ans::Saved(s.latest, s.version);
+                m.regenerate(id, new, u64::from(*forward_ms), now);
+                ans
+            }
+            Op::Exists { .. } => Ans::Flag(m.exists(id, now)),
+            Op::Info { .. } => Ans::Info(m.sessions.get(id).map(|s| {
+                let states = s
+                    .states
+                    .iter()
+                    .map(|(&k, v)| (k, v.len() as u64 + STATE_OVERHEAD))
+                    .collect::<Vec<_>>();
+                (info_exp(s, now), states)
+            })),
+            Op::Count => Ans::Count(m.count()),
+            Op::Cleanup => {
+                let (a, b, c) = m.cleanup(now);
+                Ans::Swept(a, b, c)
+            }
+            Op::UserSessions { user } => {
+                let (known, unknown) = m.user_sessions(&user_key(*user));
+                Ans::Ids(known, unknown)
+            }
+            Op::RevokeUser { user } => Ans::Count(m.revoke_user(&user_key(*user), now)),
+            Op::Advance { .. } | Op::Reopen => unreachable!("not a store call"),
+        })
+    }
+}
+
+fn merge(ours: &[u8], theirs: &[u8]) -> Vec<u8> {
+    [theirs, b"+", ours].concat()
+}
+
+/// Whether the store's answer `got` is the answer `want` of model `m`.
+fn agrees(
+    m: &Model,
+    handles: &[(String, String)],
+    got: &sessiondb::Result<Ans>,
+    want: &Result<Ans, ExpErr>,
+) -> bool {
+    match (got, want) {
+        // The ids listed: those the model knows under the user, in id order, and as many
+        // others as the model has sessions under ids the caller never learned.
+        (Ok(Ans::Ids(ids, _)), Ok(Ans::Ids(known, unknown))) => {
+            let (mine, others): (Vec<&String>, Vec<&String>) =
+                ids.iter().partition(|id| handles.iter().any(|h| h.0 == **id));
+            mine.len() == known.len()
+                && mine.iter().zip(known).all(|(a, b)| *a == b)
+                && others.len() == *unknown
+        }
+        (Ok(g), Ok(w)) => g == w,
+        // A rotation whose successor the caller never learned.
+        (Err(Error::Rotated { successor, .. }), Err(ExpErr::Rotated(None))) => {
+            !m.sessions.contains_key(successor.as_str())
+        }
+        (Err(e), Err(w)) => classify(e).as_ref() == Some(w),
+        _ => false,
+    }
+}
+
+/// An I/O-class failure: never acceptable before the fault fires.
+fn io_class(got: &sessiondb::Result<Ans>) -> bool {
+    matches!(
+        got,
+        Err(Error::Storage(_) | Error::Io(_) | Error::Panicked { .. } | Error::NeedsReopen)
+    )
+}
+
+impl Run {
     fn now(&self) -> u64 {
         use sessiondb::Clock;
         self.clock.now_ms()
     }
 
-    /// Compares the store's answer with the model's. `after` is the model if the operation
-    /// took effect, for when the store reports an I/O-class failure.
-    fn judge<T: std::fmt::Debug + PartialEq>(
-        &self,
-        op: &Op,
-        got: sessiondb::Result<T>,
-        want: &Result<T, ExpErr>,
-        after: impl FnOnce() -> Model,
-    ) -> Step {
-        match (&got, want) {
-            (Ok(g), Ok(w)) if g == w => Step::Agreed,
-            (Err(e), Err(w)) if classify(e).as_ref() == Some(w) => Step::Agreed,
-            // A rotation whose successor the caller never learned.
-            (Err(Error::Rotated { .. }), Err(ExpErr::Rotated(None))) => Step::Agreed,
-            (
-                Err(
-                    e @ (Error::Storage(_)
-                    | Error::Io(_)
-                    | Error::Panicked { .. }
-                    | Error::NeedsReopen),
-                ),
-                _,
-            ) => {
-                assert!(
-                    (self.faulted)(&self.disk),
-                    "{op:?}: {e:?} ({e}) before any fault was injected; the model expected {want:?}"
-                );
-                Step::Uncertain(Box::new(after()))
-            }
-            _ => panic!(
-                "{op:?} at t0+{}: the store answered {got:?}, the model {want:?}\nmodel: {:#?}",
-                self.now() - T0,
-                self.model
-            ),
-        }
-    }
-
-    fn step(&mut self, op: &Op) -> Step {
+    /// Runs one operation on the store and on every candidate model, keeping the candidates
+    /// that agree (an answer no candidate gives is a bug). Returns false once there are too
+    /// many candidates to go on checking.
+    fn step(&mut self, op: &Op) -> bool {
         let now = self.now();
-        let handles = self.handles.clone();
         match op {
-            Op::Create { data, state } => {
-                let got = self.store().create(data, state);
-                match &got {
-                    Ok(c) => {
-                        assert_eq!((c.state_id, c.version), (0, 1));
-                        let (id, token) = (c.id.as_str().to_owned(), c.token.as_str().to_owned());
-                        assert!(!handles.iter().any(|h| h.0 == id), "id {id} issued twice");
-                        self.handles.push((id.clone(), token.clone()));
-                        self.model.create(Some((id, token)), data, state, now);
-                        Step::Agreed
-                    }
-                    Err(_) => {
-                        let mut after = self.model.clone();
-                        after.create(None, data, state, now);
-                        self.judge(op, got.map(|_| ()), &Ok(()), || after)
-                    }
-                }
-            }
-            Op::Load { h, tok: t } | Op::Fetch { h, tok: t, .. } => {
-                let (id, own) = pick(&handles, *h);
-                let token = token_for(&handles, &own, *t);
-                let state = match op {
-                    Op::Fetch { state, .. } => {
-                        let latest = self.model.sessions.get(&id).map_or(0, |s| s.latest);
-                        match state {
-                            StateSel::Latest => None,
-                            StateSel::Back(n) => Some(latest.saturating_sub(u64::from(*n))),
-                            StateSel::Abs(n) => Some(*n),
-                        }
-                    }
-                    _ => None,
-                };
-                let got = if let Op::Load { .. } = op {
-                    self.store().load(&sid(&id), &tok(&token))
-                } else {
-                    self.store().fetch_state(&sid(&id), &tok(&token), state)
-                };
-                let before = self.model.clone();
-                let want = self.model.fetch(&id, &token, state, now);
-                let after = self.model.clone();
-                let step = self.judge(op, got.map(|f| fetched(&f)), &want, || after);
-                if let Step::Uncertain(_) = step {
-                    self.model = before;
-                }
-                step
-            }
-            Op::Save { h, tok: t, stale, data, state, same } => {
-                let (id, own) = pick(&handles, *h);
-                let token = token_for(&handles, &own, *t);
-                let version = self
-                    .model
-                    .sessions
-                    .get(&id)
-                    .map_or(1, |s| s.version.saturating_sub(u64::from(*stale)));
-                let mut save = match state {
-                    Some(st) => Save::new(version, data, st),
-                    None => Save::session_only(version, data),
-                };
-                save = save.same_state(*same);
-                let got = self.store().store_state(&sid(&id), &tok(&token), save);
-                let before = self.model.clone();
-                let want =
-                    self.model.save(&id, &token, version, data, state.as_deref(), *same, now);
-                let after = self.model.clone();
-                let got = got.map(|s| (s.state_id, s.version));
-                let step = self.judge(op, got, &want, || after);
-                if let Step::Uncertain(_) = step {
-                    self.model = before;
-                }
-                step
-            }
-            Op::SaveMerging { h, tok: t, stale, data, state } => {
-                let (id, own) = pick(&handles, *h);
-                let token = token_for(&handles, &own, *t);
-                let version = self
-                    .model
-                    .sessions
-                    .get(&id)
-                    .map_or(1, |s| s.version.saturating_sub(u64::from(*stale)));
-                let merge = |ours: &[u8], theirs: &[u8]| [theirs, b"+", ours].concat();
-                let got = self
-                    .store()
-                    .store_state_merging(
-                        &sid(&id),
-                        &tok(&token),
-                        Save::new(version, data, state),
-                        merge,
-                    )
-                    .map(|s| (s.state_id, s.version));
-                let before = self.model.clone();
-                let current = self.model.sessions.get(&id).map(|s| (s.version, s.data.clone()));
-                let want = match current {
-                    Some((v, theirs))
-                        if v != version && self.model.admitted(&id, &token, now).is_ok() =>
-                    {
-                        let merged = merge(data, &theirs);
-                        self.model.save(&id, &token, v, &merged, Some(state), false, now)
-                    }
-                    _ => self.model.save(&id, &token, version, data, Some(state), false, now),
-                };
-                let after = self.model.clone();
-                let step = self.judge(op, got, &want, || after);
-                if let Step::Uncertain(_) = step {
-                    self.model = before;
-                }
-                step
-            }
-            Op::Touch { h, tok: t } => {
-                let (id, own) = pick(&handles, *h);
-                let token = token_for(&handles, &own, *t);
-                let got = self.store().touch(&sid(&id), &tok(&token));
-                let before = self.model.clone();
-                let want = self.model.touch(&id, &token, now);
-                let after = self.model.clone();
-                let step = self.judge(op, got, &want, || after);
-                if let Step::Uncertain(_) = step {
-                    self.model = before;
-                }
-                step
-            }
-            Op::Delete { h } => {
-                let (id, _) = pick(&handles, *h);
-                let got = self.store().delete(&sid(&id));
-                let mut after = self.model.clone();
-                let want = after.sessions.remove(&id).is_some();
-                let step = self.judge(op, got, &Ok(want), || after.clone());
-                if let Step::Agreed = step {
-                    self.model = after;
-                }
-                step
-            }
-            Op::Revoke { h } => {
-                let (id, _) = pick(&handles, *h);
-                let got = self.store().revoke(&sid(&id));
-                let mut after = self.model.clone();
-                let want = after.revoke(&id, now);
-                let step = self.judge(op, got, &Ok(want), || after.clone());
-                if let Step::Agreed = step {
-                    self.model = after;
-                }
-                step
-            }
-            Op::Regenerate { h, tok: t, forward_ms } => {
-                let (id, own) = pick(&handles, *h);
-                let token = token_for(&handles, &own, *t);
-                let forward = u64::from(*forward_ms);
-                let got = self.store().regenerate(
-                    &sid(&id),
-                    &tok(&token),
-                    Duration::from_millis(forward),
-                );
-                let want = self.model.admitted(&id, &token, now).map(|s| (s.latest, s.version));
-                match (&got, &want) {
-                    (Ok(c), Ok(w)) => {
-                        assert_eq!((c.state_id, c.version), *w, "{op:?}");
-                        let new = (c.id.as_str().to_owned(), c.token.as_str().to_owned());
-                        assert!(!handles.iter().any(|h| h.0 == new.0), "id {} issued twice", new.0);
-                        self.handles.push(new.clone());
-                        self.model.regenerate(&id, Some(new), forward, now);
-                        Step::Agreed
-                    }
-                    _ => {
-                        let mut after = self.model.clone();
-                        if want.is_ok() {
-                            after.regenerate(&id, None, forward, now);
-                        }
-                        self.judge(op, got.map(|c| (c.state_id, c.version)), &want, || after)
-                    }
-                }
-            }
-            Op::Exists { h } => {
-                let (id, _) = pick(&handles, *h);
-                let got = self.store().exists(&sid(&id));
-                let want = self.model.exists(&id, now);
-                self.judge(op, got, &Ok(want), || self.model.clone())
-            }
-            Op::Info { h } => {
-                let (id, _) = pick(&handles, *h);
-                let got = self.store().inspect(&sid(&id)).map(|found| {
-                    found.map(|(info, states)| {
-                        let states: Vec<(u64, u64)> =
-                            states.iter().map(|s| (s.id, s.size)).collect();
-                        (info_of(&info), states)
-                    })
-                });
-                let want = self.model.sessions.get(&id).map(|s| {
-                    let states = s
-                        .states
-                        .iter()
-                        .map(|(&k, v)| (k, v.len() as u64 + STATE_OVERHEAD))
-                        .collect::<Vec<_>>();
-                    (info_exp(s, now), states)
-                });
-                self.judge(op, got, &Ok(want), || self.model.clone())
-            }
-            Op::Count => {
-                let got = self.store().count();
-                let want = self.model.sessions.len() as u64;
-                self.judge(op, got, &Ok(want), || self.model.clone())
-            }
-            Op::Cleanup => {
-                let got = self.store().cleanup().map(|r| {
-                    assert!(!r.skipped && r.corrupted == 0 && r.stale_entries == 0, "{r:?}");
-                    (r.sessions, r.states, r.tombstones)
-                });
-                let mut after = self.model.clone();
-                let want = after.cleanup(now);
-                let step = self.judge(op, got, &Ok(want), || after.clone());
-                if let Step::Agreed = step {
-                    self.model = after;
-                }
-                step
-            }
             Op::Advance { ms } => {
                 self.clock.advance(u64::from(*ms));
-                Step::Agreed
+                return true;
             }
             Op::Reopen => {
                 drop(self.store.take());
-                match open(&self.path, &self.disk, &self.clock) {
-                    Ok(store) => {
-                        self.store = Some(store);
-                        Step::Agreed
-                    }
-                    Err(e) => {
-                        assert!(
-                            (self.faulted)(&self.disk),
-                            "reopen failed on a healthy disk: {e:?}"
-                        );
-                        Step::Uncertain(Box::new(self.model.clone()))
-                    }
+                self.ensure_open();
+                return true;
+            }
+            _ => {}
+        }
+        if self.store.is_none() && !self.ensure_open() {
+            return true; // the store does not open: the call cannot run, nothing changed
+        }
+        let (id, own) = match op {
+            Op::Load { h, .. }
+            | Op::Fetch { h, .. }
+            | Op::Save { h, .. }
+            | Op::SaveMerging { h, .. }
+            | Op::Touch { h, .. }
+            | Op::Delete { h }
+            | Op::Revoke { h }
+            | Op::Regenerate { h, .. }
+            | Op::Exists { h }
+            | Op::Info { h } => pick(&self.handles, *h),
+            _ => pick(&[], 0),
+        };
+        let token = match op {
+            Op::Load { tok: t, .. }
+            | Op::Fetch { tok: t, .. }
+            | Op::Save { tok: t, .. }
+            | Op::SaveMerging { tok: t, .. }
+            | Op::Touch { tok: t, .. }
+            | Op::Regenerate { tok: t, .. } => token_for(&self.handles, &own, *t),
+            _ => own,
+        };
+        let call = Call { op, id, token, now };
+        // Whether the fault had fired before this call: with a persistent one, nothing the
+        // call does can reach the disk.
+        let fired_before = (self.faulted)(&self.disk);
+        let first = self.models[0].clone();
+        let (got, new) = call.on_store(self.store.as_ref().unwrap(), &first);
+        let mut next: Vec<Model> = Vec::new();
+        if io_class(&got) {
+            let e = got.as_ref().unwrap_err();
+            assert!(
+                (self.faulted)(&self.disk),
+                "{op:?}: {e:?} ({e}) before any fault was injected"
+            );
+            for m in &self.models {
+                next.push(m.clone()); // it did not take effect
+                if !(fired_before && self.keeps_failing) {
+                    let mut after = m.clone();
+                    let _ = call.on_model(&mut after, &first, None);
+                    next.push(after); // it did
                 }
+            }
+        } else {
+            let mut wants = Vec::new();
+            for m in &self.models {
+                let mut after = m.clone();
+                let want = call.on_model(&mut after, &first, new.clone());
+                if agrees(m, &self.handles, &got, &want) {
+                    next.push(after);
+                }
+                wants.push(want);
+            }
+            assert!(
+                !next.is_empty(),
+                "{op:?} at t0+{}: the store answered {got:?}, the model {wants:?}\nmodels: {:#?}",
+                now - T0,
+                self.models
+            );
+            if let Some((id, _)) = &new {
+                assert!(!self.handles.iter().any(|h| h.0 == *id), "id {id} issued twice");
+                self.handles.push(new.clone().unwrap());
+            }
+        }
+        let mut distinct: Vec<Model> = Vec::with_capacity(next.len());
+        for m in next {
+            if !distinct.contains(&m) {
+                distinct.push(m);
+            }
+        }
+        if io_class(&got) && !(fired_before && self.keeps_failing) {
+            self.uncertain = Some((distinct.clone(), self.disk.syncs()));
+        }
+        self.models = distinct;
+        self.models.len() <= MAX_CANDIDATES
+    }
+
+    /// Opens the store if it is closed: true if it is open. A failure is acceptable only
+    /// after the fault fired.
+    fn ensure_open(&mut self) -> bool {
+        if self.store.is_some() {
+            return true;
+        }
+        match open(&self.path, &self.disk, &self.clock) {
+            Ok(store) => {
+                self.store = Some(store);
+                true
+            }
+            Err(e) => {
+                assert!((self.faulted)(&self.disk), "reopen failed on a healthy disk: {e:?}");
+                false
             }
         }
     }
@@ -826,14 +588,19 @@ impl Run {
 
 /// Whether the store opened on a restarted disk holds exactly `model`. Reads only what a
 /// read-write store reads, and loads touch: run it on a store of its own.
-fn check_store(store: &Store, model: &Model, now: u64) -> Result<(), String> {
+fn check_store(
+    store: &Store,
+    model: &Model,
+    handles: &[(String, String)],
+    now: u64,
+) -> Result<(), String> {
     // A crash at any point leaves a consistent file.
     match store.verify() {
         Ok(report) if report.is_clean() => {}
         other => return Err(format!("verify: {other:?}")),
     }
     let mut model = model.clone();
-    let mut listed = BTreeMap::new();
+    let mut listed = std::collections::BTreeMap::new();
     for item in store.sessions() {
         let info = item.map_err(|e| format!("listing: {e:?}"))?;
         listed.insert(info.id.as_str().to_owned(), info_of(&info));
@@ -843,7 +610,7 @@ fn check_store(store: &Store, model: &Model, now: u64) -> Result<(), String> {
         .filter(|(id, _)| !model.sessions.contains_key(*id))
         .map(|(_, i)| *i)
         .collect();
-    let mut anon: Vec<InfoExp> = model.anon.iter().map(|s| info_exp(s, now)).collect();
+    let mut anon: Vec<InfoExp> = model.anon.values().map(|s| info_exp(s, now)).collect();
     extra.sort_by_key(|i| format!("{i:?}"));
     anon.sort_by_key(|i| format!("{i:?}"));
     if extra != anon {
@@ -858,6 +625,15 @@ fn check_store(store: &Store, model: &Model, now: u64) -> Result<(), String> {
     let count = store.count().map_err(|e| format!("count: {e:?}"))?;
     if count != listed.len() as u64 {
         return Err(format!("count {count}, listed {}", listed.len()));
+    }
+    for u in 0..3 {
+        let got = store.user_sessions(&user_key(u)).map_err(|e| format!("user_sessions: {e:?}"));
+        let got = Ok(Ans::Ids(got?.iter().map(|i| i.as_str().to_owned()).collect(), 0));
+        let (known, unknown) = model.user_sessions(&user_key(u));
+        let want = Ok(Ans::Ids(known, unknown));
+        if !agrees(&model, handles, &got, &want) {
+            return Err(format!("user {u}: {got:?}, expected {want:?}"));
+        }
     }
     let ids: Vec<(String, String)> =
         model.sessions.iter().map(|(id, s)| (id.clone(), s.token.clone())).collect();
@@ -884,7 +660,8 @@ fn check_store(store: &Store, model: &Model, now: u64) -> Result<(), String> {
         let want = model.missing(&id, &stone.token, now);
         let same = match (&got, &want) {
             (Err(Error::Rotated { successor, .. }), ExpErr::Rotated(None)) => {
-                extra.len() == 1 && listed.contains_key(successor.as_str())
+                listed.contains_key(successor.as_str())
+                    && !model.sessions.contains_key(successor.as_str())
             }
             (Err(e), w) => classify(e).as_ref() == Some(w),
             (Ok(_), _) => false,
@@ -900,6 +677,9 @@ fn run(input: &Input) {
     let path = common::workdir().join("model.redb");
     let clock = ManualClock::new(T0);
     let disk = FaultyDisk::new();
+    // Every disk of this input is discarded at the end, whatever happens: a store that met
+    // an I/O error leaks its handle, and with it the disk's images (see `FaultyDisk::discard`).
+    let _discard = Discard(vec![disk.clone()]);
     let store = open(&path, &disk, &clock).expect("a store opens on a new simulated disk");
     let start = disk.ops();
     let (faulted, keeps_failing): (Box<dyn Fn(&FaultyDisk) -> bool>, bool) = match input.fault {
@@ -920,26 +700,27 @@ fn run(input: &Input) {
         path,
         disk: disk.clone(),
         clock: clock.clone(),
-        model: Model::default(),
+        models: vec![Model::default()],
         handles: Vec::new(),
         faulted,
+        keeps_failing,
+        uncertain: None,
     };
-    let mut after = None;
     let mut ops = input.ops.iter().take(MAX_OPS);
+    let mut checking = true;
     for op in ops.by_ref() {
-        if let Step::Uncertain(model) = run.step(op) {
-            after = Some(*model);
+        if !run.step(op) {
+            checking = false;
             break;
         }
     }
-    if after.is_some() && keeps_failing {
-        // Nothing reaches the disk any more: the rest runs for its error paths only.
-        for op in ops {
-            if run.store.is_none() {
-                break;
-            }
-            unchecked(&run, op);
+    // Too many candidates: the rest runs for its error paths only, and the restart is not
+    // checked against a model.
+    for op in ops {
+        if run.store.is_none() {
+            break;
         }
+        unchecked(&run, op);
     }
 
     // Restart: the durable image, with the unsynced writes the input lets through.
@@ -950,33 +731,58 @@ fn run(input: &Input) {
         TornSpec::Prefix(n) => Torn::Prefix(usize::from(n)),
     };
     let image = disk.after_power_loss(torn).durable_image();
+    let disk_syncs = disk.syncs();
+    disk.discard();
     let now = run.now();
-    let mut candidates = vec![("before", run.model.clone())];
-    if let Some(after) = after {
-        candidates.push(("after", after));
+    // Loads touch: each candidate is checked on a fresh disk holding the image.
+    let restart = || {
+        let restarted = FaultyDisk::with_image(image.clone());
+        match open(&run.path, &restarted, &clock) {
+            Ok(store) => (Discard(vec![restarted]), store),
+            Err(e) => panic!("the restarted disk does not open: {e:?} ({e})"),
+        }
+    };
+    if !checking {
+        let (_discard, store) = restart();
+        common::verify(&store);
+        return;
+    }
+    let mut candidates = run.models.clone();
+    if let Some((models, syncs)) = &run.uncertain
+        && disk_syncs == *syncs
+    {
+        candidates.extend(models.iter().filter(|m| !run.models.contains(m)).cloned());
     }
     let mut mismatches = Vec::new();
-    for (name, model) in &candidates {
-        let restarted = FaultyDisk::with_image(image.clone());
-        let store = match open(&run.path, &restarted, &clock) {
-            Ok(store) => store,
-            Err(e) => panic!("the restarted disk does not open: {e:?} ({e})"),
-        };
-        match check_store(&store, model, now) {
+    for model in &candidates {
+        let (_discard, store) = restart();
+        match check_store(&store, model, &run.handles, now) {
             Ok(()) => return,
-            Err(why) => mismatches.push(format!("{name} the failing operation: {why}")),
+            Err(why) => mismatches.push(why),
         }
     }
     panic!(
-        "after the restart the store is none of the candidates:\n{}\nmodel before: {:#?}",
+        "after the restart the store is none of the {} candidate models:\n{}\nmodels: {:#?}",
+        candidates.len(),
         mismatches.join("\n"),
-        run.model
+        candidates
     );
+}
+
+/// Discards its disks when dropped, on every way out of [`run`].
+struct Discard(Vec<FaultyDisk>);
+
+impl Drop for Discard {
+    fn drop(&mut self) {
+        for disk in &self.0 {
+            disk.discard();
+        }
+    }
 }
 
 /// Runs an operation on the store without checking its answer.
 fn unchecked(run: &Run, op: &Op) {
-    let store = run.store();
+    let store = run.store.as_ref().unwrap();
     let (id, own) = match op {
         Op::Load { h, .. }
         | Op::Fetch { h, .. }
@@ -992,7 +798,7 @@ fn unchecked(run: &Run, op: &Op) {
     };
     let (id, token) = (sid(&id), tok(&own));
     match op {
-        Op::Create { data, state } => drop(store.create(data, state)),
+        Op::Create { data, state, .. } => drop(store.create(data, state)),
         Op::Load { .. } => drop(store.load(&id, &token)),
         Op::Fetch { .. } => drop(store.fetch_state(&id, &token, Some(0))),
         Op::Save { data, .. } | Op::SaveMerging { data, .. } => {
@@ -1006,6 +812,8 @@ fn unchecked(run: &Run, op: &Op) {
         Op::Info { .. } => drop(store.inspect(&id)),
         Op::Count => drop(store.count()),
         Op::Cleanup => drop(store.cleanup()),
+        Op::UserSessions { user } => drop(store.user_sessions(&user_key(*user))),
+        Op::RevokeUser { user } => drop(store.revoke_user(&user_key(*user))),
         Op::Advance { ms } => run.clock.advance(u64::from(*ms)),
         Op::Reopen => {}
     }
