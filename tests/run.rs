@@ -498,3 +498,55 @@ fn a_lockless_save_behind_an_unrelated_holder_of_its_stripe_succeeds_unlocked() 
         assert_eq!(read_counter(&manager, &other), 2);
     });
 }
+
+/// A request whose cookie names a session that another request (a log-in of another tab, or a
+/// parallel request of the page) moved to a new id a moment ago must not start a fresh session:
+/// its cookie would replace the logged-in one in the browser's single cookie jar, and the user
+/// would be logged out by a request that raced the log-in (found by review: the race test used
+/// two jars). It answers `Busy` and stores nothing, sends nothing; the client tries again with
+/// the log-in's cookie. Ten seconds after the log-in (or once the logged-in session is logged
+/// out), an old cookie gets a fresh session as before. Failed before: the racing request created a
+/// fresh session and sent its cookie.
+#[test]
+fn a_request_racing_a_login_never_replaces_the_login_cookie() {
+    let db = common::temp_db();
+    let clock = sessiondb::ManualClock::new(common::T0);
+    let store = common::builder(&db.path, &clock)
+        .idle_timeout(Some(Duration::from_secs(3600)))
+        .cleanup_interval(None)
+        .open()
+        .unwrap();
+    let manager = SessionManager::new(store, ManagerConfig::default()).unwrap();
+    let old = new_session(&manager);
+    let client = ClientInfo::with_cookie(&old);
+    // Raced inside one request: the log-in commits between its begin and finish.
+    let mut runs = 0;
+    let raced = manager.handle(&client, |req| {
+        runs += 1;
+        if runs == 1 {
+            let login = manager.handle(&client, |other| {
+                other.regenerate();
+                increment(other)
+            });
+            assert!(login.unwrap().set_cookie.is_some(), "the log-in sends its new cookie");
+        }
+        increment(req)
+    });
+    assert!(matches!(raced, Err(Error::Busy { .. })), "{raced:?}");
+    assert_eq!(runs, 1, "the fresh-session attempt never ran");
+    // Sent after the log-in committed: the same, whether it changes something or only reads.
+    let late = manager.handle(&client, increment);
+    assert!(matches!(late, Err(Error::Busy { .. })), "{late:?}");
+    let mut read = manager.begin(&client).unwrap();
+    assert!(read.moved());
+    assert_eq!(manager.finish(read).unwrap(), None, "no removal of the log-in's cookie");
+    read = manager.begin(&client).unwrap();
+    read.set_data(b"x".to_vec());
+    assert!(matches!(manager.finish(read), Err(Error::Busy { .. })), "nothing stored");
+    assert_eq!(manager.store().count().unwrap(), 1, "only the logged-in session");
+    // Ten seconds later the old cookie is just an old cookie: a fresh session.
+    clock.advance(10_001);
+    let fresh = manager.handle(&client, increment).unwrap();
+    assert_eq!(fresh.value, 1);
+    assert!(fresh.set_cookie.is_some());
+}

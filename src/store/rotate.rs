@@ -192,6 +192,44 @@ impl Store {
     }
 }
 
+/// How long after a rotation (after its forwarding window) a request with the old id's token is
+/// taken for one that raced the log-in ([`Store::moved_recently`]): it was sent before the
+/// browser had the new cookie. Longer than a request's own bound (5 s by default); short, since
+/// a browser whose log-in response was lost gets `Busy` for that long.
+pub(crate) const MOVE_RACE_WINDOW: u64 = 10 * 1000;
+
+impl Store {
+    /// Whether `id` was rotated into another session ([`Store::regenerate`], a log-in) less than
+    /// [`MOVE_RACE_WINDOW`] ago (after its forwarding window), `token` is its token, and the
+    /// session it was rotated into still lives: a request that still carries it raced that
+    /// log-in (another tab, a parallel request of the page), and must not start a fresh session
+    /// whose cookie would replace the logged-in one.
+    pub(crate) fn moved_recently(&self, id: &SessionId, token: &SecureToken) -> Result<bool> {
+        let now = self.core.now();
+        self.core.reading(|| {
+            let txn = self.core.read()?;
+            let tombstones = crate::schema::read_tombstones(&txn)?;
+            let Some(stone) = get_tombstone(&tombstones, id.as_bytes())? else { return Ok(false) };
+            let recent = stone.reason == Retired::Rotated
+                && now < stone.forward_until.saturating_add(MOVE_RACE_WINDOW)
+                && token.matches(&stone.token_hash);
+            let Some(mut next) = stone.successor.filter(|_| recent) else { return Ok(false) };
+            // The chain's end: a log-out since has left no logged-in cookie to protect.
+            let sessions = crate::schema::read_sessions(&txn)?;
+            for _ in 0..MAX_CHAIN {
+                if sessions.get(next.as_bytes())?.is_some() {
+                    return Ok(true);
+                }
+                match get_tombstone(&tombstones, next.as_bytes())?.and_then(|s| s.successor) {
+                    Some(successor) => next = successor,
+                    None => return Ok(false),
+                }
+            }
+            Ok(false)
+        })
+    }
+}
+
 /// A session a client names, with its token and, to check, the client's fingerprint.
 pub(crate) type Named = (SessionId, SecureToken, Option<Vec<u8>>);
 

@@ -95,6 +95,10 @@ struct Loaded {
     forwarded: bool,
 }
 
+/// How many named sessions that load but fail the cross-checks `begin` looks past, for a
+/// cookie of ours behind them.
+const MAX_MISMATCHES: usize = 4;
+
 /// How many rotations `begin` follows from one cookie.
 const MAX_FORWARDS: usize = 3;
 
@@ -161,6 +165,8 @@ pub struct Request {
     /// The well-formed sessions the client named (cookies or query), which a log-out revokes
     /// with their chains even when `begin` refused them (another request rotated them).
     named: Vec<(SessionId, SecureToken)>,
+    /// The named session was moved to a new id by another request (a log-in) a moment ago.
+    moved: bool,
     ending: Ending,
     cookie: CookieNeed,
 }
@@ -190,6 +196,18 @@ impl Request {
     /// How the session was found.
     pub fn outcome(&self) -> &Outcome {
         &self.outcome
+    }
+
+    /// Whether the cookie names a session that another request (a log-in in another tab, or a
+    /// parallel request of the same page) moved to a new id a few seconds ago (10 s, after any
+    /// forwarding window), which still lives: this request was sent before the browser had the
+    /// new cookie. This request then has a fresh session, which `finish` does not store
+    /// and whose cookie it does not send: that cookie would replace the logged-in one in the
+    /// browser. `finish` answers [`Error::Busy`] if the request changed anything, and
+    /// [`SessionManager::handle`] answers it before running the request's code: the client
+    /// tries again, with the cookie of the log-in.
+    pub fn moved(&self) -> bool {
+        self.moved
     }
 
     /// The session's id, if it is stored (a fresh session has none until `finish` stores it).
@@ -314,6 +332,7 @@ impl SessionManager {
             fingerprint,
             user: None,
             named: Vec::new(),
+            moved: false,
             ending: Ending::Keep,
             cookie: CookieNeed::Nothing,
         };
@@ -333,7 +352,12 @@ impl SessionManager {
         let loaded = self.load_named(candidates, wanted, req.fingerprint.as_deref())?;
         let Loaded { id, token, fetched, forwarded } = match loaded {
             Ok(loaded) => loaded,
-            Err(refusal) => return Self::refused(req, refusal),
+            Err(refusal) => {
+                if matches!(refusal, Error::Revoked) {
+                    req.moved = self.moved_recently(&req.named)?;
+                }
+                return Self::refused(req, refusal);
+            }
         };
         let matches = req.fingerprint.as_deref().and_then(|fp| fetched.fingerprint_matches(fp));
         // A forwarded request that fails the cross-checks is refused whatever the policy:
@@ -406,7 +430,13 @@ impl SessionManager {
         fingerprint: Option<&[u8]>,
     ) -> Result<Result<Loaded, Error>> {
         let (mut first_refusal, mut first_mismatch) = (None, None);
+        let mut mismatches = 0;
         for (mut id, mut token) in candidates {
+            // Each session loaded may persist a touch (a commit): a client that sends many
+            // sessions of other clients costs at most this many.
+            if mismatches >= MAX_MISMATCHES {
+                break;
+            }
             let mut hops = 0;
             let refusal = loop {
                 match self.fetch(&id, &token, wanted) {
@@ -418,6 +448,7 @@ impl SessionManager {
                             return Ok(Ok(loaded));
                         }
                         first_mismatch.get_or_insert(loaded);
+                        mismatches += 1;
                         break None;
                     }
                     Err(Error::Rotated { successor, token: moved }) if hops < MAX_FORWARDS => {
@@ -438,6 +469,16 @@ impl SessionManager {
             return Ok(Ok(loaded));
         }
         Ok(Err(first_refusal.unwrap_or(Error::NotFound)))
+    }
+
+    /// Whether one of `named` was moved to a new id a moment ago ([`Request::moved`]).
+    fn moved_recently(&self, named: &[(SessionId, SecureToken)]) -> Result<bool> {
+        for (id, token) in named {
+            if self.store.moved_recently(id, token)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Fetches state `wanted`, falling back to the latest state if it is unknown or evicted.
@@ -472,7 +513,9 @@ impl SessionManager {
     ///
     /// # Errors
     /// [`Error::Conflict`] if another request saved the session since this one loaded it
-    /// (nothing of this request was written: run it again); storage errors.
+    /// (nothing of this request was written: run it again); [`Error::Busy`] if the request
+    /// changed something but its cookie's session was just moved to a new id by another request
+    /// ([`Request::moved`]: nothing was stored); storage errors.
     ///
     /// Takes no session lock: [`SessionManager::handle`] does (see `docs/web.md`).
     pub fn finish(&self, req: Request) -> Result<Option<String>> {
@@ -503,6 +546,12 @@ impl SessionManager {
             } else {
                 Ok(None)
             };
+        }
+        if req.moved {
+            // A fresh session stored here would send a cookie that replaces the log-in's in the
+            // browser, and a removal would remove it: store nothing, send nothing.
+            let retry_after = self.config.run.retry_after;
+            return if changed { Err(Error::Busy { retry_after }) } else { Ok(None) };
         }
         let Request { stored, data, new_state, fingerprint, user, ending, .. } = req;
         let Some((mut id, mut token, version)) = stored else {

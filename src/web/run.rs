@@ -141,8 +141,10 @@ impl SessionManager {
         let mut held: Option<(SessionId, SessionLock<'_>)> = None;
         let mut attempts = 0u32;
         let mut locked_conflicts = 0u32;
+        // Whether the session locks can be used at all (their lock files can be created).
+        let mut lockable = true;
         loop {
-            let lock_now = attempts >= run.lockless_attempts;
+            let lock_now = lockable && attempts >= run.lockless_attempts;
             if lock_now
                 && let Some(id) = &known
                 && held.as_ref().is_none_or(|(locked, _)| locked != id)
@@ -152,10 +154,23 @@ impl SessionManager {
                 match self.store().lock(id, run.lock_wait.min(left)) {
                     Ok(guard) => held = Some((id.clone(), guard)),
                     Err(Error::LockTimeout { .. }) => return Err(busy().into()),
+                    // The lock file cannot be created (a database directory this process may
+                    // not write): go on without session locks, as a write of `finish` does,
+                    // until the overall bound.
+                    Err(Error::Io(_)) => {
+                        lockable = false;
+                        continue;
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
             let mut request = self.begin(client)?;
+            if request.moved() {
+                // Another request moved the cookie's session to a new id a moment ago (a
+                // log-in): a fresh session's cookie would replace the logged-in one. The client
+                // tries again, with that cookie ([`Request::moved`]).
+                return Err(busy().into());
+            }
             let id = request.session_id().cloned();
             if lock_now
                 && let Some(now) = &id
