@@ -127,10 +127,14 @@ pub enum Error {
         /// What redb found.
         reason: String,
     },
-    /// A file or directory of the store belongs to another user, or other users can write it
-    /// (or the directory the database is in belongs to another user, or others can write it
-    /// without the sticky bit), so they could read, change, replace or block the store. Nothing was opened. See [`Builder::file_access`] and
-    /// [`Builder::trust_foreign_files`], and docs/reliability.md ("Private files").
+    /// A file or directory of the store belongs to another user, or other users can write it,
+    /// or a file has a second name (a hard link) or is another user's and readable by all (or
+    /// the directory the database is in belongs to another user, or others can write it
+    /// without the sticky bit), so they could read, change, replace or block the store. The
+    /// refused file was not used: from `open` nothing was opened; a lock file refused later (a
+    /// stripe, `cleanup.lock`) fails only that call of an open store. See
+    /// [`Builder::file_access`] and [`Builder::trust_foreign_files`], and docs/reliability.md
+    /// ("Private files").
     ///
     /// [`Builder::file_access`]: crate::Builder::file_access
     /// [`Builder::trust_foreign_files`]: crate::Builder::trust_foreign_files

@@ -266,8 +266,9 @@ impl FaultyDisk {
     ///
     /// For long test runs: a store that met a storage error leaks its redb handle on drop
     /// rather than risk closing it (closing a damaged file can abort inside redb; see
-    /// docs/reliability.md), and with it the backend, which on a real file holds a descriptor but here holds the whole simulated
-    /// disk, twice. Discarding the disk once it is no longer needed gives that memory back.
+    /// docs/reliability.md), and with it the backend, which on a real file holds a descriptor
+    /// but here holds the whole simulated disk, twice. Discarding the disk once it is no
+    /// longer needed gives that memory back.
     pub fn discard(&self) {
         let mut d = self.lock();
         d.dead = true;

@@ -3,10 +3,12 @@
 //!
 //! Every file and directory a store creates gets its mode at creation, then exactly that mode
 //! with `fchmod`, so the umask cannot widen or narrow it. Every one it opens read-write is
-//! checked on the open descriptor (`fstat`, no race with a rename): it must belong to the
-//! effective uid (or, with [`FileAccess::Group`], to one of its groups), and must not be
-//! writable by other users. Bits beyond the configured mode on a file this user owns (a 0644
-//! file of an older sessiondb) are taken away, never added.
+//! checked (a file on the open descriptor, `fstat`, no race with a rename; a directory by
+//! path): it must belong to the effective uid (or, with [`FileAccess::Group`], to one of its
+//! groups) and must not be writable by other users; a file must have one name (no hard link)
+//! and, if it is another user's, must not be readable by every user. Bits beyond the
+//! configured mode on a file this user owns (a 0644 file of an older sessiondb) are taken
+//! away, never added.
 //!
 //! On other systems than Unix, files are created and opened as they always were: no checks.
 
@@ -109,6 +111,17 @@ mod imp {
         let mode = meta.mode() & 0o7777;
         if !policy.trust_foreign {
             let group = policy.access == FileAccess::Group;
+            if !dir && meta.nlink() != 1 {
+                return Err(unsafe_file(
+                    path,
+                    format!(
+                        "it has {} hard links: another user may have linked a file of this \
+                         user here to have the store change and overwrite it; remove this \
+                         name (or the other names), or set trust_foreign_files(true)",
+                        meta.nlink()
+                    ),
+                ));
+            }
             if meta.uid() != me && !(group && in_my_groups(meta.gid())) {
                 let fix = if group {
                     "or give it a group of this process"
@@ -140,6 +153,18 @@ mod imp {
                     "its group can write it: `chmod g-w` it, or use FileAccess::Group if the \
                      group is trusted"
                         .into(),
+                ));
+            }
+            if !dir && meta.uid() != me && mode & 0o004 != 0 {
+                // A file of this user is narrowed below; another user's file cannot be.
+                return Err(unsafe_file(
+                    path,
+                    format!(
+                        "every user can read it, and it belongs to uid {}, so this process \
+                         cannot narrow it: `chmod o-rwx` it as its owner, or set \
+                         trust_foreign_files(true)",
+                        meta.uid()
+                    ),
                 ));
             }
         }
@@ -176,7 +201,9 @@ mod imp {
             return Err(unsafe_file(
                 &dir,
                 format!(
-                    "the database's directory belongs to uid {owner}, who can replace or roll                      back the files in it: move the database to a directory of uid {me} or                      root, or set trust_foreign_files(true)"
+                    "the database's directory belongs to uid {owner}, who can replace or roll \
+                     back the files in it: move the database to a directory of uid {me} or \
+                     root, or set trust_foreign_files(true)"
                 ),
             ));
         }
@@ -271,6 +298,27 @@ mod imp {
         Ok(file)
     }
 
+    /// Gives the file `from` the name `to`, which must not exist (`AlreadyExists` if it does);
+    /// `from` is gone afterwards if this succeeds. One `renameat2(RENAME_NOREPLACE)` where the
+    /// system and file system have it, so the file never has two names (a database with two
+    /// is refused); else a hard link and an unlink, which leave two names for an instant.
+    pub(crate) fn rename_new(from: &Path, to: &Path) -> io::Result<()> {
+        #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+        {
+            use rustix::fs::{CWD, RenameFlags, renameat_with};
+            match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+                Ok(()) => return Ok(()),
+                Err(e) if e == rustix::io::Errno::EXIST => {
+                    return Err(io::ErrorKind::AlreadyExists.into());
+                }
+                // Not supported here (an old kernel, some file systems): link and unlink.
+                Err(_) => {}
+            }
+        }
+        std::fs::hard_link(from, to)?;
+        std::fs::remove_file(from)
+    }
+
     /// Creates the directory `path` with the configured mode if it does not exist, and checks
     /// it (its parent with [`check_parent`] first). A symbolic link is followed as
     /// [`may_follow`] allows.
@@ -312,6 +360,11 @@ mod imp {
         OpenOptions::new().read(true).write(true).create_new(true).open(path)
     }
 
+    pub(crate) fn rename_new(from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to)?;
+        std::fs::remove_file(from)
+    }
+
     pub(crate) fn prepare_dir(_: Policy, path: &Path) -> Result<()> {
         match std::fs::create_dir(path) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e.into()),
@@ -334,6 +387,12 @@ pub(crate) fn open_lock_file(policy: Policy, path: &Path) -> Result<File> {
 /// Creates a new file (which must not exist) with exactly the configured mode.
 pub(crate) fn create_new(policy: Policy, path: &Path) -> std::io::Result<File> {
     imp::create_new(policy, path)
+}
+
+/// Renames `from` to `to`, which must not exist (`AlreadyExists` if it does), never replacing
+/// a file: the database's creation.
+pub(crate) fn rename_new(from: &Path, to: &Path) -> std::io::Result<()> {
+    imp::rename_new(from, to)
 }
 
 /// Creates the lock directory if missing, and checks it and the directory it is in.

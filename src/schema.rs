@@ -25,6 +25,12 @@ pub(crate) const META_SWEPT: &str = "swept";
 /// time of the last one. Absent until a batch left a backlog. See `docs/format.md`.
 pub(crate) const META_SWEEP_BATCH: &str = "sweep_batch";
 
+/// A u64 `meta` value ([`META_CREATED`], [`META_SWEPT`], [`META_SWEEP_BATCH`]): exactly 8 bytes,
+/// little-endian; anything else is `None`.
+pub(crate) fn u64_of(bytes: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(bytes).ok().map(u64::from_le_bytes)
+}
+
 /// Names of the tables, as they appear in errors.
 pub(crate) const SESSIONS_NAME: &str = "sessions";
 pub(crate) const STATES_NAME: &str = "states";

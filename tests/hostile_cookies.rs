@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::os::unix::ffi::OsStringExt;
 
 use sessiondb::web::{
-    ClientInfo, CrossCheck, HijackPolicy, MAX_COOKIE_HEADER_LEN, MAX_COOKIES, ManagerConfig,
-    Outcome, SessionManager, get_cookie,
+    ClientInfo, CrossCheck, HijackPolicy, MAX_COOKIE_HEADER_LEN, MAX_COOKIE_SCAN_LEN, MAX_COOKIES,
+    ManagerConfig, Outcome, SessionManager, get_cookie,
 };
 
 mod common;
@@ -149,12 +149,31 @@ fn duplicates_of_our_cookie_are_harmless() {
     }
 }
 
+/// A sibling subdomain sets about 9 KB of cookies (more than [`MAX_COOKIE_HEADER_LEN`]); a
+/// server that accepts big headers (hyper, axum) passes them on: ours is still found.
+#[test]
+fn cookies_of_other_sites_past_8_kib_do_not_log_the_user_out() {
+    let db = temp_db();
+    let m = manager(&db);
+    let ours = session(&m);
+    let mut others = String::new();
+    for i in 0..9 {
+        write!(others, "sibling{i}={}; ", "v".repeat(1000)).unwrap();
+    }
+    for header in [format!("{others}{ours}"), format!("{ours}; {others}")] {
+        assert!(header.len() > MAX_COOKIE_HEADER_LEN);
+        assert_eq!(outcome(&m, &ClientInfo::with_cookie(&header)), Outcome::Resumed);
+        assert_eq!(outcome(&m, &cgi(header.clone().into_bytes())), Outcome::Resumed);
+    }
+    assert_eq!(m.store().count().unwrap(), 1, "no fresh session");
+}
+
 #[test]
 fn a_header_over_the_size_limit_is_read_as_no_cookie_never_cut() {
     let db = temp_db();
     let m = manager(&db);
     let ours = session(&m);
-    let filler = "f=".to_owned() + &"x".repeat(MAX_COOKIE_HEADER_LEN);
+    let filler = "f=".to_owned() + &"x".repeat(MAX_COOKIE_SCAN_LEN);
     for header in [format!("{ours}; {filler}"), format!("{filler}; {ours}")] {
         let req = m.begin(&ClientInfo::with_cookie(&header)).unwrap();
         assert_eq!(req.outcome(), &Outcome::New);

@@ -153,8 +153,25 @@ fn another_user_cannot_read_write_or_lock_anything_of_a_store() {
     let c_new = c_path(&locks.join("planted"));
     let c_dir = c_path(&locks);
     assert!(targets.len() <= 5, "one stripe expected: {targets:?}");
-    // Exit code: a bit per attempt that succeeded (0: every one failed).
+    // Positive controls beside the database, which nobody must be able to open: else (an
+    // ancestor of the temporary directory nobody cannot search) every attempt below would fail
+    // whatever the store's modes.
+    let control_file = db.dir.path().join("control");
+    std::fs::write(&control_file, b"public").unwrap();
+    chmod(&control_file, 0o644);
+    let control_dir = db.dir.path().join("control.d");
+    std::fs::create_dir(&control_dir).unwrap();
+    chmod(&control_dir, 0o755);
+    let (c_control_file, c_control_dir) = (c_path(&control_file), c_path(&control_dir));
+    // Exit code: 201 or 202 if a control failed; else a bit per attempt that succeeded (0:
+    // every one failed).
     let code = as_nobody(|| unsafe {
+        if libc::open(c_control_file.as_ptr(), libc::O_RDONLY) < 0 {
+            return 201;
+        }
+        if libc::opendir(c_control_dir.as_ptr()).is_null() {
+            return 202;
+        }
         let mut got = 0;
         for (i, p) in c_targets.iter().enumerate() {
             for flags in [libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR] {
@@ -174,6 +191,8 @@ fn another_user_cannot_read_write_or_lock_anything_of_a_store() {
         got
     });
     assert_ne!(code, 200, "could not become nobody");
+    assert_ne!(code, 201, "nobody cannot open a 0644 file beside the database: no control");
+    assert_ne!(code, 202, "nobody cannot open a 0755 directory beside the database: no control");
     let mut what: Vec<String> = (0..targets.len())
         .filter(|i| code & (1 << i) != 0)
         .map(|i| format!("opened {}", targets[i].display()))
@@ -250,6 +269,66 @@ fn a_symbolic_link_another_user_planted_is_not_followed() {
     assert_eq!(path, db.path);
     assert!(message.contains("symbolic link"), "{message}");
     assert_eq!(std::fs::metadata(&victim).unwrap().len(), 0, "root wrote through nobody's link");
+}
+
+/// A file of this user's, linked at the database's (or a lock file's) name by another user
+/// (in a sticky directory with `protected_hardlinks=0`; root can link anything): the store
+/// would narrow and overwrite it. Refused, and left as it was.
+#[test]
+fn a_hard_link_at_the_database_or_a_lock_file_is_refused() {
+    if !root_or_skip("a_hard_link_at_the_database_or_a_lock_file_is_refused") {
+        return;
+    }
+    let db = open_dir(true);
+    let victim_dir = tempfile::tempdir().unwrap();
+    let victim = victim_dir.path().join("victim");
+    std::fs::write(&victim, b"").unwrap();
+    chmod(&victim, 0o644);
+    std::fs::hard_link(&victim, &db.path).unwrap();
+    let (path, message) = unsafe_file(open_plain(&db.path));
+    assert_eq!(path, db.path);
+    assert!(message.contains("2 hard links") && message.contains("remove"), "{message}");
+    assert_eq!(std::fs::metadata(&victim).unwrap().len(), 0, "the store wrote into the link");
+    assert_eq!(mode_of(&victim), 0o644, "the store changed the linked file's mode");
+    // Without the link, the store is created (in one name) and opens; a linked lock file is
+    // refused as well.
+    std::fs::remove_file(&db.path).unwrap();
+    drop(busy_store(&db.path));
+    assert_eq!(std::fs::metadata(&db.path).unwrap().nlink(), 1);
+    let open_lock = lock_dir(&db.path).join("open.lock");
+    std::fs::remove_file(&open_lock).unwrap();
+    std::fs::hard_link(&victim, &open_lock).unwrap();
+    let (path, message) = unsafe_file(open_plain(&db.path));
+    assert_eq!(path, open_lock);
+    assert!(message.contains("hard links"), "{message}");
+    assert_eq!(mode_of(&victim), 0o644);
+}
+
+/// With [`FileAccess::Group`], a group member's database that every user can read: this
+/// process cannot narrow another user's file, so it must refuse it.
+#[test]
+fn with_group_access_another_users_file_every_user_can_read_is_refused() {
+    if !root_or_skip("with_group_access_another_users_file_every_user_can_read_is_refused") {
+        return;
+    }
+    let db = open_dir(false);
+    drop(busy_store_with(Store::builder(&db.path).file_access(FileAccess::Group)));
+    let (uid, _) = nobody();
+    std::os::unix::fs::chown(&db.path, Some(uid), Some(0)).unwrap();
+    chmod(&db.path, 0o664);
+    let (path, message) = unsafe_file(busy_store_try(&db.path, FileAccess::Group));
+    assert_eq!(path, db.path);
+    assert!(message.contains("every user can read") && message.contains("o-rwx"), "{message}");
+    assert_eq!(mode_of(&db.path), 0o664);
+    // A lock file of the group member's, readable by all (a shared `flock` blocks the store).
+    chmod(&db.path, 0o660);
+    let cleanup = lock_dir(&db.path).join("cleanup.lock");
+    std::os::unix::fs::chown(&cleanup, Some(uid), Some(0)).unwrap();
+    chmod(&cleanup, 0o664);
+    let (path, _) = unsafe_file(busy_store_try(&db.path, FileAccess::Group));
+    assert_eq!(path, cleanup);
+    chmod(&cleanup, 0o660);
+    drop(busy_store_try(&db.path, FileAccess::Group).unwrap());
 }
 
 /// Run by [`umask_000_still_gives_private_files`] in a child process: umask is per process.

@@ -350,9 +350,7 @@ impl Store {
         let format_version = <[u8; 4]>::try_from(read(META_FORMAT)?.as_slice())
             .map(u32::from_le_bytes)
             .map_err(|_| bad(META_FORMAT))?;
-        let created = <[u8; 8]>::try_from(read(META_CREATED)?.as_slice())
-            .map(u64::from_le_bytes)
-            .map_err(|_| bad(META_CREATED))?;
+        let created = schema::u64_of(&read(META_CREATED)?).ok_or_else(|| bad(META_CREATED))?;
         Ok(StoreInfo {
             format_version,
             created,
@@ -365,9 +363,7 @@ impl Store {
                 Some(backend) => redb::StorageBackend::len(backend)?,
                 None => std::fs::metadata(self.path())?.len(),
             },
-            last_swept: meta
-                .get(META_SWEPT)?
-                .and_then(|v| <[u8; 8]>::try_from(v.value()).ok().map(u64::from_le_bytes)),
+            last_swept: meta.get(META_SWEPT)?.and_then(|v| schema::u64_of(v.value())),
         })
     }
 }

@@ -43,15 +43,16 @@ pub(super) fn open_db(cfg: &Config) -> Result<Db> {
 }
 
 /// Creates the file at `cfg.path` whole or not at all: a complete, initialised database is
-/// written and synced under a temporary name beside it, then linked into place (which fails if
-/// another process got there first: its file is then used). Without this, a crash during the
-/// first open would leave a file redb cannot open (it writes its magic number last), and every
-/// later open would fail until someone moved the file aside.
+/// written and synced under a temporary name beside it, then renamed into place without
+/// replacing (which fails if another process got there first: its file is then used; see
+/// `files::rename_new`), so it never has a second name, which the open would refuse. Without
+/// this, a crash during the first open would leave a file redb cannot open (it writes its magic
+/// number last), and every later open would fail until someone moved the file aside.
 ///
 /// The temporary file is created new (never an existing file or a link) with the store's
-/// private mode ([`crate::Builder::file_access`]), which the link keeps.
+/// private mode ([`crate::Builder::file_access`]), which the rename keeps.
 ///
-/// A crash before the link leaves a `<name>.init-<pid>-<n>` file behind, which can be deleted.
+/// A crash before the rename leaves a `<name>.init-<pid>-<n>` file behind, which can be deleted.
 fn create_new_file(cfg: &Config) -> Result<()> {
     let dir = files::parent_of(&cfg.path);
     let name = cfg.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -70,11 +71,12 @@ fn create_new_file(cfg: &Config) -> Result<()> {
         }
         txn.commit()?;
         drop(db);
-        match std::fs::hard_link(&temp, &cfg.path) {
+        match files::rename_new(&temp, &cfg.path) {
             Ok(()) => {}
             // Another process created it meanwhile: use theirs.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-            // No hard links on this file system: the open creates the file in place instead.
+            // Neither renames without replacing nor hard links on this file system: the open
+            // creates the file in place instead.
             Err(_) => return Ok(()),
         }
         // The new name must survive a power loss as the data does.

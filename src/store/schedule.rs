@@ -53,10 +53,6 @@ pub(crate) struct Turn {
     pub(crate) next: Duration,
 }
 
-fn u64_of(bytes: &[u8]) -> Option<u64> {
-    <[u8; 8]>::try_from(bytes).ok().map(u64::from_le_bytes)
-}
-
 impl Core {
     /// Reads the schedule: one read transaction of `meta`.
     fn schedule(&self) -> Result<Schedule> {
@@ -64,7 +60,7 @@ impl Core {
             let txn = self.read()?;
             let meta = schema::read_meta(&txn)?;
             let get = |key: &str| -> Result<Option<u64>> {
-                Ok(meta.get(key)?.and_then(|v| u64_of(v.value())))
+                Ok(meta.get(key)?.and_then(|v| schema::u64_of(v.value())))
             };
             let last = match get(META_SWEPT)? {
                 Some(swept) => swept,

@@ -147,14 +147,14 @@ impl Walk<'_> {
             Some(Ok(v)) => self.out.problem("meta", META_FORMAT.into(), format!("format {v}")),
             _ => self.out.problem("meta", META_FORMAT.into(), "missing or not 4 bytes"),
         }
-        if get(META_CREATED)?.is_none_or(|v| v.len() != 8) {
+        if get(META_CREATED)?.is_none_or(|v| schema::u64_of(&v).is_none()) {
             self.out.problem("meta", META_CREATED.into(), "missing or not 8 bytes");
         }
         // The clean-up schedule's optional keys (docs/format.md): the store reads a value that
         // is not 8 bytes as absent, which costs an early sweep at most, but it is still damage.
         for key in [META_SWEPT, META_SWEEP_BATCH] {
             if let Some(v) = get(key)?
-                && v.len() != 8
+                && schema::u64_of(&v).is_none()
             {
                 let what = format!("not 8 bytes ({} bytes): read as absent", v.len());
                 self.out.problem("meta", key.into(), what);

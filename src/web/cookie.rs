@@ -11,10 +11,18 @@ use crate::error::{Error, Result};
 /// The longest `Cookie` header [`parse_cookie_header`] reads, in bytes: 8 KiB, the usual limit
 /// of a request header line in web servers (Apache's `LimitRequestFieldSize` is 8190).
 ///
-/// A longer header is refused as a whole: it yields no cookies, so the request is treated as
-/// having no session. The header is not truncated, because a cut could fall inside a value and
-/// yield a shortened, wrong value.
+/// A longer header is refused as a whole: it yields no pairs. The header is not truncated,
+/// because a cut could fall inside a value and yield a shortened, wrong value. Looking up one
+/// name ([`get_cookie`], the session manager) reads up to [`MAX_COOKIE_SCAN_LEN`] instead.
 pub const MAX_COOKIE_HEADER_LEN: usize = 8192;
+
+/// The longest `Cookie` header in which [`get_cookie`] and the session manager look for a
+/// name, in bytes: 64 KiB. Servers that accept big headers (hyper's default is far above
+/// 8 KiB) pass them on, and a sibling subdomain can set enough cookies to pass 8 KiB: a lookup
+/// bounded by [`MAX_COOKIE_HEADER_LEN`] would then find no session and log the user out. The
+/// lookup is one linear pass over the bytes, collecting nothing but the name's values. A
+/// longer header yields no value (never a cut one).
+pub const MAX_COOKIE_SCAN_LEN: usize = 64 * 1024;
 
 /// The most cookies [`parse_cookie_header`] returns. Further well-formed pairs are ignored;
 /// malformed pairs, which are skipped, do not count.
@@ -76,23 +84,23 @@ fn parse_pair(segment: &[u8]) -> Option<(&str, &str)> {
     Some((std::str::from_utf8(name).ok()?, std::str::from_utf8(value).ok()?))
 }
 
-/// Every well-formed pair of a `Cookie` header, in order, if the header is within
-/// [`MAX_COOKIE_HEADER_LEN`] (which bounds the work); not capped in count.
-fn all_pairs(header: &[u8]) -> impl Iterator<Item = (&str, &str)> {
-    let header = if header.len() > MAX_COOKIE_HEADER_LEN { &[][..] } else { header };
+/// Every well-formed pair of a `Cookie` header, in order, if the header is within `max_len`
+/// bytes (which bounds the work: one linear pass); not capped in count.
+fn all_pairs(header: &[u8], max_len: usize) -> impl Iterator<Item = (&str, &str)> {
+    let header = if header.len() > max_len { &[][..] } else { header };
     header.split(|&b| b == b';').filter_map(parse_pair)
 }
 
 /// The well-formed pairs of a `Cookie` header, in order, within the limits.
 fn pairs(header: &[u8]) -> impl Iterator<Item = (&str, &str)> {
-    all_pairs(header).take(MAX_COOKIES)
+    all_pairs(header, MAX_COOKIE_HEADER_LEN).take(MAX_COOKIES)
 }
 
 /// The values of every well-formed cookie called `name`, in order: picked by name among all
 /// the header's pairs, so no count of other cookies can hide them. Bounded by the header's
-/// size, [`MAX_COOKIE_HEADER_LEN`].
+/// size, [`MAX_COOKIE_SCAN_LEN`], so that cookies of other sites past 8 KiB cannot either.
 pub(crate) fn cookie_values<'a>(header: &'a [u8], name: &'a str) -> impl Iterator<Item = &'a str> {
-    all_pairs(header).filter(move |&(n, _)| n == name).map(|(_, v)| v)
+    all_pairs(header, MAX_COOKIE_SCAN_LEN).filter(move |&(n, _)| n == name).map(|(_, v)| v)
 }
 
 /// Parses a `Cookie` request header (RFC 6265 §4.2.1, `name=value; name2=value2`) into its
@@ -134,8 +142,8 @@ pub fn parse_cookie_header<H: AsRef<[u8]> + ?Sized>(header: &H) -> Vec<(&str, &s
 
 /// The value of the first cookie called `name` in a `Cookie` request header, if any, under the
 /// rules of [`parse_cookie_header`]. It is looked for among all the header's pairs, not only the
-/// first [`MAX_COOKIES`]: other cookies cannot push it out. The size limit,
-/// [`MAX_COOKIE_HEADER_LEN`], holds.
+/// first [`MAX_COOKIES`], and in a header of up to [`MAX_COOKIE_SCAN_LEN`] bytes, not only
+/// [`MAX_COOKIE_HEADER_LEN`]: other cookies cannot push it out.
 ///
 /// A malformed occurrence of the name is skipped, so a later well-formed one is returned. An
 /// attacker controlling a sibling subdomain can plant a cookie that comes first ("cookie
@@ -150,7 +158,7 @@ pub fn parse_cookie_header<H: AsRef<[u8]> + ?Sized>(header: &H) -> Vec<(&str, &s
 /// assert_eq!(get_cookie(header, "sid"), None);
 /// ```
 pub fn get_cookie<'a, H: AsRef<[u8]> + ?Sized>(header: &'a H, name: &str) -> Option<&'a str> {
-    all_pairs(header.as_ref()).find(|&(n, _)| n == name).map(|(_, v)| v)
+    all_pairs(header.as_ref(), MAX_COOKIE_SCAN_LEN).find(|&(n, _)| n == name).map(|(_, v)| v)
 }
 
 /// The `SameSite` attribute of a cookie: in which cross-site requests the browser sends it.
@@ -547,7 +555,7 @@ mod tests {
     #[test]
     fn survives_hostile_input() {
         let long_value = format!("a={}", "x".repeat(100 * 1024));
-        let many_pairs = "a=b;".repeat(10_000);
+        let many_pairs = "a=b;".repeat(20_000);
         let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
             ("", vec![]),
             (";", vec![]),
@@ -596,11 +604,17 @@ mod tests {
         assert_eq!(at_limit.len(), MAX_COOKIE_HEADER_LEN);
         assert_eq!(get_cookie(&at_limit, "sid"), Some("abc"));
         assert_eq!(parse(&at_limit).len(), 2);
-        // One byte over: nothing, not even the cookie at the front.
+        // One byte over: no pairs, not even the cookie at the front; a lookup by name reads on.
         let over = format!("{at_limit}x");
         assert_eq!(parse(&over), []);
-        assert_eq!(get_cookie(&over, "sid"), None);
+        assert_eq!(get_cookie(&over, "sid"), Some("abc"));
         assert_eq!(parse_cookie_header(over.as_bytes()), []);
+        // A lookup by name has its own, larger limit.
+        let filler = format!("f={}", "x".repeat(MAX_COOKIE_SCAN_LEN - "sid=abc; f=".len()));
+        let at_scan_limit = format!("sid=abc; {filler}");
+        assert_eq!(at_scan_limit.len(), MAX_COOKIE_SCAN_LEN);
+        assert_eq!(get_cookie(&at_scan_limit, "sid"), Some("abc"));
+        assert_eq!(get_cookie(&format!("{at_scan_limit}x"), "sid"), None);
     }
 
     #[test]

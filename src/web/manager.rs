@@ -389,9 +389,9 @@ impl SessionManager {
     /// The sessions the client names: every cookie of our name (a stale cookie on another
     /// path or from a sibling domain must not shadow the real one), else (if enabled) its query
     /// string. Cookies are picked by name before any count limit, so other cookies cannot push
-    /// ours out; only the header's size is bounded ([`MAX_COOKIE_HEADER_LEN`]).
+    /// ours out; only the header's size is bounded ([`MAX_COOKIE_SCAN_LEN`]).
     ///
-    /// [`MAX_COOKIE_HEADER_LEN`]: super::MAX_COOKIE_HEADER_LEN
+    /// [`MAX_COOKIE_SCAN_LEN`]: super::MAX_COOKIE_SCAN_LEN
     fn named_sessions(&self, client: &ClientInfo) -> Named {
         let header = client.cookie_header.as_deref().unwrap_or_default();
         let values: Vec<&str> = cookie_values(header, &self.config.cookie_name).collect();

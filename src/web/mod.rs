@@ -19,8 +19,8 @@ mod url;
 
 pub use client::{ClientInfo, CrossCheck};
 pub use cookie::{
-    CookieAttrs, MAX_COOKIE_HEADER_LEN, MAX_COOKIES, SameSite, get_cookie, parse_cookie_header,
-    revoke_cookie, set_cookie,
+    CookieAttrs, MAX_COOKIE_HEADER_LEN, MAX_COOKIE_SCAN_LEN, MAX_COOKIES, SameSite, get_cookie,
+    parse_cookie_header, revoke_cookie, set_cookie,
 };
 pub use manager::{HijackPolicy, ManagerConfig, Outcome, Request, SessionManager};
 pub use run::{Handled, RunConfig};

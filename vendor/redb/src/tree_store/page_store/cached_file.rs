@@ -41,14 +41,17 @@ impl Drop for WritablePage {
     fn drop(&mut self) {
         if crate::panicking() {
             // Unwinding from a panic (a damaged file): another panic here would abort the
-            // process. The buffer's lock may be poisoned and its slot gone; return the page if
-            // the slot is still there, and otherwise leave it.
+            // process. The buffer's lock may be poisoned and its slot gone or already filled;
+            // return the page only if its slot is there and empty (what `return_value`
+            // asserts), and otherwise leave it.
             let mut buffer = self
                 .buffer
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if let Some(slot) = buffer.cache.get_mut(self.offset) {
-                let _ = slot.replace(self.data.clone());
+            if let Some(slot) = buffer.cache.get_mut(self.offset)
+                && slot.is_none()
+            {
+                *slot = Some(self.data.clone());
             }
             return;
         }
