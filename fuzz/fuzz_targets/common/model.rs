@@ -291,7 +291,12 @@ impl Model {
         };
         s.version += 1;
         s.data = data.to_vec();
-        s.last_access = s.last_access.max(now);
+        // A save moves the access time as a load does: only by at least the touch resolution
+        // (`src/store/save.rs`; docs/concurrency.md, "Saves follow the same rule"), so a save
+        // soon after the last access keeps it, in memory and on disk. Never backwards.
+        if now.saturating_sub(s.last_access) >= TOUCH {
+            s.last_access = now;
+        }
         if let Some(user) = user {
             s.user = user;
         }
