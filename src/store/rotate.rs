@@ -213,19 +213,10 @@ impl Store {
             let recent = stone.reason == Retired::Rotated
                 && now < stone.forward_until.saturating_add(MOVE_RACE_WINDOW)
                 && token.matches(&stone.token_hash);
-            let Some(mut next) = stone.successor.filter(|_| recent) else { return Ok(false) };
+            let Some(next) = stone.successor.filter(|_| recent) else { return Ok(false) };
             // The chain's end: a log-out since has left no logged-in cookie to protect.
             let sessions = crate::schema::read_sessions(&txn)?;
-            for _ in 0..MAX_CHAIN {
-                if sessions.get(next.as_bytes())?.is_some() {
-                    return Ok(true);
-                }
-                match get_tombstone(&tombstones, next.as_bytes())?.and_then(|s| s.successor) {
-                    Some(successor) => next = successor,
-                    None => return Ok(false),
-                }
-            }
-            Ok(false)
+            Ok(chain_end(&sessions, &tombstones, next.as_bytes())?.is_some())
         })
     }
 }
@@ -278,7 +269,7 @@ fn holds(
         return Ok(Hold::Settled);
     }
     let Some(wanted) = fingerprint else { return Ok(Hold::Revoke) };
-    let Some(end) = chain_end(t, sid)? else { return Ok(Hold::Revoke) };
+    let Some(end) = chain_end(&t.sessions, &t.tombstones, sid)? else { return Ok(Hold::Revoke) };
     match get_session(&t.sessions, &end) {
         Ok(Some(rec)) if rec.fingerprint.is_none_or(|stored| constant_time_eq(wanted, &stored)) => {
             Ok(Hold::Revoke)
@@ -300,13 +291,17 @@ const MAX_CHAIN: usize = 10_000;
 
 /// The id at the end of the rotation chain from `sid`: the live session it was rotated into
 /// (`sid` itself if live), or `None` if the chain ends without one.
-fn chain_end(t: &crate::schema::WriteTables<'_>, sid: &[u8]) -> Result<Option<Vec<u8>>> {
+fn chain_end(
+    sessions: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    tombstones: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    sid: &[u8],
+) -> Result<Option<Vec<u8>>> {
     let mut cur = sid.to_vec();
     for _ in 0..MAX_CHAIN {
-        if t.sessions.get(cur.as_slice())?.is_some() {
+        if sessions.get(cur.as_slice())?.is_some() {
             return Ok(Some(cur));
         }
-        match get_tombstone(&t.tombstones, &cur).ok().flatten().and_then(|s| s.successor) {
+        match get_tombstone(tombstones, &cur).ok().flatten().and_then(|s| s.successor) {
             Some(next) => cur = next.into_bytes(),
             None => return Ok(None),
         }
