@@ -72,7 +72,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use sessiondb::Store;
-use sessiondb::tower::SessionDbStore;
+use sessiondb::web::tower::SessionDbStore;
 use sessiondb::web::{ClientInfo, ManagerConfig, SessionManager};
 use tokio::net::{TcpListener, TcpSocket};
 use tower_sessions::cookie::time::Duration;

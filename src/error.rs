@@ -50,9 +50,9 @@ pub enum Error {
     /// Continue with the successor, and send its id and token to the client again.
     Rotated {
         /// The session's new id.
-        successor: crate::SessionId,
+        successor: crate::id::SessionId,
         /// The session's new secure token.
-        token: crate::SecureToken,
+        token: crate::id::SecureToken,
     },
     /// This id was retired on purpose: revoked at log-out, or rotated longer ago than the
     /// forwarding window. Not the same as [`Error::NotFound`] (an id never issued, or expired).

@@ -4,7 +4,7 @@
 //!
 //! A [`FaultyDisk`] is a handle on one simulated disk; [`FaultyDisk::backend`] gives the redb
 //! storage backend a store runs on ([`Builder::backend`](crate::Builder::backend), with
-//! [`Sharing::SingleProcess`](crate::Sharing::SingleProcess): the simulated disk has no
+//! [`Sharing::SingleProcess`](crate::store::config::Sharing::SingleProcess): the simulated disk has no
 //! byte-range locks). The disk keeps two images:
 //!
 //! - the **live** image: what reads see, every write applied at once;

@@ -69,31 +69,24 @@
 #![warn(clippy::pedantic)]
 #![allow(clippy::module_name_repetitions, clippy::must_use_candidate)]
 
-mod cleanup;
-mod codec;
-mod config;
 mod error;
+#[cfg(feature = "testing")]
 pub mod faults;
-mod files;
+mod format;
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod id;
-mod lock;
-mod schema;
 mod store;
 mod time;
-#[cfg(feature = "tower-sessions")]
-pub mod tower;
 pub mod web;
 
-pub use cleanup::CLEANUP_THREAD_NAME;
-pub use config::{Builder, CapPolicy, Sharing};
 pub use error::{Error, Result};
-pub use files::FileAccess;
 pub use id::{BASE64URL, IdSpec, MAX_ID_LEN, MIN_ENTROPY_BITS, SecureToken, SessionId};
 pub use store::{
-    BatchStats, CleanupReport, CleanupStats, Contents, Created, Fetched, MAX_LISTED_PROBLEMS,
-    NewSession, Problem, Save, SessionInfo, SessionLock, SessionStatus, Sessions, StateInfo, Stats,
-    Store, StoreInfo, Stored, Verified, decode, encode,
+    BatchStats, Builder, CLEANUP_THREAD_NAME, CapPolicy, CleanupReport, CleanupStats, Contents,
+    Created, Fetched, FileAccess, MAX_LISTED_PROBLEMS, NewSession, Problem, Save, SessionInfo,
+    SessionLock, SessionStatus, Sessions, Sharing, StateInfo, Stats, Store, StoreInfo, Stored,
+    Verified, decode, encode,
 };
 pub use time::{Clock, ManualClock, SystemClock};

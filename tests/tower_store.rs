@@ -1,4 +1,4 @@
-//! The tower-sessions store (`sessiondb::tower::SessionDbStore`): the `SessionStore` contract
+//! The tower-sessions store (`sessiondb::web::tower::SessionDbStore`): the `SessionStore` contract
 //! against sessiondb, then `examples/axum_app` run as a server of several worker processes and
 //! driven over HTTP by cookie-keeping clients.
 #![cfg(feature = "tower-sessions")]
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::{T0, builder, temp_db};
 use serde_json::json;
-use sessiondb::tower::SessionDbStore;
+use sessiondb::web::tower::SessionDbStore;
 use sessiondb::{ManualClock, Store};
 use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};

@@ -5,11 +5,12 @@ use std::ops::Bound;
 
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
+use super::handle::Store;
 use super::record::{decode_session, get_session, get_state, printable};
-use super::{Core, Store};
+use super::shared::Core;
 use crate::error::{Error, Result};
+use crate::format::schema::{self, META_CREATED, META_FORMAT, META_SWEPT, SESSIONS_NAME};
 use crate::id::SessionId;
-use crate::schema::{self, META_CREATED, META_FORMAT, META_SWEPT, SESSIONS_NAME};
 
 /// Where a session stands, as an admin sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +237,7 @@ impl Store {
     /// to exit, became 3.0–3.3 ms (BENCHMARKS.md, `cgi`). A lone, sequential CGI process is
     /// always the last one open, so it closes and gains nothing.
     ///
-    /// Only in [`Sharing::MultiProcess`](crate::Sharing::MultiProcess), whose commits record
+    /// Only in [`Sharing::MultiProcess`](crate::store::config::Sharing::MultiProcess), whose commits record
     /// that snapshot: any other store is simply dropped, since a `SingleProcess` file left
     /// open would need a full repair. A left handle keeps its file descriptor and locks until
     /// the process exits, so call this last, and not in a process that goes on serving.
@@ -249,7 +250,7 @@ impl Store {
         if std::process::id() != c.pid {
             return true; // A forked child never closes the parent's handle (see `Drop`).
         }
-        if c.cfg.sharing != crate::Sharing::MultiProcess || c.cfg.read_only {
+        if c.cfg.sharing != crate::store::config::Sharing::MultiProcess || c.cfg.read_only {
             return false;
         }
         // The clean-up thread first: it may be writing.

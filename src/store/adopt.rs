@@ -10,14 +10,18 @@
 
 use redb::ReadableTable;
 
+use super::admin::SessionStatus;
 use super::commit::Job;
+use super::handle::Store;
 use super::record::{SessionRecord, get_session, put_session, put_state};
 use super::rotate::missing;
+use super::save::Stored;
+use super::session::Created;
 use super::session::{Reply, wrong_reply};
-use super::{Core, Created, SessionStatus, Store, Stored};
+use super::shared::Core;
 use crate::error::{Error, Result};
+use crate::format::schema::WriteTables;
 use crate::id::{SecureToken, SessionId};
-use crate::schema::WriteTables;
 
 impl Core {
     /// Writes a new session under `sid` (state 0 empty) after making room under the cap.

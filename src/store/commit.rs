@@ -29,9 +29,9 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::session::Reply;
-use super::{Core, Writing};
+use super::shared::{Core, Writing};
 use crate::error::{Error, Result};
-use crate::schema::WriteTables;
+use crate::format::schema::WriteTables;
 
 /// Inside a [`Job`]: returns a refusal decided before anything was written, so that the other
 /// jobs of the batch go on.

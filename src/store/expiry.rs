@@ -8,16 +8,18 @@ use std::time::{Duration, Instant};
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
+use super::admin::SessionStatus;
 use super::commit::Job;
+use super::handle::Store;
 use super::record::{
     SessionRecord, decode_session, get_session, put_session, remove_session, shifted_tombstone,
     tombstone_due,
 };
 use super::session::{Reply, wrong_reply};
-use super::{Core, SessionStatus, Store};
-use crate::config::CapPolicy;
+use super::shared::Core;
 use crate::error::{Error, Result};
-use crate::schema::{self, ExpiryKey, META_SWEEP_BATCH, META_SWEPT, WriteTables};
+use crate::format::schema::{self, ExpiryKey, META_SWEEP_BATCH, META_SWEPT, WriteTables};
+use crate::store::config::CapPolicy;
 
 /// What a clean-up removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

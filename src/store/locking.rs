@@ -3,10 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::Store;
+use super::handle::Store;
 use crate::error::Result;
 use crate::id::SessionId;
-use crate::lock::StripeGuard;
+use crate::store::lock::StripeGuard;
 
 /// A held session lock (see [`Store::lock`]); released when dropped.
 #[must_use = "the lock is released as soon as the guard is dropped"]
@@ -32,15 +32,15 @@ impl Store {
     /// Locks are striped: ids that hash to the same of the `lock_stripes` lock files share a
     /// lock, so hold one session lock at a time (a second, on another id, may wait for the
     /// first). A thread that locks the same session twice waits `max_wait` and gets
-    /// [`Error::LockTimeout`](crate::Error::LockTimeout), never a deadlock.
+    /// [`Error::LockTimeout`](crate::error::Error::LockTimeout), never a deadlock.
     ///
     /// The wait polls the OS lock every `lock_poll_interval`; Nagare's lock `ttl` is not
     /// needed, because a crashed holder's lock is released by the OS, not by a timer.
     ///
     /// # Errors
-    /// [`Error::LockTimeout`](crate::Error::LockTimeout) after `max_wait`,
-    /// [`Error::Io`](crate::Error::Io) if the lock file cannot be created,
-    /// [`Error::Forked`](crate::Error::Forked) in a forked child.
+    /// [`Error::LockTimeout`](crate::error::Error::LockTimeout) after `max_wait`,
+    /// [`Error::Io`](crate::error::Error::Io) if the lock file cannot be created,
+    /// [`Error::Forked`](crate::error::Error::Forked) in a forked child.
     pub fn lock(&self, id: &SessionId, max_wait: Duration) -> Result<SessionLock<'_>> {
         self.core.db()?;
         Ok(SessionLock { _guard: self.core.locks.lock(id.as_bytes(), max_wait)? })

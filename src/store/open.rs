@@ -6,17 +6,41 @@
 
 use redb::backends::FileBackend;
 use redb::{
-    ConcurrencyMode, DatabaseError, MultimapTableHandle, ReadableTable, StorageError, TableError,
-    TableHandle,
+    ConcurrencyMode, Database, DatabaseError, MultimapTableHandle, ReadOnlyDatabase,
+    ReadTransaction, ReadableDatabase, ReadableTable, StorageError, TableError, TableHandle,
 };
 
-use super::{Core, Db};
-use crate::config::{Config, Sharing};
 use crate::error::{Error, Result};
-use crate::files;
-use crate::schema::{
+use crate::format::schema::{
     self, ALL_TABLES, FORMAT_VERSION, MAGIC, META_CREATED, META_FORMAT, META_MAGIC, WriteTables,
 };
+use crate::store::config::{Config, Sharing};
+use crate::store::files;
+
+/// The redb handle: read-write, or read-only for inspection.
+pub(crate) enum Db {
+    ReadWrite(Database),
+    ReadOnly(ReadOnlyDatabase),
+}
+
+impl Db {
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction> {
+        Ok(match self {
+            Db::ReadWrite(db) => db.begin_read()?,
+            Db::ReadOnly(db) => db.begin_read()?,
+        })
+    }
+
+    /// The read-write handle, or the error a read-only store gives for writes.
+    pub(crate) fn read_write(&self) -> Result<&Database> {
+        match self {
+            Db::ReadWrite(db) => Ok(db),
+            Db::ReadOnly(_) => Err(Error::InvalidInput(
+                "this store was opened read-only: open it without read_only to write".into(),
+            )),
+        }
+    }
+}
 
 pub(super) fn open_db(cfg: &Config) -> Result<Db> {
     if cfg.backend.is_none() && !cfg.read_only && !cfg.path.exists() {
@@ -137,9 +161,9 @@ fn check_meta(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<
 ///
 /// The common case — an initialised file — costs one read transaction and no write, so that a
 /// CGI process pays no commit for opening.
-pub(super) fn check_or_init_meta(store: &Core) -> Result<()> {
+pub(super) fn check_or_init_meta(db: &Db, read_only: bool, now: u64) -> Result<()> {
     {
-        let txn = store.read()?;
+        let txn = db.begin_read()?;
         match schema::read_meta(&txn) {
             Ok(meta) => {
                 if check_meta(&meta)? {
@@ -150,11 +174,10 @@ pub(super) fn check_or_init_meta(store: &Core) -> Result<()> {
             Err(e) => return Err(table_error(e)),
         }
     }
-    if store.cfg.read_only {
+    if read_only {
         return Err(not_ours("the file holds no sessiondb tables (open it read-write once)"));
     }
-    let db = store.db()?;
-    let Db::ReadWrite(rw) = &*db else {
+    let Db::ReadWrite(rw) = db else {
         return Err(not_ours("the file holds no sessiondb tables (open it read-write once)"));
     };
     let txn = rw.begin_write()?;
@@ -168,7 +191,7 @@ pub(super) fn check_or_init_meta(store: &Core) -> Result<()> {
         let mut t = WriteTables::open(&txn).map_err(table_error)?;
         // Another process may have initialised the file since the read above.
         if !check_meta(&t.meta)? {
-            init(&mut t, &store.now().to_le_bytes())?;
+            init(&mut t, &now.to_le_bytes())?;
         }
     }
     txn.commit()?;

@@ -3,9 +3,9 @@
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use crate::codec;
 use crate::error::{Error, Result};
-use crate::schema::{ExpiryKey, SESSIONS_NAME, STATES_NAME, TOMBSTONES_NAME, WriteTables};
+use crate::format::codec;
+use crate::format::schema::{ExpiryKey, SESSIONS_NAME, STATES_NAME, TOMBSTONES_NAME, WriteTables};
 
 /// One session: everything but its states.
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
@@ -311,6 +311,7 @@ pub(crate) fn remove_states(
 }
 
 /// Runs each record decoder on `bytes` (for `crate::fuzzing`); how many accepted them.
+#[cfg(feature = "testing")]
 pub(crate) fn decode_any_record(bytes: &[u8]) -> usize {
     let session = decode_session(b"fuzz", bytes).is_ok();
     let state = codec::decode::<StateRecord>(bytes).is_ok();

@@ -9,11 +9,13 @@ use std::time::Duration;
 use redb::ReadableTable;
 
 use super::commit::Job;
+use super::handle::Store;
 use super::record::{
     Retired, Tombstone, get_session, get_tombstone, put_session, put_tombstone, remove_session,
 };
+use super::session::Created;
 use super::session::{Reply, wrong_reply};
-use super::{Core, Created, Store};
+use super::shared::Core;
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId, constant_time_eq};
 
@@ -208,14 +210,14 @@ impl Store {
         let now = self.core.now();
         self.core.reading(|| {
             let txn = self.core.read()?;
-            let tombstones = crate::schema::read_tombstones(&txn)?;
+            let tombstones = crate::format::schema::read_tombstones(&txn)?;
             let Some(stone) = get_tombstone(&tombstones, id.as_bytes())? else { return Ok(false) };
             let recent = stone.reason == Retired::Rotated
                 && now < stone.forward_until.saturating_add(MOVE_RACE_WINDOW)
                 && token.matches(&stone.token_hash);
             let Some(next) = stone.successor.filter(|_| recent) else { return Ok(false) };
             // The chain's end: a log-out since has left no logged-in cookie to protect.
-            let sessions = crate::schema::read_sessions(&txn)?;
+            let sessions = crate::format::schema::read_sessions(&txn)?;
             Ok(chain_end(&sessions, &tombstones, next.as_bytes())?.is_some())
         })
     }
@@ -244,7 +246,7 @@ enum Hold {
 /// none). An id unknown here, or retired longer ago than [`LOGOUT_RACE_WINDOW`] at `now`, is
 /// [`Hold::Settled`]. A damaged record cannot be checked: [`Hold::Refused`].
 fn holds(
-    t: &crate::schema::WriteTables<'_>,
+    t: &crate::format::schema::WriteTables<'_>,
     sid: &[u8],
     token: &SecureToken,
     fingerprint: Option<&[u8; 32]>,
@@ -314,7 +316,7 @@ fn chain_end(
 /// revoking again follows the same chain), and the live session at the end is revoked.
 /// Returns whether a live session was revoked.
 pub(crate) fn revoke_in(
-    t: &mut crate::schema::WriteTables<'_>,
+    t: &mut crate::format::schema::WriteTables<'_>,
     sid: &[u8],
     now: u64,
 ) -> Result<bool> {

@@ -1,10 +1,11 @@
 //! Saving: a new state (or the latest overwritten) and the session data, at a stated version.
 
 use super::commit::Job;
+use super::handle::Store;
 use super::record::{get_session, put_session, put_state, remove_states};
 use super::rotate::missing;
 use super::session::{Reply, wrong_reply};
-use super::{Core, Store};
+use super::shared::Core;
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId};
 

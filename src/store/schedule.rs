@@ -16,9 +16,10 @@
 use std::time::Duration;
 
 use super::expiry::{Extent, FIRST_SWEEP_BATCH};
-use super::{Core, Store};
+use super::handle::Store;
+use super::shared::Core;
 use crate::error::Result;
-use crate::schema::{self, META_CREATED, META_SWEEP_BATCH, META_SWEPT};
+use crate::format::schema::{self, META_CREATED, META_SWEEP_BATCH, META_SWEPT};
 use crate::store::CleanupReport;
 
 /// How soon the clean-up thread looks again after finding the clean-up lock taken, or a sweep
@@ -129,9 +130,9 @@ impl Store {
     /// [`Builder::cleanup_thread(false)`](crate::Builder::cleanup_thread) and call this.
     ///
     /// # Errors
-    /// [`Error::Storage`](crate::Error::Storage) from redb,
-    /// [`Error::InvalidInput`](crate::Error::InvalidInput) on a read-only store,
-    /// [`Error::Io`](crate::Error::Io) if the clean-up lock file cannot be used.
+    /// [`Error::Storage`](crate::error::Error::Storage) from redb,
+    /// [`Error::InvalidInput`](crate::error::Error::InvalidInput) on a read-only store,
+    /// [`Error::Io`](crate::error::Error::Io) if the clean-up lock file cannot be used.
     pub fn cleanup_if_due(&self) -> Result<Option<CleanupReport>> {
         let turn = self.core.sweep_if_due(false, &|| false)?;
         if let Some(report) = &turn.report {

@@ -1,14 +1,16 @@
 //! Per-session operations: create, fetch a state, store a state, touch, delete.
 
+use super::admin::SessionStatus;
 use super::commit::Job;
+use super::handle::Store;
 use super::record::{
     SessionRecord, get_session, get_state, put_session, put_state, remove_session,
 };
 use super::rotate::missing;
-use super::{Core, SessionStatus, Store};
+use super::shared::Core;
 use crate::error::{Error, Result};
+use crate::format::schema;
 use crate::id::{SecureToken, SessionId, constant_time_eq, fingerprint_hash};
-use crate::schema;
 use redb::ReadableTable;
 
 /// What [`Store::create`] returns: the new id and its secure token (shown only this once).
@@ -99,11 +101,11 @@ pub(crate) const MAX_USER_KEY: usize = 1024;
 /// What a write job hands back through the group committer.
 pub(crate) enum Reply {
     Created(SessionId),
-    Stored(super::Stored),
+    Stored(super::save::Stored),
     Touched(Option<u64>),
     Done,
     Existed(bool),
-    Swept(super::CleanupReport),
+    Swept(super::expiry::CleanupReport),
     Rotated { id: SessionId, state_id: u64, version: u64 },
     Count(u64),
 }
@@ -354,7 +356,7 @@ impl Store {
 /// Draws ids from `generate` until one is in neither `sessions` nor `tombstones`, a bounded
 /// number of times.
 pub(crate) fn unused_id_from(
-    t: &crate::schema::WriteTables<'_>,
+    t: &crate::format::schema::WriteTables<'_>,
     mut generate: impl FnMut() -> Result<SessionId>,
 ) -> Result<SessionId> {
     const ATTEMPTS: usize = 8;

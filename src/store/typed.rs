@@ -3,9 +3,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::Fetched;
-use crate::codec;
+use super::session::Fetched;
 use crate::error::{Error, Result};
+use crate::format::codec;
 
 /// Encodes a serde value as bytes for [`Store::create`](crate::Store::create) or
 /// [`Save`](crate::Save).

@@ -1,12 +1,12 @@
 //! Sessions by user: list them, and revoke them all ("log out everywhere").
 
-use super::Store;
 use super::commit::Job;
+use super::handle::Store;
 use super::rotate::revoke_in;
 use super::session::{Reply, wrong_reply};
 use crate::error::{Error, Result};
+use crate::format::schema;
 use crate::id::SessionId;
-use crate::schema;
 
 /// The session ids filed under `user` in `users`, in id order.
 fn ids_of(

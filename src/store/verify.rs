@@ -10,15 +10,17 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use redb::{ReadTransaction, ReadableTable};
 
+use super::commit::panic_message;
+use super::handle::Store;
 use super::record::{SessionRecord, StateRecord, Tombstone, decode_session, printable};
-use super::{Core, Store, panic_message};
-use crate::codec::{self, CodecError};
+use super::shared::Core;
 use crate::error::Result;
-use crate::id::SessionId;
-use crate::schema::{
+use crate::format::codec::{self, CodecError};
+use crate::format::schema::{
     self, FORMAT_VERSION, MAGIC, META_CREATED, META_FORMAT, META_MAGIC, META_SWEEP_BATCH,
     META_SWEPT,
 };
+use crate::id::SessionId;
 
 /// The most problems [`Verified::problems`] lists; [`Verified::problem_count`] counts them all.
 pub const MAX_LISTED_PROBLEMS: usize = 1000;
@@ -343,8 +345,8 @@ impl Store {
     /// the walk goes on with the next (`examples/dump.rs --verify` prints them).
     ///
     /// # Errors
-    /// Only when no read transaction can be begun: [`Error::Storage`](crate::Error::Storage),
-    /// [`Error::NeedsReopen`](crate::Error::NeedsReopen), [`Error::Forked`](crate::Error::Forked).
+    /// Only when no read transaction can be begun: [`Error::Storage`](crate::error::Error::Storage),
+    /// [`Error::NeedsReopen`](crate::error::Error::NeedsReopen), [`Error::Forked`](crate::error::Error::Forked).
     pub fn verify(&self) -> Result<Verified> {
         self.core.reading(|| self.core.verify())
     }

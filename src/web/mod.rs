@@ -15,6 +15,8 @@ mod client;
 mod cookie;
 mod manager;
 mod run;
+#[cfg(feature = "tower-sessions")]
+pub mod tower;
 mod url;
 
 pub use client::{ClientInfo, CrossCheck};

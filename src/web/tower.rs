@@ -42,7 +42,9 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
 
-use crate::{Error, SecureToken, SessionId, Store};
+use crate::error::Error;
+use crate::id::{SecureToken, SessionId};
+use crate::store::Store;
 
 /// How many ids [`SessionStore::create`] tries before giving up; with 128 random bits a
 /// second is already never needed outside tests.
@@ -73,7 +75,7 @@ impl SessionDbStore {
     ///
     /// # Errors
     /// None in practice: the text is always a valid [`SessionId`]; the check stays.
-    pub fn storage_id(id: &Id) -> crate::Result<SessionId> {
+    pub fn storage_id(id: &Id) -> crate::error::Result<SessionId> {
         SessionId::parse(&format!("tw-{}", hex(&derive(b"id", id)[..24])))
     }
 
@@ -247,7 +249,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_and_tokens_are_distinct_functions_of_the_id() -> crate::Result<()> {
+    fn ids_and_tokens_are_distinct_functions_of_the_id() -> crate::error::Result<()> {
         let (a, b) = (Id(1), Id(2));
         let (key_a, token_a) = keys(&a)?;
         assert_eq!(keys(&a)?, (key_a.clone(), token_a.clone()));

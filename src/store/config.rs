@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use redb::StorageBackend;
 
-use crate::error::Result;
 use crate::id::IdSpec;
-use crate::store::Store;
 use crate::time::{Clock, SystemClock};
 
 /// How long one clean-up transaction should hold the file, by default
@@ -32,7 +30,7 @@ pub enum Sharing {
 /// What `create` does when `max_sessions` is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CapPolicy {
-    /// Refuse the new session with [`Error::MaxSessionsExceeded`](crate::Error::MaxSessionsExceeded).
+    /// Refuse the new session with [`Error::MaxSessionsExceeded`](crate::error::Error::MaxSessionsExceeded).
     /// The default.
     #[default]
     Reject,
@@ -72,7 +70,7 @@ pub(crate) struct Config {
     pub(crate) lock_poll_interval: Duration,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) backend: Option<SharedBackend>,
-    pub(crate) files: crate::files::Policy,
+    pub(crate) files: crate::store::files::Policy,
 }
 
 /// A storage backend given to [`Builder::backend`], shared so that the resolved settings stay
@@ -156,7 +154,7 @@ pub struct Builder {
     lock_poll_interval: Duration,
     clock: Arc<dyn Clock>,
     backend: Option<SharedBackend>,
-    files: crate::files::Policy,
+    files: crate::store::files::Policy,
 }
 
 impl Builder {
@@ -188,7 +186,7 @@ impl Builder {
             lock_poll_interval: Duration::from_millis(5),
             clock: Arc::new(SystemClock),
             backend: None,
-            files: crate::files::Policy::default(),
+            files: crate::store::files::Policy::default(),
         }
     }
 
@@ -199,7 +197,7 @@ impl Builder {
     }
 
     /// Open without write access: for inspection beside live writers. Every write returns
-    /// [`Error::InvalidInput`](crate::Error::InvalidInput), and loads do not record access
+    /// [`Error::InvalidInput`](crate::error::Error::InvalidInput), and loads do not record access
     /// times. The file must already be a sessiondb file. Default = `false`.
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
@@ -220,7 +218,7 @@ impl Builder {
         self
     }
 
-    /// For this long after expiry a load returns [`Error::Expired`](crate::Error::Expired)
+    /// For this long after expiry a load returns [`Error::Expired`](crate::error::Error::Expired)
     /// carrying the data; after it the session reads as unknown and is swept. Default = 10 minutes.
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace = grace;
@@ -267,10 +265,10 @@ impl Builder {
     }
 
     /// The largest session data or state data accepted, in bytes; larger is
-    /// [`Error::InvalidInput`](crate::Error::InvalidInput) and writes nothing. Clamped to
+    /// [`Error::InvalidInput`](crate::error::Error::InvalidInput) and writes nothing. Clamped to
     /// 64 MiB minus record overhead. Default = 1 MiB.
     pub fn max_data_size(mut self, bytes: usize) -> Self {
-        self.max_data_size = bytes.min(crate::codec::HARD_LIMIT - 4096);
+        self.max_data_size = bytes.min(crate::format::codec::HARD_LIMIT - 4096);
         self
     }
 
@@ -386,7 +384,7 @@ impl Builder {
     ///
     /// A backend without redb's byte-range locks (like those of [`crate::faults`]) needs
     /// [`Sharing::SingleProcess`]; opening it with [`Sharing::MultiProcess`] fails with
-    /// [`Error::Storage`](crate::Error::Storage). Open one store per backend.
+    /// [`Error::Storage`](crate::error::Error::Storage). Open one store per backend.
     pub fn backend(mut self, backend: impl StorageBackend) -> Self {
         self.backend = Some(SharedBackend(Arc::new(backend)));
         self
@@ -394,40 +392,27 @@ impl Builder {
 
     /// Who besides the owner may use the database, the lock directory and the lock files: the
     /// modes they are created with (0600/0700, or 0660/2770 for
-    /// [`FileAccess::Group`](crate::FileAccess::Group)), whatever the umask, and whose files a
+    /// [`FileAccess::Group`](crate::store::files::FileAccess::Group)), whatever the umask, and whose files a
     /// read-write open accepts. Read-only stores create and check nothing. Default =
-    /// [`FileAccess::Owner`](crate::FileAccess::Owner). See docs/reliability.md ("Private
+    /// [`FileAccess::Owner`](crate::store::files::FileAccess::Owner). See docs/reliability.md ("Private
     /// files").
-    pub fn file_access(mut self, access: crate::FileAccess) -> Self {
+    pub fn file_access(mut self, access: crate::store::files::FileAccess) -> Self {
         self.files.access = access;
         self
     }
 
     /// With `true`, a read-write open accepts a database, lock directory or lock file that
-    /// belongs to another user (outside the group of [`FileAccess::Group`](crate::FileAccess::Group))
+    /// belongs to another user (outside the group of [`FileAccess::Group`](crate::store::files::FileAccess::Group))
     /// or that other users can write, a symbolic link of another user, and a directory every
     /// user can write: for an administrator who opens a service's store as root on purpose.
     /// New files still get the private modes. Default = `false`: such files are refused with
-    /// [`Error::UnsafeFile`](crate::Error::UnsafeFile).
+    /// [`Error::UnsafeFile`](crate::error::Error::UnsafeFile).
     pub fn trust_foreign_files(mut self, trust: bool) -> Self {
         self.files.trust_foreign = trust;
         self
     }
 
-    /// Opens the file, creating it (and the database in it) if it does not exist or is empty.
-    ///
-    /// # Errors
-    /// [`Error::NotSessionDb`](crate::Error::NotSessionDb) for a file that is not a sessiondb
-    /// database, [`Error::UnsupportedFormat`](crate::Error::UnsupportedFormat) for another
-    /// format version, [`Error::UnsafeFile`](crate::Error::UnsafeFile) for a file of another
-    /// user or one that others can write ([`file_access`](Self::file_access)),
-    /// [`Error::Storage`](crate::Error::Storage) or [`Error::Io`](crate::Error::Io) if the
-    /// file cannot be opened.
-    pub fn open(self) -> Result<Store> {
-        Store::open_with(self.resolve())
-    }
-
-    fn resolve(self) -> Config {
+    pub(crate) fn resolve(self) -> Config {
         let idle_timeout = self.idle_timeout.map(millis);
         let auto = idle_timeout.map_or(60_000, |i| i / 100);
         let touch_resolution = self.touch_resolution.map_or(auto, |r| millis(r).min(auto));

@@ -4,7 +4,7 @@
 //! It holds only a weak reference to the store's core, upgraded for the length of one sweep,
 //! so it never keeps a dropped store alive. Dropping the `Store` wakes it, and joins it; a
 //! sweep in progress stops after its current batch. A panic in a sweep is caught, handed to
-//! the store (the next call returns [`Error::Panicked`](crate::Error::Panicked)) and ends the
+//! the store (the next call returns [`Error::Panicked`](crate::error::Error::Panicked)) and ends the
 //! thread: it would most likely recur.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -12,8 +12,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::commit::panic_message;
+use super::shared::Core;
 use crate::error::{Error, Result};
-use crate::store::{Core, panic_message};
 
 /// The name of the clean-up thread, as `ps -L` and `/proc/*/task/*/comm` show it.
 pub const CLEANUP_THREAD_NAME: &str = "sessiondb-sweep";

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use fs4::fs_std::FileExt;
 
 use crate::error::{Error, Result};
-use crate::files::{self, Policy};
+use crate::store::files::{self, Policy};
 
 /// The directory of lock files for the database at `db`.
 pub(crate) fn lock_dir_for(db: &Path) -> PathBuf {
