@@ -71,9 +71,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use sessiondb::Store;
 use sessiondb::web::tower::SessionDbStore;
 use sessiondb::web::{ClientInfo, ManagerConfig, SessionManager};
+use sessiondb::{Engine, Store};
 use tokio::net::{TcpListener, TcpSocket};
 use tower_sessions::cookie::time::Duration;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
@@ -243,7 +243,12 @@ struct App {
     origins: Arc<Vec<Origin>>,
 }
 
-async fn serve(listener: TcpListener, store: SessionDbStore, app: App) -> Result<()> {
+/// Serves the app on any session engine ([`Engine`]): `main` opens the embedded [`Store`].
+async fn serve<E: Engine + 'static>(
+    listener: TcpListener,
+    store: SessionDbStore<E>,
+    app: App,
+) -> Result<()> {
     let sessions = SessionManagerLayer::new(store)
         .with_secure(false) // plain HTTP on 127.0.0.1; behind HTTPS leave the default (true)
         .with_expiry(Expiry::OnInactivity(Duration::minutes(30)));

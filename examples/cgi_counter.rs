@@ -78,7 +78,7 @@ use std::process::ExitCode;
 use serde::{Deserialize, Serialize};
 use sessiondb::web::{ClientInfo, ManagerConfig, Outcome, SessionManager, state_from_query};
 use sessiondb::web::{Request, query_param, state_in_url};
-use sessiondb::{Error, SessionId, Store};
+use sessiondb::{Engine, Error, SessionId, Store};
 
 /// How many states a session keeps (the store's default, set here so the page can link them).
 const MAX_STATES: u64 = 16;
@@ -257,14 +257,25 @@ fn respond(method: &str) -> (String, Option<SessionManager>) {
         Ok(manager) => manager,
         Err(e) => return (failure(&*e, head), None),
     };
-    let response = match manager.handle(&client, |request| handle(request, action)) {
+    let response = serve(&manager, &client, action, head);
+    (response, Some(manager))
+}
+
+/// Runs the request on any session engine ([`Engine`]): this program opens the embedded
+/// [`Store`]; the same code serves the sessions of another engine.
+fn serve<E: Engine>(
+    manager: &SessionManager<E>,
+    client: &ClientInfo,
+    action: Action,
+    head: bool,
+) -> String {
+    match manager.handle(client, |request| handle(request, action)) {
         Ok(handled) => {
             let page = Page { attempts: handled.attempts, ..handled.value };
             ok_response(&page, handled.set_cookie.as_deref(), head)
         }
         Err(e) => failure(&*e, head),
-    };
-    (response, Some(manager))
+    }
 }
 
 /// The manager on the session file, as the environment configures it.

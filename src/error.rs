@@ -50,9 +50,9 @@ pub enum Error {
     /// Continue with the successor, and send its id and token to the client again.
     Rotated {
         /// The session's new id.
-        successor: crate::id::SessionId,
+        successor: crate::id::types::SessionId,
         /// The session's new secure token.
-        token: crate::id::SecureToken,
+        token: crate::id::types::SecureToken,
     },
     /// This id was retired on purpose: revoked at log-out, or rotated longer ago than the
     /// forwarding window. Not the same as [`Error::NotFound`] (an id never issued, or expired).
@@ -243,6 +243,26 @@ impl fmt::Display for Error {
 }
 
 impl Error {
+    /// Whether this is the engine refusing the session a caller named, rather than a failure:
+    /// the session is unknown or gone ([`Error::NotFound`]), retired ([`Error::Revoked`]),
+    /// moved to a new id ([`Error::Rotated`]), expired ([`Error::Expired`]), or the token is
+    /// wrong ([`Error::Security`]). Nothing is wrong with the store and nothing was written:
+    /// a web request goes on with a fresh session (what
+    /// [`SessionManager::begin`](crate::web::SessionManager::begin) does), an adapter answers
+    /// "no such session". Every other error is a failure to report (storage, input, limits) or
+    /// a request to come back ([`Error::Conflict`], [`Error::Busy`], [`Error::LockTimeout`]).
+    #[must_use]
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::NotFound
+                | Error::Revoked
+                | Error::Expired { .. }
+                | Error::Security
+                | Error::Rotated { .. }
+        )
+    }
+
     /// A copy of a storage error, for each of the writes that shared a failed transaction:
     /// the variant is kept, the source becomes its text where it cannot be cloned.
     pub(crate) fn duplicate(&self) -> Error {

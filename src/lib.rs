@@ -69,6 +69,7 @@
 #![warn(clippy::pedantic)]
 #![allow(clippy::module_name_repetitions, clippy::must_use_candidate)]
 
+mod engine;
 mod error;
 #[cfg(feature = "testing")]
 pub mod faults;
@@ -81,6 +82,7 @@ mod store;
 mod time;
 pub mod web;
 
+pub use engine::{Engine, Named};
 pub use error::{Error, Result};
 pub use id::{BASE64URL, IdSpec, MAX_ID_LEN, MIN_ENTROPY_BITS, SecureToken, SessionId};
 pub use store::{

@@ -22,6 +22,7 @@ pub(crate) mod lock;
 mod commit;
 mod admin;
 mod adopt;
+mod engine;
 mod expiry;
 mod handle;
 mod locking;

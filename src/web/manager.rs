@@ -12,69 +12,21 @@
 
 use std::time::Duration;
 
-use super::client::{ClientInfo, CrossCheck, fingerprint};
-use super::cookie::{CookieAttrs, MAX_COOKIES, cookie_values, revoke_cookie, set_cookie};
-use super::run::{RunConfig, WriteLocks};
+use super::client::{ClientInfo, fingerprint};
+use super::config::{HijackPolicy, ManagerConfig};
+use super::cookie::{MAX_COOKIES, cookie_values, revoke_cookie, set_cookie};
 use super::url::{session_from_query, state_from_query};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId};
 use crate::store::{Fetched, NewSession, Save, Store};
 
-/// What to do when a request fails its session's cross-checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum HijackPolicy {
-    /// Do not hand the session to this request: it gets a fresh one. The default.
-    #[default]
-    Refuse,
-    /// Hand the session over anyway, and say so in the [`Outcome`], for logging.
-    Report,
-}
-
-/// How a [`SessionManager`] reads and writes sessions. Start from `ManagerConfig::default()`.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ManagerConfig {
-    /// The cookie's name. Default = `"sessiondb"`.
-    pub cookie_name: String,
-    /// The cookie's attributes. Default = [`CookieAttrs::default`] (`Path=/`, `Secure`,
-    /// `HttpOnly`, `SameSite=Lax`, a browser-session cookie).
-    pub cookie: CookieAttrs,
-    /// The query parameter that names the state to show (the back button). Default =
-    /// `"state"`.
-    pub state_param: String,
-    /// What a session is bound to. Default = none: user agents change on browser updates and
-    /// addresses on mobile networks, so every check also logs some honest users out.
-    pub cross_checks: Vec<CrossCheck>,
-    /// What a failed cross-check does. Default = [`HijackPolicy::Refuse`].
-    pub hijack_policy: HijackPolicy,
-    /// How long, after [`Request::regenerate`], the old cookie still leads to the session, so
-    /// that a lost response does not log the user out. Default = zero: no forwarding. A
-    /// window is a trade-off: whoever holds the old cookie during it (an attacker who planted
-    /// it, polling) follows the rotation too. Forwarded requests must pass the cross-checks
-    /// even under [`HijackPolicy::Report`]; see `docs/web.md`.
-    pub rotation_forward: Duration,
-    /// Also accept a session named in the query string (`sid` and `stok`, see
-    /// [`session_query`](super::session_query)) when there is no cookie. Default = `false`:
-    /// tokens in URLs leak.
-    pub session_in_url: bool,
-    /// How [`SessionManager::handle`] runs a request again on contention. Default =
-    /// [`RunConfig::default`].
-    pub run: RunConfig,
-}
-
-impl Default for ManagerConfig {
-    fn default() -> Self {
-        Self {
-            cookie_name: "sessiondb".into(),
-            cookie: CookieAttrs::default(),
-            state_param: "state".into(),
-            cross_checks: Vec::new(),
-            hijack_policy: HijackPolicy::Refuse,
-            rotation_forward: Duration::ZERO,
-            session_in_url: false,
-            run: RunConfig::default(),
-        }
-    }
+/// How [`SessionManager::finish_with`] locks the stored sessions it writes: `held` is the
+/// session whose lock the caller already holds (whose stripe needs no second lock), `wait`
+/// the longest wait for any other.
+pub(super) struct WriteLocks<'a> {
+    pub(super) held: Option<&'a SessionId>,
+    pub(super) wait: Duration,
 }
 
 /// What the client named.
@@ -101,19 +53,6 @@ const MAX_MISMATCHES: usize = 4;
 
 /// How many rotations `begin` follows from one cookie.
 const MAX_FORWARDS: usize = 3;
-
-/// Whether `e` is the store refusing a session (which `begin` turns into an outcome), rather
-/// than a storage failure.
-fn is_refusal(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::NotFound
-            | Error::Revoked
-            | Error::Expired { .. }
-            | Error::Security
-            | Error::Rotated { .. }
-    )
-}
 
 /// How [`SessionManager::begin`] found the request's session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,32 +219,33 @@ impl Request {
     }
 }
 
-/// Reads and writes the sessions of web requests in a [`Store`]. Share one per process.
+/// Reads and writes the sessions of web requests in an [`Engine`]: a [`Store`] (the redb
+/// engine, the default) or any other. Share one per process.
 #[derive(Debug)]
-pub struct SessionManager {
-    store: Store,
+pub struct SessionManager<E: Engine = Store> {
+    store: E,
     pub(super) config: ManagerConfig,
 }
 
-impl SessionManager {
+impl<E: Engine> SessionManager<E> {
     /// A manager on `store`.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] if the cookie name or attributes cannot make a valid cookie.
-    pub fn new(store: Store, config: ManagerConfig) -> Result<Self> {
+    pub fn new(store: E, config: ManagerConfig) -> Result<Self> {
         revoke_cookie(&config.cookie_name, &config.cookie)?; // validates name and attributes
         Ok(Self { store, config })
     }
 
-    /// The store, for maintenance and admin calls.
-    pub fn store(&self) -> &Store {
+    /// The engine, for maintenance and admin calls.
+    pub fn store(&self) -> &E {
         &self.store
     }
 
     /// Gives the store back, for instance to end a CGI process with
     /// [`Store::close_for_exit`].
     #[must_use]
-    pub fn into_store(self) -> Store {
+    pub fn into_store(self) -> E {
         self.store
     }
 
@@ -457,7 +397,7 @@ impl SessionManager {
                     }
                     // Rotated again and again within the window: give up on this cookie.
                     Err(Error::Rotated { .. }) => break Some(Error::Revoked),
-                    Err(e) if is_refusal(&e) => break Some(e),
+                    Err(e) if e.is_refusal() => break Some(e),
                     Err(e) => return Err(e),
                 }
             };
@@ -631,7 +571,7 @@ impl SessionManager {
         if named.is_empty() {
             return Ok(());
         }
-        match self.store.revoke_as(named) {
+        match self.store.revoke_named(named) {
             Ok(_) | Err(Error::Security) => Ok(()),
             Err(e) => Err(e),
         }

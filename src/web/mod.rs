@@ -12,6 +12,7 @@
 //!   [`state_from_query`], [`session_query`], [`session_from_query`].
 
 mod client;
+mod config;
 mod cookie;
 mod manager;
 mod run;
@@ -20,12 +21,13 @@ pub mod tower;
 mod url;
 
 pub use client::{ClientInfo, CrossCheck};
+pub use config::{HijackPolicy, ManagerConfig, RunConfig};
 pub use cookie::{
     CookieAttrs, MAX_COOKIE_HEADER_LEN, MAX_COOKIE_SCAN_LEN, MAX_COOKIES, SameSite, get_cookie,
     parse_cookie_header, revoke_cookie, set_cookie,
 };
-pub use manager::{HijackPolicy, ManagerConfig, Outcome, Request, SessionManager};
-pub use run::{Handled, RunConfig};
+pub use manager::{Outcome, Request, SessionManager};
+pub use run::Handled;
 pub use url::{
     query_param, session_from_query, session_query, state_from_query, state_in_form, state_in_url,
 };

@@ -21,55 +21,10 @@
 use std::time::{Duration, Instant};
 
 use super::client::ClientInfo;
-use super::manager::{Request, SessionManager};
+use super::manager::{Request, SessionManager, WriteLocks};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::id::SessionId;
-use crate::store::SessionLock;
-
-/// How [`SessionManager::finish_with`] locks the stored sessions it writes: `held` is the
-/// session whose lock the caller already holds (whose stripe needs no second lock), `wait`
-/// the longest wait for any other.
-pub(super) struct WriteLocks<'a> {
-    pub(super) held: Option<&'a SessionId>,
-    pub(super) wait: Duration,
-}
-
-/// How [`SessionManager::handle`] runs a request again on contention. Part of
-/// [`ManagerConfig`](super::ManagerConfig) (`run`); start from `RunConfig::default()`.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct RunConfig {
-    /// How many attempts run without the session's lock before the lock is taken. Default = 1:
-    /// a request takes no lock unless its first attempt met another request's save (most do
-    /// not, and a request that only reads never waits for one that writes). 0 = take the lock
-    /// from the first attempt (PHP-style: the requests of a session run one at a time).
-    pub lockless_attempts: u32,
-    /// The longest pause between lockless attempts. The pause is random in
-    /// `[0, min(max_backoff, 2 ms × 2^(attempt-1))]`, so that colliding requests spread out.
-    /// Default = 20 ms.
-    pub max_backoff: Duration,
-    /// The longest wait for the session's lock ([`Store::lock`](crate::Store::lock)), each
-    /// time it is taken. Default = 2 s.
-    pub lock_wait: Duration,
-    /// The longest a request may spend in [`SessionManager::handle`] before it gives up with
-    /// [`Error::Busy`] (the lock's wait is cut to what is left of it). Default = 5 s.
-    pub max_time: Duration,
-    /// What [`Error::Busy`] tells the client to wait before it tries again (`Retry-After`).
-    /// Default = 1 s.
-    pub retry_after: Duration,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        Self {
-            lockless_attempts: 1,
-            max_backoff: Duration::from_millis(20),
-            lock_wait: Duration::from_secs(2),
-            max_time: Duration::from_secs(5),
-            retry_after: Duration::from_secs(1),
-        }
-    }
-}
 
 /// What [`SessionManager::handle`] returns: the application's value from the attempt that was
 /// stored, and the cookie to send.
@@ -99,7 +54,7 @@ fn worth_retrying(e: &Error) -> bool {
     matches!(e, Error::Conflict { .. } | Error::Rotated { .. } | Error::Revoked)
 }
 
-impl SessionManager {
+impl<S: Engine> SessionManager<S> {
     /// Runs one request: [`begin`](Self::begin), `app`, [`finish`](Self::finish), and again
     /// from `begin` when `finish` reports that another request of the session got in between
     /// ([`Error::Conflict`], [`Error::Rotated`], [`Error::Revoked`]). Nothing of a failed
@@ -138,7 +93,7 @@ impl SessionManager {
         let mut known: Option<SessionId> = None;
         // The lock held, kept across attempts: a locked attempt that meets a newer request's
         // lockless save runs again at once, without queueing behind the other waiters.
-        let mut held: Option<(SessionId, SessionLock<'_>)> = None;
+        let mut held: Option<(SessionId, S::Lock<'_>)> = None;
         let mut attempts = 0u32;
         let mut locked_conflicts = 0u32;
         // Whether the session locks can be used at all (their lock files can be created).
@@ -214,7 +169,7 @@ impl SessionManager {
     }
 }
 
-impl SessionManager {
+impl<S: Engine> SessionManager<S> {
     /// The lock of stored session `id`, to hold around a write of `finish`: `None` when
     /// `locks` is `None` (a plain `finish`) or the caller holds its stripe already. A lock that
     /// is not free within the wait, or that cannot be used (the lock file cannot be created),
@@ -228,7 +183,7 @@ impl SessionManager {
         &self,
         locks: Option<&WriteLocks<'_>>,
         id: &SessionId,
-    ) -> Result<Option<SessionLock<'_>>> {
+    ) -> Result<Option<S::Lock<'_>>> {
         let Some(locks) = locks else { return Ok(None) };
         if locks.held.is_some_and(|held| self.store().shares_lock(held, id)) {
             return Ok(None);

@@ -42,6 +42,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
 
+use crate::engine::Engine;
 use crate::error::Error;
 use crate::id::{SecureToken, SessionId};
 use crate::store::Store;
@@ -51,38 +52,35 @@ use crate::store::Store;
 const CREATE_ATTEMPTS: usize = 8;
 
 /// A [`SessionStore`] (and [`ExpiredDeletion`]) keeping tower-sessions' sessions in a
-/// [`Store`]. Cheap to clone: clones share the store.
-#[derive(Debug, Clone)]
-pub struct SessionDbStore {
-    store: Arc<Store>,
+/// [`Store`] (the default) or another [`Engine`]. Cheap to clone: clones share the engine.
+#[derive(Debug)]
+pub struct SessionDbStore<E: Engine = Store> {
+    store: Arc<E>,
 }
 
-impl SessionDbStore {
+impl<E: Engine> Clone for SessionDbStore<E> {
+    fn clone(&self) -> Self {
+        Self { store: Arc::clone(&self.store) }
+    }
+}
+
+impl<E: Engine + 'static> SessionDbStore<E> {
     /// A tower-sessions store on `store` (a [`Store`] or an `Arc<Store>` shared with other
-    /// code). Open one per process, as for every [`Store`].
-    pub fn new(store: impl Into<Arc<Store>>) -> Self {
+    /// code, or another engine). Open one per process, as for every [`Store`].
+    pub fn new(store: impl Into<Arc<E>>) -> Self {
         Self { store: store.into() }
     }
 
-    /// The underlying store, for the native API and admin tools.
+    /// The underlying engine, for the native API and admin tools.
     #[must_use]
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &E {
         &self.store
-    }
-
-    /// The sessiondb id the session of tower-sessions id `id` is stored under: `tw-` and 48 hex
-    /// digits of a SHA-256 of the id. It cannot be turned back into `id`.
-    ///
-    /// # Errors
-    /// None in practice: the text is always a valid [`SessionId`]; the check stays.
-    pub fn storage_id(id: &Id) -> crate::error::Result<SessionId> {
-        SessionId::parse(&format!("tw-{}", hex(&derive(b"id", id)[..24])))
     }
 
     /// Runs `f` on the store in Tokio's blocking pool.
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Store) -> session_store::Result<T> + Send + 'static,
+        f: impl FnOnce(&E) -> session_store::Result<T> + Send + 'static,
     ) -> session_store::Result<T> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
             session_store::Error::Backend(format!("sessiondb needs a Tokio runtime: {e}"))
@@ -91,6 +89,17 @@ impl SessionDbStore {
         runtime.spawn_blocking(move || f(&store)).await.map_err(|e| {
             session_store::Error::Backend(format!("sessiondb task did not finish: {e}"))
         })?
+    }
+}
+
+impl SessionDbStore {
+    /// The sessiondb id the session of tower-sessions id `id` is stored under: `tw-` and 48 hex
+    /// digits of a SHA-256 of the id. It cannot be turned back into `id`.
+    ///
+    /// # Errors
+    /// None in practice: the text is always a valid [`SessionId`]; the check stays.
+    pub fn storage_id(id: &Id) -> crate::error::Result<SessionId> {
+        SessionId::parse(&format!("tw-{}", hex(&derive(b"id", id)[..24])))
     }
 }
 
@@ -157,7 +166,7 @@ fn decode(bytes: &[u8]) -> session_store::Result<Data> {
 }
 
 #[async_trait]
-impl SessionStore for SessionDbStore {
+impl<E: Engine + 'static> SessionStore for SessionDbStore<E> {
     /// Stores a new session, drawing a new [`Id`] for `record` while its id is taken (in use
     /// or retired, checked in the creating transaction).
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
@@ -206,13 +215,7 @@ impl SessionStore for SessionDbStore {
                 let (key, token) = keys(&id).map_err(|e| store_error(&e))?;
                 match store.load(&key, &token) {
                     Ok(fetched) => Ok(Some((fetched.session_data, fetched.expires_at))),
-                    Err(
-                        Error::NotFound
-                        | Error::Expired { .. }
-                        | Error::Revoked
-                        | Error::Rotated { .. }
-                        | Error::Security,
-                    ) => Ok(None),
+                    Err(e) if e.is_refusal() => Ok(None),
                     Err(e) => Err(store_error(&e)),
                 }
             })
@@ -236,7 +239,7 @@ impl SessionStore for SessionDbStore {
 }
 
 #[async_trait]
-impl ExpiredDeletion for SessionDbStore {
+impl<E: Engine + 'static> ExpiredDeletion for SessionDbStore<E> {
     /// Removes the sessions past their expiry date and the store's grace period:
     /// [`Store::cleanup`], which the store's clean-up thread also runs on its own.
     async fn delete_expired(&self) -> session_store::Result<()> {

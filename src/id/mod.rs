@@ -8,6 +8,10 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+pub(crate) mod types;
+
+pub use types::{SecureToken, SessionId};
+
 /// The URL- and cookie-safe base64 alphabet: 64 symbols, 6 bits each.
 pub const BASE64URL: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -142,10 +146,6 @@ fn check_text(kind: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// A session id: text of 1 to [`MAX_ID_LEN`] characters from `A-Z a-z 0-9 - _ . ~`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(String);
-
 impl SessionId {
     /// Checks untrusted text (from a cookie or URL) and wraps it. Never panics.
     ///
@@ -166,29 +166,6 @@ impl SessionId {
         self.0.as_bytes()
     }
 }
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionId({})", self.0)
-    }
-}
-
-impl AsRef<str> for SessionId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A session's secure token (Nagare's secure id): returned once at creation, stored only as a
-/// SHA-256 hash, required by every operation that reads or changes the session's data.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecureToken(String);
 
 /// Length of generated tokens: 43 base64url characters, 258 bits.
 const TOKEN_LEN: usize = 43;
@@ -251,13 +228,6 @@ impl SecureToken {
             Error::InvalidInput("sealed token does not open with this token".into())
         })?;
         SecureToken::parse(&text)
-    }
-}
-
-impl fmt::Debug for SecureToken {
-    /// Never prints the secret.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecureToken(..)")
     }
 }
 
