@@ -9,7 +9,8 @@
 //!
 //! [`Store`] is the engine. [`web::SessionManager`] is what a web program calls per request:
 //! cookies, strict ids, lazy writes, rotation at log-in, log-out and cross-checks
-//! (`docs/web.md`).
+//! (`docs/web.md`). The web layer and the tower-sessions adapter speak to the [`Engine`] trait,
+//! which [`Store`] implements: another engine slots in beside it (`docs/engines.md`).
 //!
 //! It is not a cache (nothing is lost on restart) and not a network server: every process opens
 //! the file itself.
