@@ -2,7 +2,7 @@
 //! tower-sessions / axum service for one redb file shared by all its worker processes.
 //!
 //! ```
-//! use sessiondb::{Store, tower::SessionDbStore};
+//! use sessiondb::{Store, web::tower::SessionDbStore};
 //! use tower_sessions::{Expiry, SessionManagerLayer, cookie::time::Duration};
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let path = dir.path().join("sessions.redb");
