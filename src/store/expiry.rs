@@ -279,8 +279,8 @@ impl Core {
         stop: &dyn Fn() -> bool,
     ) -> Result<CleanupReport> {
         let mut total = CleanupReport::default();
-        let max = self.cfg.cleanup_batch;
-        let budget = self.cfg.cleanup_batch_time;
+        let max = self.cfg.sweep.batch;
+        let budget = self.cfg.sweep.batch_time;
         let (mut limit, single) = match extent {
             Extent::Whole if budget.is_some() => (max.min(FIRST_SWEEP_BATCH), false),
             Extent::Whole => (max, false),
@@ -405,7 +405,7 @@ impl Store {
             Ok(candidates)
         })?;
         let mut deleted = 0;
-        for chunk in candidates.chunks(self.core.cfg.cleanup_batch) {
+        for chunk in candidates.chunks(self.core.cfg.sweep.batch) {
             deleted += self.core.write(|t| {
                 let mut n = 0;
                 for sid in chunk {

@@ -67,7 +67,7 @@ impl Store {
 
     pub(crate) fn open_with(cfg: Config) -> Result<Self> {
         let policy = (!cfg.read_only).then_some(cfg.files);
-        let locks = LockDir::new(&cfg.path, cfg.lock_stripes, cfg.lock_poll_interval, policy);
+        let locks = LockDir::new(&cfg.path, cfg.lock.stripes, cfg.lock.poll_interval, policy);
         // The lock directory and the database's directory are checked before the file opens.
         locks.prepare_on_open()?;
         if cfg.sharing == crate::store::config::Sharing::MultiProcess && !cfg.read_only {
@@ -76,7 +76,8 @@ impl Store {
             locks.hold_open()?;
         }
         let db = guard("opening the file", || open::open_db(&cfg))?;
-        let committer = Committer::new(cfg.group_commit, cfg.max_batch, cfg.company_wait);
+        let committer =
+            Committer::new(cfg.commit.group_commit, cfg.commit.max_batch, cfg.commit.company_wait);
         let core = Arc::new(Core {
             db: RwLock::new(Some(Arc::new(db))),
             cfg,
@@ -94,8 +95,8 @@ impl Store {
             open::check_or_init_meta(&db, core.cfg.read_only, core.now())
         }))?;
         drop(db);
-        let cleaner = match core.cfg.cleanup_interval {
-            Some(every) if core.cfg.cleanup_thread && !core.cfg.read_only => {
+        let cleaner = match core.cfg.sweep.interval {
+            Some(every) if core.cfg.sweep.thread && !core.cfg.read_only => {
                 Some(Cleaner::start(&core, every)?)
             }
             _ => None,
@@ -168,6 +169,6 @@ impl Builder {
     /// [`Error::Storage`](crate::error::Error::Storage) or [`Error::Io`](crate::error::Error::Io) if the
     /// file cannot be opened.
     pub fn open(self) -> Result<Store> {
-        Store::open_with(self.resolve())
+        Store::open_with(self.into_config())
     }
 }

@@ -126,8 +126,8 @@ impl Store {
                     let state_id = if overwrite { rec.latest_state } else { rec.latest_state + 1 };
                     put_state(t, &sid, state_id, state_data)?;
                     rec.latest_state = state_id;
-                    if rec.state_count() > c.cfg.max_states {
-                        let keep_from = rec.latest_state + 1 - c.cfg.max_states;
+                    if rec.state_count() > c.cfg.max_states() {
+                        let keep_from = rec.latest_state + 1 - c.cfg.max_states();
                         remove_states(t, &sid, rec.oldest_state..=keep_from - 1)?;
                         rec.oldest_state = keep_from;
                     }
@@ -153,7 +153,7 @@ impl Store {
             // The bound is the touch bound: a session can expire up to one resolution early,
             // never late. It never moves backwards (a clock stepped back).
             let moved = now.saturating_sub(rec.last_access);
-            let coalesce = c.cfg.idle_timeout.is_some() && moved < c.cfg.touch_resolution;
+            let coalesce = c.cfg.idle_timeout.is_some() && moved < c.cfg.touch_resolution();
             if now > rec.last_access && !coalesce {
                 rec.last_access = now;
             }
@@ -184,7 +184,7 @@ impl Store {
         save: Save<'_>,
         mut merge: impl FnMut(&[u8], &[u8]) -> Vec<u8>,
     ) -> Result<Stored> {
-        let attempts = self.core.cfg.max_merge_attempts;
+        let attempts = self.core.cfg.commit.max_merge_attempts;
         let mut res = self.store_state(id, token, save);
         for _ in 0..attempts {
             if !matches!(res, Err(Error::Conflict { .. })) {

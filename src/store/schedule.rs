@@ -76,7 +76,7 @@ impl Core {
     /// thread, which asks `stop` between batches) or one batch. Nothing is written when none
     /// is due. Without a `cleanup_interval` no sweep is ever due.
     pub(crate) fn sweep_if_due(&self, whole: bool, stop: &dyn Fn() -> bool) -> Result<Turn> {
-        let Some(every) = self.cfg.cleanup_interval else {
+        let Some(every) = self.cfg.sweep.interval else {
             return Ok(Turn { report: None, next: Duration::MAX });
         };
         self.rw()?;
@@ -96,9 +96,9 @@ impl Core {
         let extent = if whole {
             Extent::Whole
         } else {
-            let first = match self.cfg.cleanup_batch_time {
+            let first = match self.cfg.sweep.batch_time {
                 Some(_) => FIRST_SWEEP_BATCH,
-                None => self.cfg.cleanup_batch,
+                None => self.cfg.sweep.batch,
             };
             Extent::OneBatch(schedule.batch.unwrap_or(first))
         };

@@ -159,7 +159,7 @@ impl Core {
                 return Ok(Ok(Reply::Touched(None)));
             };
             // Re-checked here: concurrent loads that all read the old time need one touch.
-            let due = now.saturating_sub(rec.last_access) >= c.cfg.touch_resolution;
+            let due = now.saturating_sub(rec.last_access) >= c.cfg.touch_resolution();
             if c.status(&rec, now) != SessionStatus::Live || !due || now <= rec.last_access {
                 return Ok(Ok(Reply::Touched(None)));
             }
@@ -267,7 +267,7 @@ impl Store {
             Ok((rec, state_id, state_data))
         })?;
         let mut expires_at = c.effective_expiry(&rec);
-        if !c.cfg.read_only && now.saturating_sub(rec.last_access) >= c.cfg.touch_resolution {
+        if !c.cfg.read_only && now.saturating_sub(rec.last_access) >= c.cfg.touch_resolution() {
             expires_at = c.persist_touch(id, now)?.unwrap_or(expires_at);
         }
         Ok(Fetched {
