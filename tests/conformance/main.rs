@@ -1,8 +1,8 @@
 //! The conformance suite: the behaviour every session engine ([`sessiondb::Engine`]) must
 //! have, as one set of cases run on every engine under test. Expiry and grace, the states
 //! history and its eviction, versions and `Conflict`, rotation and tombstones, revocation
-//! chains, the users index, caps, wrong tokens, the tower adapter's calls, and the web layer's
-//! strict mode through [`SessionManager`](sessiondb::web::SessionManager).
+//! chains, the users index, caps, wrong tokens, the tower adapter's calls, the session lock,
+//! and the web layer's strict mode through [`SessionManager`](sessiondb::web::SessionManager).
 //!
 //! Each case is a generic function `fn case<S: Subject>(subject: &S) -> Result<(), Error>`
 //! that opens an engine through the [`Subject`] and speaks to it only through the `Engine`
@@ -50,6 +50,7 @@ macro_rules! refused {
 }
 
 mod expiry;
+mod locks;
 mod revocation;
 mod rotation;
 mod states;
@@ -206,6 +207,7 @@ macro_rules! conformance {
                 tokens::a_wrong_token_is_refused_everywhere_and_changes_nothing,
                 tokens::unknown_ids_are_not_found,
                 tokens::create_under_and_put_take_the_callers_id_and_never_revive_one,
+                locks::the_session_lock_excludes_other_holders_for_a_bounded_wait,
                 web::strict_mode_never_adopts_an_unknown_id,
                 web::a_visit_without_data_gets_no_session_and_no_cookie,
                 web::a_login_forwards_the_old_cookie_then_the_request_moved,
