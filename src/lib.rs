@@ -61,7 +61,7 @@
 //!   record and index of a file (`tests/verify.rs`).
 //! - Every acknowledged write survives a power loss at any sync, and the write in flight is
 //!   found whole or not at all; an I/O error or a full disk ([`Error::DiskFull`]) loses nothing
-//!   committed (`tests/faults.rs`, on the simulated disks of [`faults`]). `docs/reliability.md`
+//!   committed (`tests/faults.rs`, on the simulated disks of `sessiondb::faults`, feature `testing`). `docs/reliability.md`
 //!   lists every promise with its test.
 //! - A store used in a process forked after open returns [`Error::Forked`] (`tests/fork.rs`).
 

@@ -406,10 +406,10 @@ impl Builder {
     }
 
     /// Keeps the database on `backend` instead of the file at the path: an in-memory image, or
-    /// a simulated disk that fails on purpose ([`crate::faults`]). The path still names the
+    /// a simulated disk that fails on purpose (`sessiondb::faults`, feature `testing`). The path still names the
     /// session lock files (`<path>.locks/`). Default = the file at the path.
     ///
-    /// A backend without redb's byte-range locks (like those of [`crate::faults`]) needs
+    /// A backend without redb's byte-range locks (like those of `sessiondb::faults`) needs
     /// [`Sharing::SingleProcess`]; opening it with [`Sharing::MultiProcess`] fails with
     /// [`Error::Storage`](crate::error::Error::Storage). Open one store per backend.
     pub fn backend(mut self, backend: impl StorageBackend) -> Self {

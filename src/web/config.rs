@@ -82,9 +82,9 @@ pub struct RunConfig {
     /// time it is taken. Default = 2 s.
     pub lock_wait: Duration,
     /// The longest a request may spend in [`SessionManager::handle`](super::SessionManager::handle) before it gives up with
-    /// [`Error::Busy`] (the lock's wait is cut to what is left of it). Default = 5 s.
+    /// [`Error::Busy`](crate::Error::Busy) (the lock's wait is cut to what is left of it). Default = 5 s.
     pub max_time: Duration,
-    /// What [`Error::Busy`] tells the client to wait before it tries again (`Retry-After`).
+    /// What [`Error::Busy`](crate::Error::Busy) tells the client to wait before it tries again (`Retry-After`).
     /// Default = 1 s.
     pub retry_after: Duration,
 }

@@ -58,9 +58,9 @@ impl<S: Engine> SessionManager<S> {
     /// Runs one request: [`begin`](Self::begin), `app`, [`finish`](Self::finish), and again
     /// from `begin` when `finish` reports that another request of the session got in between
     /// ([`Error::Conflict`], [`Error::Rotated`], [`Error::Revoked`]). Nothing of a failed
-    /// attempt was stored. After [`RunConfig::lockless_attempts`] the session's cross-process
+    /// attempt was stored. After [`RunConfig::lockless_attempts`](super::RunConfig::lockless_attempts) the session's cross-process
     /// lock is held around each attempt; a lockless attempt that writes a stored session holds
-    /// the lock just around that write (bounded by [`RunConfig::lock_wait`], after which it
+    /// the lock just around that write (bounded by [`RunConfig::lock_wait`](super::RunConfig::lock_wait), after which it
     /// writes unlocked), and one that writes nothing takes no lock. So when every writer of
     /// the session goes through `handle`, a locked attempt cannot conflict: a request that
     /// met a conflict is stored by its next attempt. See `docs/web.md`.
@@ -75,8 +75,8 @@ impl<S: Engine> SessionManager<S> {
     ///
     /// # Errors
     /// [`Error::Busy`] (converted into `E`) when the request could not be stored within
-    /// [`RunConfig::max_time`], or the session's lock was not free within
-    /// [`RunConfig::lock_wait`]: nothing was stored; answer `503 Service Unavailable` with
+    /// [`RunConfig::max_time`](super::RunConfig::max_time), or the session's lock was not free within
+    /// [`RunConfig::lock_wait`](super::RunConfig::lock_wait): nothing was stored; answer `503 Service Unavailable` with
     /// `Retry-After`. Storage errors of `begin` and `finish`; `app`'s own errors.
     pub fn handle<T, E>(
         &self,
