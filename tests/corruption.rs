@@ -166,7 +166,7 @@ fn read_only_store_refuses_writes() -> Result<(), Error> {
     assert!(matches!(ro.create(b"", b""), Err(Error::InvalidInput(_))));
     assert!(matches!(ro.delete(&c.id), Err(Error::InvalidInput(_))));
     assert!(matches!(ro.cleanup(), Err(Error::InvalidInput(_))));
-    assert_eq!(ro.session_info(&c.id)?.map(|i| i.last_access), Some(common::T0));
+    assert_eq!(ro.inspect(&c.id)?.map(|(i, _)| i.last_access), Some(common::T0));
     Ok(())
 }
 
@@ -225,7 +225,7 @@ fn a_huge_gap_in_state_ids_is_evicted_by_range() -> Result<(), Error> {
     let (s, _clock) = store(&db);
     let stored = s.store_state(&c.id, &c.token, sessiondb::Save::new(c.version, b"", b"new"))?;
     assert_eq!(stored.state_id, (1 << 40) + 1);
-    let kept: Vec<u64> = s.states(&c.id)?.iter().map(|st| st.id).collect();
+    let kept: Vec<u64> = s.inspect(&c.id)?.unwrap().1.iter().map(|st| st.id).collect();
     assert_eq!(kept, vec![(1 << 40) + 1]);
     assert_eq!(s.load(&c.id, &c.token)?.state_data, b"new");
     Ok(())

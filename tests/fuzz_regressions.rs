@@ -210,8 +210,7 @@ fn damaged_writes_calls(store: &Store) {
     let mut ids = Vec::new();
     for info in store.sessions().take(10_000).flatten() {
         let _ = store.exists(&info.id);
-        let _ = store.session_info(&info.id);
-        let _ = store.states(&info.id);
+        let _ = store.inspect(&info.id);
         let _ = store.load(&info.id, &token);
         let _ = store.fetch_state(&info.id, &token, Some(info.oldest_state));
         ids.push(info.id);
