@@ -106,6 +106,10 @@ struct Args {
 }
 
 impl Args {
+    #[allow(
+        clippy::unnecessary_debug_formatting,
+        reason = "an argument that is not UTF-8 is shown quoted, its odd bytes escaped"
+    )]
     fn parse() -> Result<Self> {
         let (mut workers, mut port, mut db, mut origins, mut lockless, mut worker) =
             (2, 3000, None, Vec::new(), None, false);
@@ -311,6 +315,7 @@ fn forbidden() -> (StatusCode, String) {
     (StatusCode::FORBIDDEN, "cross-site requests may not log in or out\n".to_owned())
 }
 
+#[allow(clippy::needless_pass_by_value, reason = "used as `map_err(internal)`")]
 fn internal(e: tower_sessions::session::Error) -> (StatusCode, String) {
     (StatusCode::INTERNAL_SERVER_ERROR, format!("session error: {e}\n"))
 }

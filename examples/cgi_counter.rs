@@ -223,6 +223,7 @@ fn main() -> ExitCode {
 /// signal's delay would be rolled back (harmless, but the sweep would never finish, and the
 /// file would grow as if there were no clean-up), so the program ignores `SIGTERM` for the
 /// rest of its life, a bounded batch of about 15 ms; `SIGKILL` still ends it.
+#[allow(unsafe_code, reason = "libc: ignore SIGTERM and close stdout to end the response")]
 fn clean_up_after_response(store: Store) {
     let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
     // SAFETY: plain signal and fd calls on descriptors this process owns; stdout was flushed

@@ -175,8 +175,8 @@ fn try_main() -> Result<u64, Fail> {
     };
 
     match (args.mode, wanted) {
-        (Mode::Session, Some(id)) => match store.session_info(&id) {
-            Ok(Some(info)) => dump.session(&store, &info.id, true)?,
+        (Mode::Session, Some(id)) => match store.inspect(&id) {
+            Ok(Some((info, _))) => dump.session(&store, &info.id, true)?,
             Ok(None) => dump.problem(format!("no session {id} in the file"))?,
             Err(e) => dump.problem(format!("session {id}: {e}"))?,
         },

@@ -65,10 +65,11 @@
 //!   lists every promise with its test.
 //! - A store used in a process forked after open returns [`Error::Forked`] (`tests/fork.rs`).
 
+// The shared lints (clippy::pedantic and its exceptions) are in Cargo.toml's `[lints]`, for
+// every target; the library forbids what the tests may allow (`unsafe_code` is only `deny`
+// there) and documents every public item.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-#![warn(clippy::pedantic)]
-#![allow(clippy::module_name_repetitions, clippy::must_use_candidate)]
 
 mod engine;
 mod error;

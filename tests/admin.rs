@@ -41,9 +41,9 @@ fn inspect_and_info_describe_the_file() -> Result<(), Error> {
     assert_eq!(info.status.to_string(), "live");
 
     clock.advance(12_000);
-    assert_eq!(store.session_info(&c.id)?.unwrap().status, SessionStatus::Expired);
+    assert_eq!(store.inspect(&c.id)?.unwrap().0.status, SessionStatus::Expired);
     clock.advance(3_000);
-    assert_eq!(store.session_info(&c.id)?.unwrap().status.as_str(), "gone");
+    assert_eq!(store.inspect(&c.id)?.unwrap().0.status.as_str(), "gone");
 
     let file = store.info()?;
     assert_eq!(file.format_version, 1);

@@ -8,6 +8,8 @@
 //!
 //! The last test runs `scripts/lighttpd-cgi.sh`, the same program under a real web server.
 
+#![allow(unsafe_code, reason = "libc::kill: a CGI process is sent SIGTERM")]
+
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

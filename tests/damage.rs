@@ -101,7 +101,7 @@ fn in_redb(panic: &str) -> bool {
 #[derive(Default, Debug)]
 struct Tally {
     cases: u64,
-    /// Outcomes by name: "open ro: NotSessionDb", "load: Corrupted", "verify: 3 problems"...
+    /// Outcomes by name: `open ro: NotSessionDb`, `load: Corrupted`, `verify: 3 problems`...
     outcomes: BTreeMap<String, u64>,
 }
 
@@ -168,9 +168,9 @@ fn library(path: &Path, f: &Arc<Fixture>) -> Vec<String> {
 }
 
 /// Runs one damaged copy through the library and the dump.
-fn case(dir: &Path, f: &Arc<Fixture>, bytes: Vec<u8>, what: &str, tally: &mut Tally) {
+fn case(dir: &Path, f: &Arc<Fixture>, bytes: &[u8], what: &str, tally: &mut Tally) {
     let path: PathBuf = dir.join(format!("case-{}.redb", tally.cases));
-    std::fs::write(&path, &bytes).unwrap();
+    std::fs::write(&path, bytes).unwrap();
     let (tx, rx) = mpsc::channel();
     let (p, fx) = (path.clone(), Arc::clone(f));
     std::thread::spawn(move || {
@@ -179,7 +179,9 @@ fn case(dir: &Path, f: &Arc<Fixture>, bytes: Vec<u8>, what: &str, tally: &mut Ta
     let (outcomes, panics) = match rx.recv_timeout(HANG) {
         Ok((Ok(outcomes), panics)) => (outcomes, panics),
         Ok((Err(_), panics)) => panic!("{what}: a panic reached the caller: {panics:?}"),
-        Err(_) => panic!("{what}: the library hung for {HANG:?}"),
+        Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("{what}: the library hung for {HANG:?}")
+        }
     };
     if let Some(ours) = panics.iter().find(|p| !in_redb(p)) {
         panic!("{what}: a panic outside redb: {ours}");
@@ -196,7 +198,7 @@ fn case(dir: &Path, f: &Arc<Fixture>, bytes: Vec<u8>, what: &str, tally: &mut Ta
     }
     // The dump reads the file as it was damaged, before the read-write open above repaired or
     // initialised it: run it on a fresh copy.
-    std::fs::write(&path, &bytes).unwrap();
+    std::fs::write(&path, bytes).unwrap();
     let out = Command::new(common::example("dump")).arg("--verify").arg(&path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The default hook prints the panics the dump caught; each must be in redb.
@@ -229,7 +231,7 @@ fn truncation_at_many_offsets() {
     offsets.dedup();
     let mut tally = Tally::default();
     for at in offsets {
-        case(dir.path(), &f, f.bytes[..at].to_vec(), &format!("truncated at {at}"), &mut tally);
+        case(dir.path(), &f, &f.bytes[..at], &format!("truncated at {at}"), &mut tally);
     }
     report("truncation", &tally);
 }
@@ -245,7 +247,7 @@ fn single_bit_flips_across_the_file() {
         let at = rng.random_range(0..bytes.len());
         let bit = rng.random_range(0..8);
         bytes[at] ^= 1 << bit;
-        case(dir.path(), &f, bytes, &format!("bit {bit} of byte {at} flipped"), &mut tally);
+        case(dir.path(), &f, &bytes, &format!("bit {bit} of byte {at} flipped"), &mut tally);
     }
     report("bit flips", &tally);
 }
@@ -259,7 +261,7 @@ fn each_page_zeroed_in_turn() {
         let mut bytes = f.bytes.clone();
         let end = ((page + 1) * 4096).min(bytes.len());
         bytes[page * 4096..end].fill(0);
-        case(dir.path(), &f, bytes, &format!("page {page} zeroed"), &mut tally);
+        case(dir.path(), &f, &bytes, &format!("page {page} zeroed"), &mut tally);
     }
     report("zeroed pages", &tally);
 }
@@ -282,7 +284,7 @@ fn foreign_and_empty_files() {
         ("zeros", vec![0; 1 << 16]),
         ("empty", Vec::new()),
     ] {
-        case(dir.path(), &f, bytes, what, &mut tally);
+        case(dir.path(), &f, &bytes, what, &mut tally);
     }
     report("foreign files", &tally);
     // The empty file is the one a read-write open may initialise: a sessiondb file after it.

@@ -3,6 +3,8 @@
 //! not get a 60 MiB buffer. A counting allocator records the largest allocation made while a
 //! decode runs.
 
+#![allow(unsafe_code, reason = "a counting GlobalAlloc wraps the system allocator")]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 

@@ -83,7 +83,7 @@ fn no_timeouts_means_no_expiry() -> Result<(), Error> {
     clock.advance(10 * 365 * 24 * 3600 * SEC);
     assert!(store.load(&c.id, &c.token).is_ok());
     assert_eq!(store.cleanup()?.sessions, 0);
-    assert_eq!(store.session_info(&c.id)?.map(|i| i.expires_at), Some(u64::MAX));
+    assert_eq!(store.inspect(&c.id)?.map(|(i, _)| i.expires_at), Some(u64::MAX));
     Ok(())
 }
 
@@ -109,10 +109,10 @@ fn loads_persist_access_only_past_the_touch_resolution() -> Result<(), Error> {
     let c = store.create(b"x", b"")?;
     clock.advance(99);
     store.load(&c.id, &c.token)?;
-    assert_eq!(store.session_info(&c.id)?.unwrap().last_access, T0);
+    assert_eq!(store.inspect(&c.id)?.unwrap().0.last_access, T0);
     clock.advance(1);
     store.load(&c.id, &c.token)?;
-    let info = store.session_info(&c.id)?.unwrap();
+    let info = store.inspect(&c.id)?.unwrap().0;
     assert_eq!(info.last_access, T0 + 100);
     assert_eq!(info.expires_at, T0 + 100 + 10 * SEC);
     assert_eq!(info.version, 1, "a touch is not a save");
@@ -144,7 +144,7 @@ fn saves_move_the_access_time_only_past_the_touch_resolution() -> Result<(), Err
     // deadlines and therefore the expiry index entry.
     clock.advance(99);
     let saved = store.store_state(&c.id, &c.token, Save::new(c.version, b"y", b"s1"))?;
-    let info = store.session_info(&c.id)?.unwrap();
+    let info = store.inspect(&c.id)?.unwrap().0;
     assert_eq!((info.last_access, info.expires_at), (T0, T0 + 10 * SEC));
     assert_eq!(info.version, 2);
     assert_eq!(store.load(&c.id, &c.token)?.session_data, b"y");
@@ -154,7 +154,7 @@ fn saves_move_the_access_time_only_past_the_touch_resolution() -> Result<(), Err
     let store = builder(&db.path, &clock).open()?;
     clock.advance(1);
     store.store_state(&c.id, &c.token, Save::new(saved.version, b"z", b"s2"))?;
-    let info = store.session_info(&c.id)?.unwrap();
+    let info = store.inspect(&c.id)?.unwrap().0;
     assert_eq!((info.last_access, info.expires_at), (T0 + 100, T0 + 100 + 10 * SEC));
     drop(store);
     let moved = index();
@@ -165,7 +165,7 @@ fn saves_move_the_access_time_only_past_the_touch_resolution() -> Result<(), Err
     let store = builder(&db.path, &clock).open()?;
     clock.advance(99);
     store.store_state(&c.id, &c.token, Save::new(saved.version + 1, b"w", b""))?;
-    assert_eq!(store.session_info(&c.id)?.unwrap().expires_at, T0 + 100 + 10 * SEC);
+    assert_eq!(store.inspect(&c.id)?.unwrap().0.expires_at, T0 + 100 + 10 * SEC);
     clock.set(T0 + 100 + 10 * SEC);
     assert!(matches!(store.load(&c.id, &c.token), Err(Error::Expired { .. })));
     Ok(())
@@ -179,10 +179,10 @@ fn a_save_never_moves_the_access_time_back_even_with_a_zero_resolution() -> Resu
     let c = store.create(b"x", b"")?;
     clock.advance(5);
     let saved = store.store_state(&c.id, &c.token, Save::new(c.version, b"y", b""))?;
-    assert_eq!(store.session_info(&c.id)?.unwrap().last_access, T0 + 5, "exact, resolution 0");
+    assert_eq!(store.inspect(&c.id)?.unwrap().0.last_access, T0 + 5, "exact, resolution 0");
     clock.set(T0 - 60 * SEC);
     store.store_state(&c.id, &c.token, Save::new(saved.version, b"z", b""))?;
-    assert_eq!(store.session_info(&c.id)?.unwrap().last_access, T0 + 5, "never moves back");
+    assert_eq!(store.inspect(&c.id)?.unwrap().0.last_access, T0 + 5, "never moves back");
     Ok(())
 }
 
@@ -193,11 +193,11 @@ fn explicit_touch_and_clock_going_backwards() -> Result<(), Error> {
     let c = store.create(b"x", b"")?;
     clock.advance(5);
     store.touch(&c.id, &c.token)?;
-    assert_eq!(store.session_info(&c.id)?.unwrap().last_access, T0 + 5);
+    assert_eq!(store.inspect(&c.id)?.unwrap().0.last_access, T0 + 5);
     clock.set(T0 - 60 * SEC);
     store.touch(&c.id, &c.token)?;
     store.store_state(&c.id, &c.token, Save::new(c.version, b"y", b""))?;
-    assert_eq!(store.session_info(&c.id)?.unwrap().last_access, T0 + 5, "never moves back");
+    assert_eq!(store.inspect(&c.id)?.unwrap().0.last_access, T0 + 5, "never moves back");
     Ok(())
 }
 
@@ -288,14 +288,14 @@ fn adjust_time_shifts_every_deadline() -> Result<(), Error> {
     // The clock is stepped forward an hour; without adjustment the session would be gone.
     clock.advance(3600 * SEC);
     assert_eq!(store.adjust_time(3600 * 1000)?, 1);
-    let info = store.session_info(&c.id)?.unwrap();
+    let info = store.inspect(&c.id)?.unwrap().0;
     assert_eq!(info.created, T0 + 3600 * SEC);
     assert_eq!(info.expires_at, T0 + 3610 * SEC);
     assert!(store.load(&c.id, &c.token).is_ok());
     assert_eq!(store.info()?.expiry_entries, 1);
     // Stepping back works the same way.
     assert_eq!(store.adjust_time(-7200 * 1000)?, 1);
-    assert_eq!(store.session_info(&c.id)?.unwrap().status, SessionStatus::Gone);
+    assert_eq!(store.inspect(&c.id)?.unwrap().0.status, SessionStatus::Gone);
     assert_eq!(store.cleanup()?.sessions, 1);
     Ok(())
 }
@@ -314,7 +314,7 @@ fn removal_follows_the_stored_grace_not_the_sweepers_settings() -> Result<(), Er
     assert_eq!(hasty.cleanup()?.sessions, 0);
     let res = patient.load(&c.id, &c.token);
     assert!(matches!(&res, Err(Error::Expired { data }) if data == b"cart"), "{res:?}");
-    let info = patient.session_info(&c.id)?.unwrap();
+    let info = patient.inspect(&c.id)?.unwrap().0;
     assert_eq!(info.remove_at, T0 + 10 * SEC + 3600 * SEC);
     clock.set(info.remove_at);
     assert_eq!(hasty.cleanup()?.sessions, 1);
@@ -330,7 +330,7 @@ fn touch_coalescing_makes_expiry_at_most_one_resolution_early_never_late() -> Re
     let c = store.create(b"x", b"")?;
     clock.advance(99); // used at T0 + 99 ms: under the resolution, not persisted
     store.load(&c.id, &c.token)?;
-    assert_eq!(store.session_info(&c.id)?.unwrap().last_access, T0);
+    assert_eq!(store.inspect(&c.id)?.unwrap().0.last_access, T0);
     // Its true idle deadline is T0 + 10.099 s; it expires at T0 + 10 s: 99 ms early, within
     // one resolution.
     clock.set(T0 + 10 * SEC - 1);
@@ -342,6 +342,6 @@ fn touch_coalescing_makes_expiry_at_most_one_resolution_early_never_late() -> Re
     let d = store.create(b"y", b"")?;
     clock.advance(100);
     store.load(&d.id, &d.token)?;
-    assert_eq!(store.session_info(&d.id)?.unwrap().expires_at, T0 + 20 * SEC + 100);
+    assert_eq!(store.inspect(&d.id)?.unwrap().0.expires_at, T0 + 20 * SEC + 100);
     Ok(())
 }

@@ -171,7 +171,7 @@ fn check(
     match in_flight {
         // A create or a regeneration in flight makes a session under an id not yet known.
         Some(Step::Create(_, data)) if extra.len() == 1 => {
-            let info = store.session_info(&extra[0]).unwrap().unwrap();
+            let info = store.inspect(&extra[0]).unwrap().unwrap().0;
             assert_eq!(info.data_len, data.len() as u64, "{what}: the created session's data");
         }
         Some(Step::Regenerate(name)) if extra.len() == 1 => {

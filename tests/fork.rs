@@ -3,6 +3,8 @@
 //! The child only calls the store (which checks the process id before touching redb) and then
 //! `_exit`s, without running destructors: the redb handle belongs to the parent.
 
+#![allow(unsafe_code, reason = "libc::fork, waitpid and _exit: the test forks a child")]
+
 use sessiondb::{Error, Sharing, Store};
 
 #[test]
@@ -29,7 +31,7 @@ fn a_forked_child_gets_forked_errors_and_the_parent_is_unaffected() -> Result<()
             ),
             matches!(store.lock(&c.id, std::time::Duration::from_secs(1)), Err(Error::Forked)),
         ];
-        let code = if refused.iter().all(|&r| r) { 0 } else { 1 };
+        let code = i32::from(!refused.iter().all(|&r| r));
         // SAFETY: `_exit` ends the child at once, without destructors or atexit handlers.
         unsafe { libc::_exit(code) };
     }

@@ -139,16 +139,16 @@ fn damaged_table_tree_in_a_write_transaction_is_an_error_not_an_abort() {
     assert!(failed > 0, "the damage should show as errors");
 }
 
-/// redb panicked on a damaged allocator page (bitmap.rs index out of bounds), then on its
+/// redb panicked on a damaged allocator page (`bitmap.rs` index out of bounds), then on its
 /// poisoned locks while the store closed the file; the unwinding leaked a panic message (53
-/// bytes, found by LeakSanitizer). Every call still gives a typed error or a value.
+/// bytes, found by `LeakSanitizer`). Every call still gives a typed error or a value.
 #[test]
 fn damaged_allocator_state_gives_typed_errors() {
     both_passes("dump-leak-after-redb-panic.redb");
 }
 
 /// redb panics while the store closes a damaged file (`Database::drop` writes the allocator
-/// state: btree_base.rs "range end index out of range"), and a destructor inside redb panics
+/// state: `btree_base.rs` "range end index out of range"), and a destructor inside redb panics
 /// again during that unwinding: the process aborted, which no `catch_unwind` can stop. A redb
 /// bug (trace in `fuzz/regressions/dump-abort-close-damaged-allocator.trace.txt`), worked
 /// around: a store whose calls met a panic or a damaged file leaks its handle on drop instead
@@ -210,8 +210,7 @@ fn damaged_writes_calls(store: &Store) {
     let mut ids = Vec::new();
     for info in store.sessions().take(10_000).flatten() {
         let _ = store.exists(&info.id);
-        let _ = store.session_info(&info.id);
-        let _ = store.states(&info.id);
+        let _ = store.inspect(&info.id);
         let _ = store.load(&info.id, &token);
         let _ = store.fetch_state(&info.id, &token, Some(info.oldest_state));
         ids.push(info.id);
@@ -230,7 +229,7 @@ fn damaged_writes_calls(store: &Store) {
     let _ = store.verify();
 }
 
-/// The damaged_writes target on redb 4.6: a damaged allocator handed out a page that was
+/// The `damaged_writes` target on redb 4.6: a damaged allocator handed out a page that was
 /// already in redb's write buffer; closing the store (whose calls had met no error, so its
 /// handle was closed rather than leaked) panicked inside redb while holding the buffer's lock
 /// (`cached_file.rs` `take_value`), and a `WritablePage` destructor panicked again on the
@@ -243,7 +242,7 @@ fn a_double_allocated_page_at_close_does_not_abort() {
     both_passes("damaged-writes-abort-close-poisoned-write-buffer.redb");
 }
 
-/// The damaged_writes target on redb 4.6: a delete's commit walked redb's freed-pages table with
+/// The `damaged_writes` target on redb 4.6: a delete's commit walked redb's freed-pages table with
 /// `extract_from_if`, which panicked on a damaged page (`btree_cursor.rs`); while that unwound,
 /// the iterator's destructor closed the extraction, walked the same page and panicked again:
 /// abort. Fixed in the patched redb (`vendor/redb/PATCHES.md`): the extraction iterators'

@@ -98,11 +98,8 @@ fn concurrent_saves_share_one_transaction_and_a_conflict_fails_only_itself() {
     let sessions: Vec<Created> = (0..8).map(|_| store.create(b"v1", b"").unwrap()).collect();
     let before = store.stats().batches;
     // Sessions 1..8: the even ones save with their real version, the odd ones with a stale one.
-    let rest: Vec<(&Created, u64)> = sessions[1..]
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c, if i % 2 == 0 { 1 } else { 0 }))
-        .collect();
+    let rest: Vec<(&Created, u64)> =
+        sessions[1..].iter().enumerate().map(|(i, c)| (c, u64::from(i % 2 == 0))).collect();
     let results = batch_after_first(&store, &clock, &sessions[0], &rest);
 
     for (i, (res, (c, version))) in results.iter().zip(&rest).enumerate() {

@@ -36,8 +36,10 @@ fn outcome(m: &SessionManager, client: &ClientInfo) -> Outcome {
 }
 
 /// A CGI request whose `HTTP_COOKIE` holds `bytes` (on Unix, any bytes but NUL).
-fn cgi(bytes: Vec<u8>) -> ClientInfo {
-    ClientInfo::from_vars(|name| (name == "HTTP_COOKIE").then(|| OsString::from_vec(bytes.clone())))
+fn cgi(bytes: &[u8]) -> ClientInfo {
+    ClientInfo::from_vars(|name| {
+        (name == "HTTP_COOKIE").then(|| OsString::from_vec(bytes.to_vec()))
+    })
 }
 
 #[test]
@@ -51,7 +53,7 @@ fn a_byte_that_is_not_utf8_in_another_cookie_spoils_only_that_cookie() {
         [ours.as_bytes(), b"; lang=fr\xe9".as_slice()].concat(),
         [b"a\x80b=1; ".as_slice(), ours.as_bytes(), b"; c=\xc3".as_slice()].concat(),
     ] {
-        assert_eq!(outcome(&m, &cgi(header.clone())), Outcome::Resumed, "{header:?}");
+        assert_eq!(outcome(&m, &cgi(&header)), Outcome::Resumed, "{header:?}");
     }
 }
 
@@ -69,7 +71,7 @@ fn many_other_cookies_cannot_push_ours_out() {
         assert!(header.len() <= MAX_COOKIE_HEADER_LEN);
         let client = ClientInfo::with_cookie(&header);
         assert_eq!(outcome(&m, &client), Outcome::Resumed, "after {before} other cookies");
-        assert_eq!(outcome(&m, &cgi(header.clone().into_bytes())), Outcome::Resumed);
+        assert_eq!(outcome(&m, &cgi(header.as_bytes())), Outcome::Resumed);
         let value = ours.split_once('=').unwrap().1;
         assert_eq!(get_cookie(&header, "sessiondb"), Some(value), "get_cookie too");
     }
@@ -163,7 +165,7 @@ fn cookies_of_other_sites_past_8_kib_do_not_log_the_user_out() {
     for header in [format!("{others}{ours}"), format!("{ours}; {others}")] {
         assert!(header.len() > MAX_COOKIE_HEADER_LEN);
         assert_eq!(outcome(&m, &ClientInfo::with_cookie(&header)), Outcome::Resumed);
-        assert_eq!(outcome(&m, &cgi(header.clone().into_bytes())), Outcome::Resumed);
+        assert_eq!(outcome(&m, &cgi(header.as_bytes())), Outcome::Resumed);
     }
     assert_eq!(m.store().count().unwrap(), 1, "no fresh session");
 }

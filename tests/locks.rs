@@ -1,5 +1,5 @@
 //! Session locks: bounded waits between threads and between processes, lock files beside the
-//! database (never the database file), and a SIGKILLed holder's lock released by the OS.
+//! database (never the database file), and a `SIGKILL`ed holder's lock released by the OS.
 //!
 //! The holder process is this test binary, re-run with `--ignored --exact lock_holder`.
 

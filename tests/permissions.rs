@@ -4,6 +4,7 @@
 //! The attacks run in a child forked from the test and dropped to `nobody` (setgroups, setgid,
 //! then setuid), which needs root. CI runs as root with `SESSIONDB_REQUIRE_ROOT=1`: without
 //! root, these tests fail when that variable is set, and otherwise print why they skip.
+#![allow(unsafe_code, reason = "libc: geteuid, getpwnam, the setuid child, umask, symlink")]
 #![cfg(unix)]
 
 mod common;

@@ -23,6 +23,7 @@ fn counter(req: &Request) -> u64 {
 }
 
 /// One counting request: the counter goes up by one; the value is the new counter.
+#[allow(clippy::unnecessary_wraps, reason = "a handler for `SessionManager::handle`")]
 fn increment(req: &mut Request) -> Result<u64, Error> {
     let next = counter(req) + 1;
     req.set_data(next.to_le_bytes().to_vec());

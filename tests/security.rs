@@ -49,7 +49,7 @@ fn unknown_ids_are_not_found() -> Result<(), Error> {
     assert!(matches!(res, Err(Error::NotFound)), "{res:?}");
     assert!(!store.exists(&unknown)?);
     assert!(!store.delete(&unknown)?);
-    assert_eq!(store.session_info(&unknown)?, None);
+    assert_eq!(store.inspect(&unknown)?, None);
     Ok(())
 }
 

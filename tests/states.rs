@@ -17,7 +17,7 @@ fn oldest_states_are_evicted_beyond_max_states() -> Result<(), Error> {
         assert_eq!(s.state_id, u64::from(i));
         version = s.version;
     }
-    let kept: Vec<u64> = store.states(&c.id)?.iter().map(|s| s.id).collect();
+    let kept: Vec<u64> = store.inspect(&c.id)?.unwrap().1.iter().map(|s| s.id).collect();
     assert_eq!(kept, vec![3, 4, 5]);
     for id in 3..=5u8 {
         assert_eq!(
@@ -63,7 +63,7 @@ fn without_history_exactly_one_state_is_kept() -> Result<(), Error> {
         assert_eq!(s.state_id, 0);
         version = s.version;
     }
-    let states = store.states(&c.id)?;
+    let states = store.inspect(&c.id)?.unwrap().1;
     assert_eq!(states.len(), 1);
     assert_eq!(store.load(&c.id, &c.token)?.state_data, [4]);
     Ok(())
@@ -80,12 +80,12 @@ fn lowering_max_states_trims_on_the_next_save() -> Result<(), Error> {
         for _ in 0..9 {
             version = store.store_state(&c.id, &c.token, Save::new(version, b"", b""))?.version;
         }
-        assert_eq!(store.states(&c.id)?.len(), 10);
+        assert_eq!(store.inspect(&c.id)?.unwrap().1.len(), 10);
         (c, version)
     };
     let store = builder(&db.path, &clock).max_states(2).open()?;
     store.store_state(&c.id, &c.token, Save::new(version, b"", b""))?;
-    let kept: Vec<u64> = store.states(&c.id)?.iter().map(|s| s.id).collect();
+    let kept: Vec<u64> = store.inspect(&c.id)?.unwrap().1.iter().map(|s| s.id).collect();
     assert_eq!(kept, vec![9, 10]);
     Ok(())
 }

@@ -6,9 +6,11 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::future::Future;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -348,7 +350,10 @@ impl Browser {
         } else {
             format!("Cookie: {}\r\n", pairs.join("; "))
         };
-        let extra: String = extra.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+        let extra = extra.iter().fold(String::new(), |mut s, (k, v)| {
+            let _ = write!(s, "{k}: {v}\r\n");
+            s
+        });
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{cookie}{extra}Content-Length: 0\r\nConnection: close\r\n\r\n",
             self.port
@@ -474,7 +479,6 @@ fn the_axum_example_has_no_shared_default_path_and_needs_db() -> TestResult {
     assert!(err.contains("--db"), "the error names --db: {err:?}");
 
     // Missing directories of the path given are created private (0700), and it serves.
-    use std::os::unix::fs::PermissionsExt as _;
     let db = temp_db();
     let path = db.dir.path().join("state/axum-demo/sessions.redb");
     let server = Server::start(&path, 1)?;

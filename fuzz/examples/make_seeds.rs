@@ -78,7 +78,7 @@ fn make_stores(tmp: &Path) -> Res<Vec<(String, PathBuf)>> {
     // Rotation, revocation, eviction, an expired session in its grace window.
     let path = tmp.join("retired.redb");
     {
-        let store = builder(&path, &clock).idle_timeout(Some(Duration::from_secs(600))).open()?;
+        let store = builder(&path, &clock).idle_timeout(Some(Duration::from_mins(10))).open()?;
         let a = store.create_with(NewSession::new(b"a", b"0").user(b"ann"))?;
         let mut v = a.version;
         for i in 1..6u8 {
@@ -165,7 +165,7 @@ fn parse_seeds(tmp: &Path) -> Res {
     let store = Store::builder(tmp.join("ids.redb")).cleanup_interval(None).open()?;
     let c = store.create(b"", b"")?;
     let (id, token) = (c.id.as_str().to_owned(), c.token.as_str().to_owned());
-    let attrs = CookieAttrs { max_age: Some(Duration::from_secs(3600)), ..Default::default() };
+    let attrs = CookieAttrs { max_age: Some(Duration::from_hours(1)), ..Default::default() };
     let lax = CookieAttrs {
         path: Some("/app".into()),
         domain: Some("example.com".into()),
@@ -213,7 +213,7 @@ fn model_seeds() -> Res {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                (x >> 24) as u8
+                x.to_le_bytes()[3]
             })
             .collect();
         fs::write(dir.join(format!("random-{i:02}")), bytes)?;

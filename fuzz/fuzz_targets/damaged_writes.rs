@@ -1,5 +1,5 @@
 //! Writes on arbitrary file bytes: a copy of the input opened read-write (`SingleProcess`, no
-//! clean-up thread); every listed session is read (`exists`, `session_info`, `states`,
+//! clean-up thread); every listed session is read (`exists`, `inspect`, `load`,
 //! `fetch_state` with a token that cannot match), one is deleted, one revoked, a clean-up runs
 //! and a session is created, which makes redb write on the damaged file.
 //!
@@ -53,8 +53,7 @@ fuzz_target!(|data: &[u8]| {
     for item in store.sessions().take(common::MAX_ITEMS) {
         let Ok(info) = item else { continue };
         let _ = store.exists(&info.id);
-        let _ = store.session_info(&info.id);
-        let _ = store.states(&info.id);
+        let _ = store.inspect(&info.id);
         // A wrong token still reads and checks the record.
         let _ = store.load(&info.id, &token);
         let _ = store.fetch_state(&info.id, &token, Some(info.oldest_state));

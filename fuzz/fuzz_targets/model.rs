@@ -56,6 +56,9 @@ use sim::{
     fetched, info_exp, info_of,
 };
 
+/// Whether the fault has fired, judged from the simulated disk.
+type Faulted = Box<dyn Fn(&FaultyDisk) -> bool>;
+
 const MAX_OPS: usize = 64;
 /// The most models an answer may still be checked against: each operation that fails with an
 /// I/O error while the fault may still let writes through doubles them (it took effect or
@@ -124,6 +127,10 @@ enum Op {
         state: Option<Vec<u8>>,
         same: bool,
         /// `None`: the user is kept; `Some(None)`: filed under no user.
+        #[allow(
+            clippy::option_option,
+            reason = "`Save::user`'s shape: keep, or file under a user or none"
+        )]
         user: Option<Option<u8>>,
     },
     SaveMerging {
@@ -221,7 +228,7 @@ struct Run {
     models: Vec<Model>,
     /// Every (id, token) the store handed out, for operations to pick from.
     handles: Vec<(String, String)>,
-    faulted: Box<dyn Fn(&FaultyDisk) -> bool>,
+    faulted: Faulted,
     /// The fault fails every operation once fired (persistent, power loss).
     keeps_failing: bool,
     /// The models as of the last operation that failed on the fault and may have taken
@@ -709,7 +716,7 @@ fn run(input: &Input) {
     let _discard = Discard(vec![disk.clone()]);
     let store = open(&path, &disk, &clock).expect("a store opens on a new simulated disk");
     let start = disk.ops();
-    let (faulted, keeps_failing): (Box<dyn Fn(&FaultyDisk) -> bool>, bool) = match input.fault {
+    let (faulted, keeps_failing): (Faulted, bool) = match input.fault {
         Fault::None => (Box::new(|_| false), false),
         Fault::Io { after, persistent } => {
             let n = 1 + u64::from(after) % 4096;

@@ -41,7 +41,7 @@ fn invalid<T: std::fmt::Debug>(what: &str, r: &Result<T, Error>) {
     }
 }
 
-/// Session ids and tokens: accepted exactly when 1..=MAX_ID_LEN unreserved characters, and a
+/// Session ids and tokens: accepted exactly when `1..=MAX_ID_LEN` unreserved characters, and a
 /// parsed value gives back its text, which parses to an equal value.
 fn ids(text: &str) {
     let valid = !text.is_empty() && text.len() <= MAX_ID_LEN && text.bytes().all(is_id_char);

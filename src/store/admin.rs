@@ -268,24 +268,9 @@ impl Store {
         Sessions { store: self, after: None, buf: VecDeque::new(), done: false }
     }
 
-    /// One session's metadata, `None` if there is no record (whatever its status).
-    ///
-    /// # Errors
-    /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.
-    pub fn session_info(&self, id: &SessionId) -> Result<Option<SessionInfo>> {
-        self.core.reading(|| self.core.info_in(&*self.core.read()?, id))
-    }
-
-    /// The states stored for a session, oldest first, with their sizes. Needs no token.
-    ///
-    /// # Errors
-    /// [`Error::Storage`] from redb.
-    pub fn states(&self, id: &SessionId) -> Result<Vec<StateInfo>> {
-        self.core.reading(|| states_of(&schema::read_states(&*self.core.read()?)?, id))
-    }
-
-    /// A session's metadata and its stored states, read in one transaction so that they agree
-    /// even while other processes write. `None` if there is no record. Needs no token.
+    /// A session's metadata and its stored states (oldest first, with their sizes), read in one
+    /// transaction so that they agree even while other processes write. `None` if there is no
+    /// record, whatever its status. Needs no token.
     ///
     /// # Errors
     /// [`Error::Corrupted`] for a damaged record, [`Error::Storage`] from redb.

@@ -56,6 +56,10 @@ pub fn raw_write(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)
 }
 
 /// Applies `damage` to the stored bytes of `table[key]` through a raw redb handle.
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "`damage` is consumed inside the `raw_write` closure, which clippy does not see"
+)]
 pub fn damage_value<K: redb::Key + 'static>(
     path: &std::path::Path,
     table: redb::TableDefinition<K, &[u8]>,

@@ -38,8 +38,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use redb::{ConcurrencyMode, Database, ReadableDatabase, TableDefinition};
 use sha2::{Digest, Sha256};
 
+use crate::hist::Hist;
+use crate::opts::Opts;
 use crate::systems::{Kind, R};
-use crate::{Cell, Hist, Opts, Running, busy_between, copy_db, expect_ready, finish, machine_cpu};
+use crate::{Cell, Running, busy_between, copy_db, expect_ready, finish, machine_cpu};
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("floor");
 /// Rows per transaction in the `floor-sweep-B` cells.
@@ -142,12 +144,12 @@ struct Child {
 
 impl Child {
     fn from_env() -> R<Child> {
-        let path = crate::env("CMP_PATH")?;
+        let path = crate::roles::env("CMP_PATH")?;
         Ok(Child {
             db: open(Path::new(&path), ConcurrencyMode::MultiWriter)?,
-            rows: crate::env("CMP_ROWS")?.parse()?,
-            k: crate::env("CMP_K")?.parse()?,
-            seed: crate::env("CMP_SEED")?.parse()?,
+            rows: crate::roles::env("CMP_ROWS")?.parse()?,
+            k: crate::roles::env("CMP_K")?.parse()?,
+            seed: crate::roles::env("CMP_SEED")?.parse()?,
         })
     }
 }
@@ -156,7 +158,7 @@ impl Child {
 pub fn writer_role() -> R<()> {
     let Child { db, rows, k, seed } = Child::from_env()?;
     let stop = wait_for_start()?;
-    let cpu0 = crate::own_cpu_ms();
+    let cpu0 = crate::roles::own_cpu_ms();
     let start = Instant::now();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
     let value = [b'w'; crate::DATA];
@@ -183,8 +185,8 @@ fn print_result(requests: u64, start: Instant, cpu0: u64, hist: &Hist) {
     println!(
         "result requests={requests} conflicts=0 secs={:.4} cpu_ms={} hwm_kb={} hist={}",
         start.elapsed().as_secs_f64(),
-        crate::own_cpu_ms() - cpu0,
-        crate::hwm_kb(),
+        crate::roles::own_cpu_ms() - cpu0,
+        crate::roles::hwm_kb(),
         hist.encode()
     );
 }
@@ -250,7 +252,7 @@ fn save(db: &Database, q: &(Mutex<Queue>, Condvar), key: [u8; 32]) -> R<()> {
 pub fn web_role() -> R<()> {
     let Child { db, rows, k: threads, seed } = Child::from_env()?;
     let stop = wait_for_start()?;
-    let cpu0 = crate::own_cpu_ms();
+    let cpu0 = crate::roles::own_cpu_ms();
     let start = Instant::now();
     let queue = (Mutex::new(Queue::default()), Condvar::new());
     let per_thread: Vec<R<(u64, Hist)>> = std::thread::scope(|s| {

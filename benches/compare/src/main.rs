@@ -10,22 +10,32 @@
 //! store, handles one request and exits. The parent preloads one template file per system
 //! (copied before each workload, and before each `sweep` cell), starts the P children of a cell
 //! together, stops them after the cell's time, and merges their latency histograms.
+//!
+//! This file is the parent (the driver); opts.rs holds the command line, hist.rs the latency
+//! histogram, keys.rs the keys files, roles.rs the child roles, floor.rs redb alone, systems.rs
+//! the systems compared and report.rs the tables and the chart.
 
 mod floor;
+mod hist;
+mod keys;
+mod opts;
 mod report;
+mod roles;
 mod systems;
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use hist::Hist;
+use keys::{Keys, write_keys};
+use opts::{Opts, parse_opts};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use roles::{cgi_request, worker};
 use sessiondb::{ManualClock, Sharing};
 use systems::{
     Failure, GRACE_MS, IDLE_MS, Key, Kind, R, Sdb, System, Tower, now_ms, sql_connect, sql_insert,
@@ -33,9 +43,6 @@ use systems::{
 };
 
 pub const DATA: usize = 512;
-/// A keys file holds one session per fixed-width line, read with `pread` at a random index, so
-/// a worker's memory holds no list of keys (its peak RSS is the store's).
-const KEY_LINE: usize = 96;
 /// Probability that a `web` request saves a new state.
 const WEB_SAVE: f64 = 0.3;
 
@@ -53,124 +60,6 @@ fn main() {
     if let Err(e) = result {
         eprintln!("compare ({role}): {e}");
         std::process::exit(1);
-    }
-}
-
-fn env(name: &str) -> R<String> {
-    std::env::var(name).map_err(|e| format!("{name}: {e}").into())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Latency histogram: 16 buckets per power of two of nanoseconds (about 4.4% wide).
-
-const PER_OCTAVE: f64 = 16.0;
-const BUCKETS: usize = 64 * 16;
-
-#[derive(Clone)]
-pub struct Hist {
-    pub counts: Vec<u64>,
-    pub max_ns: u64,
-}
-
-impl Default for Hist {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Hist {
-    pub fn new() -> Self {
-        Self { counts: vec![0; BUCKETS], max_ns: 0 }
-    }
-    pub fn record(&mut self, ns: u64) {
-        let i = ((ns.max(1) as f64).log2() * PER_OCTAVE) as usize;
-        self.counts[i.min(BUCKETS - 1)] += 1;
-        self.max_ns = self.max_ns.max(ns);
-    }
-    pub fn merge(&mut self, o: &Hist) {
-        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
-            *a += b;
-        }
-        self.max_ns = self.max_ns.max(o.max_ns);
-    }
-    pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-    /// The upper edge of the bucket holding quantile `q`, in ns (capped at the maximum seen).
-    pub fn quantile(&self, q: f64) -> u64 {
-        let total = self.total();
-        if total == 0 {
-            return 0;
-        }
-        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                let edge = 2f64.powf((i + 1) as f64 / PER_OCTAVE) as u64;
-                return edge.min(self.max_ns);
-            }
-        }
-        self.max_ns
-    }
-    fn encode(&self) -> String {
-        let parts: Vec<String> = self
-            .counts
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| **c > 0)
-            .map(|(i, c)| format!("{i}:{c}"))
-            .collect();
-        format!("{};{}", self.max_ns, parts.join(","))
-    }
-    fn decode(s: &str) -> R<Hist> {
-        let mut h = Hist::new();
-        let (max, rest) = s.split_once(';').ok_or("bad histogram")?;
-        h.max_ns = max.parse()?;
-        for p in rest.split(',').filter(|p| !p.is_empty()) {
-            let (i, c) = p.split_once(':').ok_or("bad bucket")?;
-            h.counts[i.parse::<usize>()?] = c.parse()?;
-        }
-        Ok(h)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Keys files
-
-fn write_keys(path: &Path, keys: &[Key]) -> R<()> {
-    let mut out = std::io::BufWriter::new(File::create(path)?);
-    for k in keys {
-        let line = format!("{} {}", k.id, k.token);
-        if line.len() >= KEY_LINE {
-            return Err("key too long".into());
-        }
-        out.write_all(format!("{line:<width$}\n", width = KEY_LINE - 1).as_bytes())?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-struct Keys {
-    file: File,
-    n: u64,
-}
-
-impl Keys {
-    fn open(path: &Path) -> R<Keys> {
-        let file = File::open(path)?;
-        let n = file.metadata()?.len() / KEY_LINE as u64;
-        if n == 0 {
-            return Err("empty keys file".into());
-        }
-        Ok(Keys { file, n })
-    }
-    fn get(&self, i: u64) -> R<Key> {
-        let mut buf = [0u8; KEY_LINE];
-        self.file.read_exact_at(&mut buf, (i % self.n) * KEY_LINE as u64)?;
-        let line = std::str::from_utf8(&buf)?.trim_end();
-        let (id, token) = line.split_once(' ').unwrap_or((line, ""));
-        Ok(Key { id: id.to_string(), token: token.to_string() })
     }
 }
 
@@ -300,57 +189,6 @@ fn copy_db(from: &Path, to: &Path) -> R<()> {
 
 // ---------------------------------------------------------------------------------------------
 // Parent
-
-#[derive(Clone)]
-pub struct Opts {
-    pub secs: f64,
-    pub sessions: usize,
-    pub big: usize,
-    pub procs: Vec<usize>,
-    pub threads: usize,
-    pub workloads: Vec<String>,
-    pub dir: PathBuf,
-    pub out: PathBuf,
-    pub systems: Vec<Kind>,
-}
-
-fn parse_opts() -> R<Opts> {
-    let mut o = Opts {
-        secs: 3.0,
-        sessions: 100_000,
-        big: 1_000_000,
-        procs: vec![1, 2, 4],
-        threads: 4,
-        workloads: "read,web,write,churn,cgi,floor,sweep,scale"
-            .split(',')
-            .map(String::from)
-            .collect(),
-        dir: std::env::temp_dir(),
-        out: PathBuf::from("results"),
-        systems: systems::ALL.to_vec(),
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut v = || it.next().ok_or_else(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--secs" => o.secs = v()?.parse()?,
-            "--sessions" => o.sessions = v()?.parse()?,
-            "--big" => o.big = v()?.parse()?,
-            "--threads" => o.threads = v()?.parse()?,
-            "--procs" => o.procs = v()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
-            "--workloads" => o.workloads = v()?.split(',').map(String::from).collect(),
-            "--dir" => o.dir = PathBuf::from(v()?),
-            "--out" => o.out = PathBuf::from(v()?),
-            "--systems" => {
-                o.systems = v()?.split(',').map(Kind::parse).collect::<Result<_, _>>()?;
-            }
-            "--bench" => {}
-            other => return Err(format!("unknown argument {other}").into()),
-        }
-    }
-    Ok(o)
-}
 
 /// One measured cell.
 #[derive(Clone)]
@@ -729,197 +567,5 @@ fn drive(cell: &mut Cell, secs: f64, command: &(dyn Fn(usize, u64) -> Command + 
         cell.requests += n;
         cell.hist.merge(&h);
     }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Children
-
-fn own_cpu_ms() -> u64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0 };
-    let Some((_, rest)) = stat.rsplit_once(')') else { return 0 };
-    let f: Vec<u64> =
-        rest.split_whitespace().skip(11).take(2).filter_map(|x| x.parse().ok()).collect();
-    f.iter().sum::<u64>() * 10
-}
-
-/// Peak resident set size of this process (`VmHWM`), in KiB.
-fn hwm_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn one_request(
-    sys: &dyn System,
-    workload: &str,
-    keys: &Keys,
-    rng: &mut SmallRng,
-    data: &[u8],
-    h: &mut Hist,
-    conflicts: &mut u64,
-) -> R<u64> {
-    let mut timed = |f: &mut dyn FnMut() -> R<bool>| -> R<()> {
-        let t = Instant::now();
-        let ok = f()?;
-        h.record(t.elapsed().as_nanos() as u64);
-        if !ok {
-            *conflicts += 1;
-        }
-        Ok(())
-    };
-    match workload {
-        "read" | "web" | "write" => {
-            let k = keys.get(rng.random_range(0..keys.n))?;
-            let save = match workload {
-                "read" => false,
-                "write" => true,
-                _ => rng.random_bool(WEB_SAVE),
-            };
-            timed(&mut || sys.request(&k, save.then_some(data)))?;
-            Ok(1)
-        }
-        "churn" => {
-            // create, three requests (the second saves), delete: five requests.
-            let mut k = None;
-            timed(&mut || {
-                k = Some(sys.create(data)?);
-                Ok(true)
-            })?;
-            let k = k.expect("created");
-            timed(&mut || sys.request(&k, None))?;
-            timed(&mut || sys.request(&k, Some(data)))?;
-            timed(&mut || sys.request(&k, None))?;
-            timed(&mut || sys.delete(&k).map(|()| true))?;
-            Ok(5)
-        }
-        other => Err(format!("unknown workload {other}").into()),
-    }
-}
-
-fn worker(sweeper: bool) -> R<()> {
-    let kind = Kind::parse(&env("CMP_SYS")?)?;
-    let workload = env("CMP_WORKLOAD")?;
-    let path = PathBuf::from(env("CMP_PATH")?);
-    let keys = Keys::open(Path::new(&env("CMP_KEYS")?))?;
-    let threads: usize = env("CMP_THREADS")?.parse()?;
-    let seed: u64 = env("CMP_SEED")?.parse()?;
-    let sys = systems::open(kind, &path)?;
-    println!("ready");
-    std::io::stdout().flush()?;
-    let mut stdin = std::io::stdin().lock();
-    let mut line = String::new();
-    stdin.read_line(&mut line)?;
-    let start_us: u128 = line.trim().parse()?;
-    let now_us = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros();
-    let start = Instant::now() + Duration::from_micros(start_us.saturating_sub(now_us) as u64);
-    std::thread::sleep(start.saturating_duration_since(Instant::now()));
-
-    if sweeper {
-        std::thread::sleep(Duration::from_millis(300));
-        let (n, took) = sys.sweep()?;
-        println!("result swept={n}/{:.6}", took.as_secs_f64());
-        return Ok(());
-    }
-    let cpu0 = own_cpu_ms();
-    let stop = Arc::new(AtomicBool::new(false));
-    let inproc_sweep = workload == "sweep-inproc";
-    // The parent says `stop` (or goes away); an in-process sweep stops the workers itself.
-    if !inproc_sweep {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut l = String::new();
-            let _ = std::io::stdin().lock().read_line(&mut l);
-            stop.store(true, Ordering::SeqCst);
-        });
-    }
-    drop(stdin);
-    let workload = if inproc_sweep { "web".to_string() } else { workload };
-    let data = vec![b'd'; DATA];
-    let mut swept = None;
-    let per_thread: Vec<R<(u64, u64, Hist)>> = std::thread::scope(|s| {
-        let mut hs = Vec::new();
-        for t in 0..threads {
-            let (sys, keys, data, stop, workload) = (&*sys, &keys, &data, &stop, &workload);
-            hs.push(s.spawn(move || -> R<(u64, u64, Hist)> {
-                let mut rng = SmallRng::seed_from_u64(seed * 1000 + t as u64);
-                let mut h = Hist::new();
-                let (mut n, mut conflicts) = (0, 0);
-                while !stop.load(Ordering::Relaxed) {
-                    n += one_request(sys, workload, keys, &mut rng, data, &mut h, &mut conflicts)?;
-                }
-                Ok((n, conflicts, h))
-            }));
-        }
-        // SingleProcess `sweep`: one process only, so the sweep runs here, in one more thread,
-        // which stops the workers 300 ms after it finished.
-        let sweep = inproc_sweep.then(|| {
-            let (sys, stop) = (&*sys, &stop);
-            s.spawn(move || {
-                std::thread::sleep(Duration::from_millis(300));
-                let r = sys.sweep();
-                std::thread::sleep(Duration::from_millis(300));
-                stop.store(true, Ordering::SeqCst);
-                r
-            })
-        });
-        let r = hs.into_iter().map(|h| h.join().expect("worker thread")).collect();
-        swept = sweep.map(|sw| sw.join().expect("sweep thread"));
-        r
-    });
-    let secs = start.elapsed().as_secs_f64();
-    let mut hist = Hist::new();
-    let (mut n, mut c) = (0, 0);
-    for r in per_thread {
-        let (a, b, h) = r?;
-        n += a;
-        c += b;
-        hist.merge(&h);
-    }
-    let swept = match swept {
-        Some(r) => {
-            let (n, took) = r?;
-            format!(" swept={n}/{:.6}", took.as_secs_f64())
-        }
-        None => String::new(),
-    };
-    let diag = sys.diagnostics();
-    if !diag.is_empty() {
-        eprintln!("{} {workload}: {diag}", kind.name());
-    }
-    println!(
-        "result requests={n} conflicts={c} secs={secs:.4} cpu_ms={} hwm_kb={} hist={}{swept}",
-        own_cpu_ms() - cpu0,
-        hwm_kb(),
-        hist.encode()
-    );
-    Ok(())
-}
-
-fn cgi_request() -> R<()> {
-    let kind = Kind::parse(&env("CMP_SYS")?)?;
-    let path = PathBuf::from(env("CMP_PATH")?);
-    let keys = Keys::open(Path::new(&env("CMP_KEYS")?))?;
-    let k = keys.get(env("CMP_INDEX")?.parse()?)?;
-    let data = vec![b'c'; DATA];
-    let sys: Box<dyn System> = match kind {
-        Kind::Tower => Box::new(Tower::open_with(&path, systems::tower_runtime(1)?)?),
-        other => systems::open(other, &path)?,
-    };
-    // One CGI request: load the session, save a new state (what examples/cgi_counter does).
-    let mut tries = 0;
-    while !sys.request(&k, Some(&data))? {
-        tries += 1;
-        if tries > 100 {
-            return Err("conflicts".into());
-        }
-    }
-    // What a CGI program does last (sessiondb: `Store::close_for_exit`).
-    sys.exit();
     Ok(())
 }

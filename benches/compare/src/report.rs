@@ -2,8 +2,9 @@
 
 use std::fmt::Write as _;
 
+use crate::Cell;
+use crate::opts::Opts;
 use crate::systems::{Kind, R};
-use crate::{Cell, Opts};
 
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6

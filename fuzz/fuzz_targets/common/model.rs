@@ -259,6 +259,7 @@ impl Model {
 
     /// A save; `user`: `None` keeps the session's user, `Some(u)` sets it.
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::option_option, reason = "`user` has the shape of `Save::user`")]
     pub fn save(
         &mut self,
         id: &str,
@@ -305,18 +306,15 @@ impl Model {
 
     /// Files a session under `new`, or under a new tag when the caller does not know its id.
     fn file(&mut self, new: Option<(String, String)>, mut s: Sess) -> Option<u32> {
-        match new {
-            Some((id, token)) => {
-                s.token = token;
-                self.sessions.insert(id, s);
-                None
-            }
-            None => {
-                let tag = self.next_tag;
-                self.next_tag += 1;
-                self.anon.insert(tag, s);
-                Some(tag)
-            }
+        if let Some((id, token)) = new {
+            s.token = token;
+            self.sessions.insert(id, s);
+            None
+        } else {
+            let tag = self.next_tag;
+            self.next_tag += 1;
+            self.anon.insert(tag, s);
+            Some(tag)
         }
     }
 
