@@ -25,6 +25,14 @@
 //! Write it in the module of its topic, with the others' signature, and add its path to the
 //! list in `conformance!`: it then runs on every engine.
 
+// The cases name the engine `e`, the opened engine `t`, ids `a`, `b`... as the other tests do;
+// the helpers' panics are the test failures themselves.
+#![allow(
+    clippy::many_single_char_names,
+    clippy::missing_panics_doc,
+    reason = "test code: short names for engines and ids; a panic is a failed test"
+)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
