@@ -9,15 +9,14 @@
 //! alone; the grace window still follows it.
 
 use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
 
 use super::admin::SessionStatus;
-use super::commit::Job;
 use super::handle::Store;
-use super::record::{SessionRecord, get_session, put_session, put_state};
-use super::rotate::missing;
+use super::op::{WriteOp, text};
+use super::record::{SessionRecord, get_session, missing, put_session, put_state};
 use super::save::Stored;
 use super::session::Created;
-use super::session::{Reply, wrong_reply};
 use super::shared::Core;
 use crate::error::{Error, Result};
 use crate::format::schema::WriteTables;
@@ -72,25 +71,18 @@ impl Store {
         let c = &self.core;
         c.rw()?;
         c.check_size("session data", session_data)?;
-        let (sid, token_hash, data) = (id.as_bytes().to_vec(), token.hash(), session_data.to_vec());
-        let job: Job = Box::new(move |c, t| {
-            if t.sessions.get(sid.as_slice())?.is_some()
-                || t.tombstones.get(sid.as_slice())?.is_some()
-            {
-                return Ok(Err(Error::IdTaken));
-            }
-            let rec = refuse_unless!(c.insert_new(t, &sid, token_hash, &data, deadline)?);
-            Ok(Ok(Reply::Stored(Stored { state_id: 0, version: rec.version })))
-        });
-        match c.submit(job)? {
-            Reply::Stored(stored) => Ok(Created {
-                id: id.clone(),
-                token: token.clone(),
-                state_id: stored.state_id,
-                version: stored.version,
-            }),
-            _ => Err(wrong_reply()),
-        }
+        let stored = c.submit(CreateUnder {
+            sid: id.as_bytes().to_vec(),
+            token_hash: token.hash(),
+            data: session_data.to_vec(),
+            deadline,
+        })?;
+        Ok(Created {
+            id: id.clone(),
+            token: token.clone(),
+            state_id: stored.state_id,
+            version: stored.version,
+        })
     }
 
     /// Writes `session_data` as the session's data, with `deadline` as its expiry as for
@@ -117,40 +109,82 @@ impl Store {
         let c = &self.core;
         c.rw()?;
         c.check_size("session data", session_data)?;
-        let (sid, token, data) = (id.as_bytes().to_vec(), token.clone(), session_data.to_vec());
-        let job: Job = Box::new(move |c, t| {
-            let now = c.now();
-            let Some(mut rec) = get_session(&t.sessions, &sid)? else {
-                // Unknown, or a tombstone due for the sweep (removed here): the id is free.
-                refuse_unless!(match missing(&t.tombstones, &sid, &token, now)? {
-                    Error::NotFound => Ok(()),
-                    refused => Err(refused),
-                });
-                let rec = refuse_unless!(c.insert_new(t, &sid, token.hash(), &data, deadline)?);
-                t.tombstones.remove(sid.as_slice())?;
-                return Ok(Ok(Reply::Stored(Stored { state_id: 0, version: rec.version })));
-            };
-            if !token.matches(&rec.token_hash) {
-                return Ok(Err(Error::Security));
-            }
-            let old_key = rec.expiry_key(&sid);
-            if c.status(&rec, now) != SessionStatus::Live {
-                // Expired: it starts again, as a new session would.
-                rec.created = now;
-                rec.last_access = now;
-            }
-            rec.version += 1;
-            rec.data.clone_from(&data);
-            rec.deadline = deadline;
-            rec.last_access = rec.last_access.max(now);
-            let rec = c.with_deadlines(rec);
-            put_session(t, &sid, Some(old_key), &rec)?;
-            Ok(Ok(Reply::Stored(Stored { state_id: rec.latest_state, version: rec.version })))
-        });
-        match c.submit(job)? {
-            Reply::Stored(stored) => Ok(stored),
-            _ => Err(wrong_reply()),
+        c.submit(Put {
+            sid: id.as_bytes().to_vec(),
+            token: token.clone(),
+            data: session_data.to_vec(),
+            deadline,
+        })
+    }
+}
+
+/// A new session under an id and token the caller chose ([`Store::create_under`]), refused
+/// with [`Error::IdTaken`] if the id is in use or retired.
+#[derive(Debug, Serialize, Deserialize)]
+struct CreateUnder {
+    sid: Vec<u8>,
+    token_hash: [u8; 32],
+    data: Vec<u8>,
+    deadline: Option<u64>,
+}
+
+impl WriteOp for CreateUnder {
+    type Output = Stored;
+
+    fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<Stored>> {
+        let Self { sid, token_hash, data, deadline } = self;
+        if t.sessions.get(sid.as_slice())?.is_some() || t.tombstones.get(sid.as_slice())?.is_some()
+        {
+            return Ok(Err(Error::IdTaken));
         }
+        let rec = refuse_unless!(c.insert_new(t, sid, *token_hash, data, *deadline)?);
+        Ok(Ok(Stored { state_id: 0, version: rec.version }))
+    }
+}
+
+/// A blind write of the session data ([`Store::put`]): create or overwrite.
+#[derive(Debug, Serialize, Deserialize)]
+struct Put {
+    sid: Vec<u8>,
+    #[serde(with = "text")]
+    token: SecureToken,
+    data: Vec<u8>,
+    deadline: Option<u64>,
+}
+
+impl WriteOp for Put {
+    type Output = Stored;
+
+    fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<Stored>> {
+        let Self { sid, token, data, deadline } = self;
+        let deadline = *deadline;
+        let now = c.now();
+        let Some(mut rec) = get_session(&t.sessions, sid)? else {
+            // Unknown, or a tombstone due for the sweep (removed here): the id is free.
+            refuse_unless!(match missing(&t.tombstones, sid, token, now)? {
+                Error::NotFound => Ok(()),
+                refused => Err(refused),
+            });
+            let rec = refuse_unless!(c.insert_new(t, sid, token.hash(), data, deadline)?);
+            t.tombstones.remove(sid.as_slice())?;
+            return Ok(Ok(Stored { state_id: 0, version: rec.version }));
+        };
+        if !token.matches(&rec.token_hash) {
+            return Ok(Err(Error::Security));
+        }
+        let old_key = rec.expiry_key(sid);
+        if c.status(&rec, now) != SessionStatus::Live {
+            // Expired: it starts again, as a new session would.
+            rec.created = now;
+            rec.last_access = now;
+        }
+        rec.version += 1;
+        rec.data.clone_from(data);
+        rec.deadline = deadline;
+        rec.last_access = rec.last_access.max(now);
+        let rec = c.with_deadlines(rec);
+        put_session(t, sid, Some(old_key), &rec)?;
+        Ok(Ok(Stored { state_id: rec.latest_state, version: rec.version }))
     }
 }
 

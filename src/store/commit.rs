@@ -13,28 +13,34 @@
 //! never more than [`MAX_COMPANY_WAIT`] (`Builder::company_wait` sets a fixed bound instead). A
 //! lone writer (last batch: 1) never waits.
 //!
-//! Each job is split in two by its result type ([`Job`]): an outer `Err` (or a panic) means the
-//! job may have written part of its change, so the transaction is abandoned, that job gets its
-//! error and the others run again in a new transaction; an inner `Err` is a refusal decided
-//! before the job wrote anything (a version conflict, a wrong token...), so the others in the
-//! batch go on. The one exception is deliberate: `create` refused by the session cap keeps the
-//! sweep it did to make room, which stands on its own. A failed commit is never retried (it
-//! may have reached the disk all the same): every job of the batch gets the error. A panic
-//! outside the jobs (in redb's commit, say) becomes [`Error::Panicked`] for every job of the
-//! batch. Jobs run on the leader's thread.
+//! A job is one write operation, a value (`WriteOp` in `op.rs`), queued type-erased as a
+//! [`Pending`]: the operation with the slot its typed result goes to, which the writer that
+//! queued it reads once the batch is over. The committer knows nothing of the operations, nor
+//! of the store: it runs jobs against a [`Context`] that begins write transactions.
+//!
+//! Each operation's result is split in two: an outer `Err` (or a panic) means the job may have
+//! written part of its change, so the transaction is abandoned, that job gets its error and
+//! the others run again in a new transaction (their results of the abandoned run are
+//! overwritten); an inner `Err` is a refusal decided before the job wrote anything (a version
+//! conflict, a wrong token...), so the others in the batch go on. The one exception is
+//! deliberate: `create` refused by the session cap keeps the sweep it did to make room, which
+//! stands on its own. A failed commit is never retried (it may have reached the disk all the
+//! same): every job of the batch gets the error. A panic outside the jobs (in redb's commit,
+//! say) becomes [`Error::Panicked`] for every job of the batch. Jobs run on the leader's
+//! thread; a writer sees its result only once its batch is over, so never one of a transaction
+//! that was abandoned or did not commit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::session::Reply;
-use super::shared::{Core, Writing};
+use super::open::Writing;
 use crate::error::{Error, Result};
 use crate::format::schema::WriteTables;
 
-/// Inside a [`Job`]: returns a refusal decided before anything was written, so that the other
-/// jobs of the batch go on.
+/// Inside a write operation: returns a refusal decided before anything was written, so that
+/// the other jobs of the batch go on.
 macro_rules! refuse_unless {
     ($e:expr) => {
         match $e {
@@ -44,9 +50,25 @@ macro_rules! refuse_unless {
     };
 }
 
-/// A queued write. `Ok(Err(e))`: refused before writing anything; `Err(e)`: failed part-way.
-/// Jobs own their data and may run more than once (after an abandoned transaction).
-pub(crate) type Job = Box<dyn FnMut(&Core, &mut WriteTables<'_>) -> Result<Result<Reply>> + Send>;
+/// What the committer runs its jobs against: `C` of [`Committer`], the store's core.
+pub(crate) trait Context {
+    /// Begins a write transaction for a batch.
+    fn begin_write(&self) -> Result<Writing>;
+}
+
+/// A queued write, type-erased: an operation and the slot of its result. Jobs own their data
+/// and may run more than once (after an abandoned transaction); each run overwrites the result.
+pub(crate) trait Pending<C>: Send + Sync {
+    /// Runs the operation in `tables` and keeps its result, a refusal included. `Err`: it failed
+    /// part-way, and the transaction must be abandoned.
+    fn apply(&self, ctx: &C, tables: &mut WriteTables<'_>) -> Result<()>;
+    /// Makes `error` the job's result: it failed part-way or panicked, or its transaction did
+    /// not begin or commit.
+    fn fail(&self, error: Error);
+}
+
+/// A queued job: shared with the writer that queued it, which reads its result.
+pub(crate) type Job<C> = Arc<dyn Pending<C>>;
 
 /// How batches were formed, since the store was opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -95,10 +117,10 @@ impl BatchStats {
 /// The longest a leader waits for the writers of the last batch to queue again, by default.
 pub(crate) const MAX_COMPANY_WAIT: Duration = Duration::from_micros(500);
 
-#[derive(Default)]
-struct Queue {
-    jobs: VecDeque<(u64, Job)>,
-    results: HashMap<u64, Result<Reply>>,
+struct Queue<C> {
+    jobs: VecDeque<(u64, Job<C>)>,
+    /// The tickets of jobs whose batch is over: their results are final.
+    finished: HashSet<u64>,
     leading: bool,
     next_ticket: u64,
     stats: BatchStats,
@@ -109,19 +131,34 @@ struct Queue {
     awaited: usize,
 }
 
-/// The group committer of one store.
-pub(crate) struct Committer {
+impl<C> Default for Queue<C> {
+    fn default() -> Self {
+        Self {
+            jobs: VecDeque::new(),
+            finished: HashSet::new(),
+            leading: false,
+            next_ticket: 0,
+            stats: BatchStats::default(),
+            last_batch: 0,
+            last_commit: Duration::ZERO,
+            awaited: 0,
+        }
+    }
+}
+
+/// The group committer of one store, running jobs against a `C` ([`Context`]).
+pub(crate) struct Committer<C> {
     enabled: bool,
     max_batch: usize,
     /// A fixed bound on the wait for company (`None`: from the last commit's duration).
     company_wait: Option<Duration>,
-    queue: Mutex<Queue>,
+    queue: Mutex<Queue<C>>,
     finished: Condvar,
     /// Wakes a leader waiting for company.
     arrived: Condvar,
 }
 
-impl Committer {
+impl<C: Context> Committer<C> {
     pub(crate) fn new(enabled: bool, max_batch: usize, company_wait: Option<Duration>) -> Self {
         Self {
             enabled,
@@ -135,7 +172,7 @@ impl Committer {
 
     /// Our own code never panics while holding the queue lock, so a poisoned lock is safe to
     /// take over.
-    fn lock(&self) -> MutexGuard<'_, Queue> {
+    fn lock(&self) -> MutexGuard<'_, Queue<C>> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -148,12 +185,13 @@ impl Committer {
     }
 
     /// Runs `job` in a write transaction, shared with other threads' jobs when group commit is
-    /// on, and returns its result once that transaction committed (or failed).
-    pub(crate) fn submit(&self, core: &Core, job: Job) -> Result<Reply> {
+    /// on, and returns once that transaction committed (or failed): the job's result is then
+    /// final.
+    pub(crate) fn submit(&self, ctx: &C, job: Job<C>) {
         if !self.enabled {
-            let done = run(core, begin(core), VecDeque::from([(0, job)]));
+            let done = run(ctx, begin(ctx), VecDeque::from([(0, job)]));
             self.lock().stats.account(&done);
-            return done.results.into_iter().next().map_or_else(|| Err(lost()), |(_, r)| r);
+            return;
         }
         let mut q = self.lock();
         let ticket = q.next_ticket;
@@ -163,8 +201,8 @@ impl Committer {
             self.arrived.notify_one();
         }
         loop {
-            if let Some(result) = q.results.remove(&ticket) {
-                return result;
+            if q.finished.remove(&ticket) {
+                return;
             }
             if q.leading {
                 q = self.finished.wait(q).unwrap_or_else(PoisonError::into_inner);
@@ -177,27 +215,28 @@ impl Committer {
             // the other processes' write transactions, and what queues up meanwhile joins this
             // batch instead of waiting for the next one.
             let started = Instant::now();
-            let txn = begin(core);
+            let txn = begin(ctx);
             q = self.lock();
             let take = q.jobs.len().min(self.max_batch);
             let batch: VecDeque<_> = q.jobs.drain(..take).collect();
             drop(q);
-            let done = run(core, txn, batch);
+            let tickets: Vec<u64> = batch.iter().map(|(t, _)| *t).collect();
+            let done = run(ctx, txn, batch);
             q = self.lock();
             q.leading = false;
             q.last_batch = take;
             q.last_commit = started.elapsed();
             q.stats.account(&done);
-            q.results.extend(done.results);
+            q.finished.extend(tickets);
             self.finished.notify_all();
         }
     }
 }
 
-impl Committer {
+impl<C> Committer<C> {
     /// Called by a new leader: waits until as many jobs are queued as the last batch held, or
     /// the wait's bound has passed.
-    fn await_company<'a>(&'a self, mut q: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
+    fn await_company<'a>(&'a self, mut q: MutexGuard<'a, Queue<C>>) -> MutexGuard<'a, Queue<C>> {
         let wanted = q.last_batch.min(self.max_batch);
         let bound = self.company_wait.unwrap_or((q.last_commit / 4).min(MAX_COMPANY_WAIT));
         if q.jobs.len() >= wanted || bound.is_zero() {
@@ -222,13 +261,13 @@ impl Committer {
     }
 }
 
-fn lost() -> Error {
+/// The error of a job whose batch ended without giving it a result: a bug.
+pub(crate) fn lost() -> Error {
     Error::Panicked { place: "group commit", message: "a job's result was lost".into() }
 }
 
-/// What running one batch produced.
+/// What running one batch produced (the results are in the jobs' slots).
 struct Done {
-    results: Vec<(u64, Result<Reply>)>,
     /// The size of each committed transaction.
     commits: Vec<usize>,
     retries: u64,
@@ -236,31 +275,27 @@ struct Done {
 
 /// Begins a write transaction. A panic becomes an error: the leader must never unwind while
 /// followers wait for it.
-fn begin(core: &Core) -> Result<Writing> {
-    // `rw_unreported`: a clean-up thread panic is for the callers to see, not for the leader.
-    catch_unwind(AssertUnwindSafe(|| core.begin_write())).unwrap_or_else(|panic| {
+fn begin<C: Context>(ctx: &C) -> Result<Writing> {
+    catch_unwind(AssertUnwindSafe(|| ctx.begin_write())).unwrap_or_else(|panic| {
         Err(Error::Panicked { place: "a write transaction", message: panic_message(&*panic) })
     })
 }
 
 /// Runs `batch`, the first time in `txn`, splitting it as jobs fail, until every job has a
-/// result.
-fn run(core: &Core, txn: Result<Writing>, batch: VecDeque<(u64, Job)>) -> Done {
-    let mut done = Done { results: Vec::with_capacity(batch.len()), commits: vec![], retries: 0 };
+/// final result.
+fn run<C: Context>(ctx: &C, txn: Result<Writing>, batch: VecDeque<(u64, Job<C>)>) -> Done {
+    let mut done = Done { commits: vec![], retries: 0 };
     let mut groups = VecDeque::from([batch]);
     let mut first = Some(txn);
     while let Some(mut group) = groups.pop_front() {
-        let txn = first.take().unwrap_or_else(|| begin(core));
-        let attempt = catch_unwind(AssertUnwindSafe(|| attempt(core, txn, &mut group)));
+        let txn = first.take().unwrap_or_else(|| begin(ctx));
+        let attempt = catch_unwind(AssertUnwindSafe(|| attempt(ctx, txn, &group)));
         match attempt {
-            Ok(Ok(results)) => {
-                done.commits.push(group.len());
-                done.results.extend(group.iter().map(|(t, _)| *t).zip(results));
-            }
+            Ok(Ok(())) => done.commits.push(group.len()),
             Ok(Err((Some(failed), e))) => {
                 done.retries += 1;
-                if let Some((ticket, _)) = group.remove(failed) {
-                    done.results.push((ticket, Err(e)));
+                if let Some((_, job)) = group.remove(failed) {
+                    job.fail(e);
                 }
                 if !group.is_empty() {
                     groups.push_front(group);
@@ -271,17 +306,16 @@ fn run(core: &Core, txn: Result<Writing>, batch: VecDeque<(u64, Job)>) -> Done {
             // what was written), so no job runs again: each gets the error, and a caller must
             // treat the write as possibly done, as with any database.
             Ok(Err((None, e))) => {
-                for (ticket, _) in group.iter().skip(1) {
-                    done.results.push((*ticket, Err(e.duplicate())));
+                for (_, job) in group.iter().skip(1) {
+                    job.fail(e.duplicate());
                 }
-                done.results.push((group[0].0, Err(e)));
+                group[0].1.fail(e);
             }
             Err(panic) => {
                 let message = panic_message(panic.as_ref());
-                for (ticket, _) in group {
+                for (_, job) in group {
                     let place = "a write transaction";
-                    done.results
-                        .push((ticket, Err(Error::Panicked { place, message: message.clone() })));
+                    job.fail(Error::Panicked { place, message: message.clone() });
                 }
             }
         }
@@ -289,30 +323,30 @@ fn run(core: &Core, txn: Result<Writing>, batch: VecDeque<(u64, Job)>) -> Done {
     done
 }
 
-/// One transaction over `group`: every job's result if it committed; otherwise the index of
-/// the job that failed part-way (`None`: the transaction itself failed) and the error.
-fn attempt(
-    core: &Core,
+/// One transaction over `group`, leaving each job's result in its slot; `Err` if it did not
+/// commit: the index of the job that failed part-way (`None`: the transaction itself failed)
+/// and the error.
+fn attempt<C>(
+    ctx: &C,
     txn: Result<Writing>,
-    group: &mut VecDeque<(u64, Job)>,
-) -> Result<Vec<Result<Reply>>, (Option<usize>, Error)> {
+    group: &VecDeque<(u64, Job<C>)>,
+) -> Result<(), (Option<usize>, Error)> {
     let Writing { txn, db } = txn.map_err(|e| (None, e))?;
-    let mut results = Vec::with_capacity(group.len());
     {
         let mut tables = WriteTables::open(&txn).map_err(|e| (None, e.into()))?;
-        for (i, (_, job)) in group.iter_mut().enumerate() {
+        for (i, (_, job)) in group.iter().enumerate() {
             // A panicking job is taken out like one that failed part-way; the others run again.
-            let result =
-                catch_unwind(AssertUnwindSafe(|| job(core, &mut tables))).unwrap_or_else(|panic| {
+            let result = catch_unwind(AssertUnwindSafe(|| job.apply(ctx, &mut tables)))
+                .unwrap_or_else(|panic| {
                     let message = panic_message(panic.as_ref());
                     Err(Error::Panicked { place: "a write transaction", message })
                 });
-            results.push(result.map_err(|e| (Some(i), e))?);
+            result.map_err(|e| (Some(i), e))?;
         }
     }
     txn.commit().map_err(|e| (None, e.into()))?;
     drop(db);
-    Ok(results)
+    Ok(())
 }
 
 /// The text of a panic payload.

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use super::expiry::CleanupReport;
 use super::handle::Store;
 use super::locking::SessionLock;
 use super::save::{Save, Stored};
 use super::session::{Created, Fetched, NewSession};
+use super::stats::CleanupReport;
 use crate::engine::{Engine, Named};
 use crate::error::Result;
 use crate::id::{SecureToken, SessionId};

@@ -3,81 +3,24 @@
 //! The `expiry` table is keyed by (remove at, last access, session id), so everything here
 //! walks it from its start: a range scan that stops at the first entry not yet due.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use redb::{ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
 
 use super::admin::SessionStatus;
-use super::commit::Job;
 use super::handle::Store;
+use super::op::WriteOp;
 use super::record::{
     SessionRecord, decode_session, get_session, put_session, remove_session, shifted_tombstone,
     tombstone_due,
 };
-use super::session::{Reply, wrong_reply};
 use super::shared::Core;
+use super::stats::CleanupReport;
 use crate::error::{Error, Result};
 use crate::format::schema::{self, ExpiryKey, META_SWEEP_BATCH, META_SWEPT, WriteTables};
 use crate::store::config::CapPolicy;
-
-/// What a clean-up removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CleanupReport {
-    /// Sessions removed.
-    pub sessions: u64,
-    /// States removed with them.
-    pub states: u64,
-    /// Damaged session records removed (their deadline had passed).
-    pub corrupted: u64,
-    /// Index entries removed that pointed at no session.
-    pub stale_entries: u64,
-    /// Tombstones of rotated or revoked ids removed (their session would have been removed by
-    /// now), including undecodable ones.
-    pub tombstones: u64,
-    /// Write transactions used.
-    pub batches: u64,
-    /// Whether the sweep was skipped because another thread or process held the clean-up lock
-    /// (it is sweeping, so there is nothing to add).
-    pub skipped: bool,
-    /// Whether the sweep reached the end: its last batch found nothing more due, and recorded
-    /// the sweep as done in the file (the shared schedule, see [`Store::cleanup_if_due`]).
-    /// False for a skipped sweep, for a batch of [`Store::cleanup_if_due`] that left a backlog
-    /// to the next process, and for a sweep of the clean-up thread stopped by a drop.
-    pub complete: bool,
-}
-
-impl CleanupReport {
-    fn add(&mut self, other: CleanupReport) {
-        self.sessions += other.sessions;
-        self.states += other.states;
-        self.corrupted += other.corrupted;
-        self.stale_entries += other.stale_entries;
-        self.tombstones += other.tombstones;
-        self.batches += other.batches;
-        self.skipped |= other.skipped;
-        self.complete = other.complete;
-    }
-}
-
-/// What the clean-up sweeps (the thread's and [`Store::cleanup`]'s) did since the store was
-/// opened.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CleanupStats {
-    /// Sweeps run to the end (skipped ones included), and batches of
-    /// [`Store::cleanup_if_due`] run (those that found no sweep due are not counted).
-    pub runs: u64,
-    /// Sweeps skipped because another thread or process was sweeping.
-    pub skipped: u64,
-    /// Sweeps that failed; the last message is in `last_error`.
-    pub errors: u64,
-    /// The message of the last failed sweep of the clean-up thread.
-    pub last_error: Option<String>,
-    /// Everything removed, summed over the sweeps.
-    pub removed: CleanupReport,
-}
 
 /// What [`remove_indexed`] found behind an `expiry` entry.
 enum Removed {
@@ -288,48 +231,68 @@ impl Core {
         };
         let mut quickest = Duration::MAX;
         loop {
-            // When the job began, inside the write transaction: from then until the commit the
-            // batch holds the file, and every other writer waits.
-            let began = Arc::new(Mutex::new(None));
-            let mark = Arc::clone(&began);
             // Through the group committer: request writes queued meanwhile go first (FIFO), so
             // a writer of this process waits for at most one batch.
-            let job: Job = Box::new(move |c, t| {
-                let start = Instant::now();
-                *mark.lock().unwrap_or_else(PoisonError::into_inner) = Some(start);
-                let now = c.now();
-                let mut batch = sweep_batch(t, now, limit)?;
-                batch.tombstones = sweep_tombstones(t, now, limit)?;
-                let removed = batch.sessions + batch.corrupted + batch.stale_entries;
-                let more = removed >= limit as u64 || batch.tombstones >= limit as u64;
-                if !more {
-                    t.meta.insert(META_SWEPT, now.to_le_bytes().as_slice())?;
-                    batch.complete = true;
-                } else if single && let Some(budget) = budget {
-                    // The work's time, without the commit's (not known yet): the part a
-                    // smaller batch shortens.
-                    let next =
-                        next_sweep_batch(limit, start.elapsed(), Duration::ZERO, budget, max);
-                    t.meta.insert(META_SWEEP_BATCH, (next as u64).to_le_bytes().as_slice())?;
-                }
-                Ok(Ok(Reply::Swept(batch)))
-            });
-            let Reply::Swept(batch) = self.submit(job)? else {
-                return Err(wrong_reply());
-            };
+            let swept = self.submit(SweepBatch { limit, single, budget, max })?;
+            let batch = swept.report;
             total.add(batch);
             if batch.complete || single || stop() {
                 return Ok(total);
             }
             if let Some(budget) = budget {
-                let began = *began.lock().unwrap_or_else(PoisonError::into_inner);
-                let held = began.map_or(Duration::ZERO, |b| b.elapsed());
+                let held = swept.began.map_or(Duration::ZERO, |b| b.elapsed());
                 quickest = quickest.min(held);
                 limit = next_sweep_batch(limit, held, quickest, budget, max);
             }
             // Writers of other processes wait on redb's file lock: let them in between batches.
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+/// One batch of a sweep: up to `limit` sessions and as many tombstones removed. The batch that
+/// finds nothing more due records the sweep as done; a `single` batch that leaves a backlog
+/// records the size its time suggests for the next one, from `budget` and `max`.
+#[derive(Debug, Serialize, Deserialize)]
+struct SweepBatch {
+    limit: usize,
+    single: bool,
+    budget: Option<Duration>,
+    max: usize,
+}
+
+/// What a [`SweepBatch`] removed, and when it began inside the write transaction.
+#[derive(Debug, Serialize, Deserialize)]
+struct Swept {
+    report: CleanupReport,
+    /// From then until the commit the batch held the file, and every other writer waited. Not
+    /// sent along: an instant means nothing to another process (a batch committed elsewhere
+    /// reads as held for no time).
+    #[serde(skip)]
+    began: Option<Instant>,
+}
+
+impl WriteOp for SweepBatch {
+    type Output = Swept;
+
+    fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<Swept>> {
+        let Self { limit, single, budget, max } = *self;
+        let start = Instant::now();
+        let now = c.now();
+        let mut batch = sweep_batch(t, now, limit)?;
+        batch.tombstones = sweep_tombstones(t, now, limit)?;
+        let removed = batch.sessions + batch.corrupted + batch.stale_entries;
+        let more = removed >= limit as u64 || batch.tombstones >= limit as u64;
+        if !more {
+            t.meta.insert(META_SWEPT, now.to_le_bytes().as_slice())?;
+            batch.complete = true;
+        } else if single && let Some(budget) = budget {
+            // The work's time, without the commit's (not known yet): the part a smaller batch
+            // shortens.
+            let next = next_sweep_batch(limit, start.elapsed(), Duration::ZERO, budget, max);
+            t.meta.insert(META_SWEEP_BATCH, (next as u64).to_le_bytes().as_slice())?;
+        }
+        Ok(Ok(Swept { report: batch, began: Some(start) }))
     }
 }
 

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use super::cleanup::Cleaner;
 use super::commit::{BatchStats, Committer};
 use super::config::{Builder, Config};
-use super::expiry::CleanupStats;
 use super::lock::LockDir;
 use super::open;
 use super::shared::{Core, guard};
+use super::stats::CleanupStats;
 use crate::error::Result;
 
 /// A session store on one file. `Send + Sync`: share it between threads with `Arc` or by

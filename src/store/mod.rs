@@ -8,8 +8,10 @@
 //! - [`handle`]: the public [`Store`] handle, opening and closing it;
 //! - [`shared`]: the core shared with the clean-up thread: the redb handle (reopened after an
 //!   I/O error), the settings, the group committer and the lock files;
-//! - [`commit`]: group commit; the operations, one file per concern ([`session`], [`save`],
-//!   [`rotate`], [`adopt`], [`users`], [`expiry`]); [`admin`] and [`verify`] for inspection;
+//! - [`commit`]: group commit, which runs write operations without knowing them; [`op`]: what
+//!   a write operation is (a value with a typed result) and how one is submitted; the
+//!   operations, one file per concern ([`session`], [`save`], [`rotate`], [`adopt`], [`users`],
+//!   [`expiry`]); [`admin`] and [`verify`] for inspection; [`stats`]: what sweeps report;
 //! - [`config`], [`open`], [`cleanup`], [`schedule`], [`lock`], [`locking`], [`files`]:
 //!   settings, opening the file, clean-up, session locks and the files' owners and modes.
 
@@ -26,6 +28,7 @@ mod engine;
 mod expiry;
 mod handle;
 mod locking;
+mod op;
 mod open;
 mod record;
 mod rotate;
@@ -33,6 +36,7 @@ mod save;
 mod schedule;
 mod session;
 mod shared;
+mod stats;
 mod typed;
 mod users;
 mod verify;
@@ -41,12 +45,12 @@ pub use admin::{Contents, SessionInfo, SessionStatus, Sessions, StateInfo, Store
 pub use cleanup::CLEANUP_THREAD_NAME;
 pub use commit::BatchStats;
 pub use config::{Builder, CapPolicy, Sharing};
-pub use expiry::{CleanupReport, CleanupStats};
 pub use files::FileAccess;
 pub use handle::{Stats, Store};
 pub use locking::SessionLock;
 pub use save::{Save, Stored};
 pub use session::{Created, Fetched, NewSession};
+pub use stats::{CleanupReport, CleanupStats};
 pub use typed::{decode, encode};
 pub use verify::{MAX_LISTED_PROBLEMS, Problem, Verified};
 

@@ -4,10 +4,13 @@
 //! and hands the descriptor to redb: redb's own `Builder::create` would create it 0666 minus
 //! the umask and accept anyone's file.
 
+use std::sync::Arc;
+
 use redb::backends::FileBackend;
 use redb::{
     ConcurrencyMode, Database, DatabaseError, MultimapTableHandle, ReadOnlyDatabase,
     ReadTransaction, ReadableDatabase, ReadableTable, StorageError, TableError, TableHandle,
+    WriteTransaction,
 };
 
 use crate::error::{Error, Result};
@@ -16,6 +19,13 @@ use crate::format::schema::{
 };
 use crate::store::config::{Config, Sharing};
 use crate::store::files;
+
+/// A write transaction with the handle it came from, held by the group-commit leader until
+/// the commit: while it is alive, the handle is not replaced by a reopen.
+pub(crate) struct Writing {
+    pub(super) txn: WriteTransaction,
+    pub(super) db: Arc<Db>,
+}
 
 /// The redb handle: read-write, or read-only for inspection.
 pub(crate) enum Db {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::format::codec;
 use crate::format::schema::{ExpiryKey, SESSIONS_NAME, STATES_NAME, TOMBSTONES_NAME, WriteTables};
+use crate::id::{SecureToken, SessionId};
 
 /// One session: everything but its states.
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
@@ -110,6 +111,37 @@ pub(crate) fn get_tombstone(
     codec::decode(guard.value())
         .map(Some)
         .map_err(|_| Error::Corrupted { table: TOMBSTONES_NAME, key: printable(sid) })
+}
+
+/// Why there is no session under `sid`: forwarded ([`Error::Rotated`]), retired
+/// ([`Error::Revoked`]), a wrong token for a retired id ([`Error::Security`]) or never issued
+/// / expired ([`Error::NotFound`]).
+pub(crate) fn missing(
+    tombstones: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    sid: &[u8],
+    token: &SecureToken,
+    now: u64,
+) -> Result<Error> {
+    let Some(stone) = get_tombstone(tombstones, sid)? else {
+        return Ok(Error::NotFound);
+    };
+    if now >= stone.remove_at {
+        return Ok(Error::NotFound); // as the session itself would read now; awaiting the sweep
+    }
+    if !token.matches(&stone.token_hash) {
+        return Ok(Error::Security);
+    }
+    // A rotation without forwarding keeps no sealed token: its old id forwards nobody, even a
+    // process whose clock reads a little behind the rotating one's (`now < forward_until`).
+    if let (Retired::Rotated, Some(successor)) = (stone.reason, &stone.successor)
+        && now < stone.forward_until
+        && !stone.sealed_token.is_empty()
+    {
+        let successor = SessionId::parse(successor)?;
+        let token = token.unseal(&stone.sealed_token)?;
+        return Ok(Error::Rotated { successor, token });
+    }
+    Ok(Error::Revoked)
 }
 
 /// Whether the stored tombstone `bytes` may be swept at `now`: past its `remove_at`, or

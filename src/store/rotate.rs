@@ -7,48 +7,19 @@
 use std::time::Duration;
 
 use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
 
-use super::commit::Job;
 use super::handle::Store;
+use super::op::{WriteOp, text};
 use super::record::{
-    Retired, Tombstone, get_session, get_tombstone, put_session, put_tombstone, remove_session,
+    Retired, Tombstone, get_session, get_tombstone, missing, put_session, put_tombstone,
+    remove_session,
 };
-use super::session::Created;
-use super::session::{Reply, wrong_reply};
+use super::session::{Created, unused_id_from};
 use super::shared::Core;
 use crate::error::{Error, Result};
-use crate::id::{SecureToken, SessionId, constant_time_eq};
-
-/// Why there is no session under `sid`: forwarded ([`Error::Rotated`]), retired
-/// ([`Error::Revoked`]), a wrong token for a retired id ([`Error::Security`]) or never issued
-/// / expired ([`Error::NotFound`]).
-pub(crate) fn missing(
-    tombstones: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    sid: &[u8],
-    token: &SecureToken,
-    now: u64,
-) -> Result<Error> {
-    let Some(stone) = get_tombstone(tombstones, sid)? else {
-        return Ok(Error::NotFound);
-    };
-    if now >= stone.remove_at {
-        return Ok(Error::NotFound); // as the session itself would read now; awaiting the sweep
-    }
-    if !token.matches(&stone.token_hash) {
-        return Ok(Error::Security);
-    }
-    // A rotation without forwarding keeps no sealed token: its old id forwards nobody, even a
-    // process whose clock reads a little behind the rotating one's (`now < forward_until`).
-    if let (Retired::Rotated, Some(successor)) = (stone.reason, &stone.successor)
-        && now < stone.forward_until
-        && !stone.sealed_token.is_empty()
-    {
-        let successor = SessionId::parse(successor)?;
-        let token = token.unseal(&stone.sealed_token)?;
-        return Ok(Error::Rotated { successor, token });
-    }
-    Ok(Error::Revoked)
-}
+use crate::format::schema::{self, WriteTables};
+use crate::id::{SecureToken, SessionId, constant_time_eq, fingerprint_hash};
 
 impl Store {
     /// Moves a session to a new id with a new secure token (call it at log-in, against session
@@ -70,54 +41,15 @@ impl Store {
     ) -> Result<Created> {
         self.core.rw()?;
         let new_token = SecureToken::generate()?;
-        let (sid, old_token, sealed) =
-            (id.as_bytes().to_vec(), token.clone(), token.seal(&new_token));
-        let new_hash = new_token.hash();
-        let forward_ms = u64::try_from(forward_for.as_millis()).unwrap_or(u64::MAX);
-        let job: Job = Box::new(move |c: &Core, t| {
-            let now = c.now();
-            let Some(mut rec) = get_session(&t.sessions, &sid)? else {
-                return Ok(Err(missing(&t.tombstones, &sid, &old_token, now)?));
-            };
-            refuse_unless!(c.admit(&rec, &old_token, now));
-            let new_id = super::session::unused_id_from(t, || c.cfg.id_spec.generate())?;
-            let moved_to = new_id.as_bytes();
-            // Copy the states under the new id; `remove_session` then drops the old ones with the
-            // old record's index entries.
-            let mut states = Vec::new();
-            for entry in t.states.range((sid.as_slice(), 0)..=(sid.as_slice(), u64::MAX))? {
-                let (k, v) = entry?;
-                states.push((k.value().1, v.value().to_vec()));
-            }
-            remove_session(t, &sid, Some(&rec))?;
-            for (state_id, bytes) in states {
-                t.states.insert((moved_to, state_id), bytes.as_slice())?;
-            }
-            let old_hash = rec.token_hash;
-            rec.token_hash = new_hash;
-            put_session(t, moved_to, None, &rec)?;
-            if let Some(user) = &rec.user {
-                t.users.insert((user.as_slice(), moved_to), ())?;
-            }
-            let forward_until = now.saturating_add(forward_ms);
-            let stone = Tombstone {
-                reason: Retired::Rotated,
-                token_hash: old_hash,
-                successor: Some(new_id.as_str().to_owned()),
-                // No forwarding, no way to forward: the new token is not kept at all.
-                sealed_token: if forward_ms == 0 { Vec::new() } else { sealed.clone() },
-                forward_until,
-                remove_at: rec.remove_at.min(now.saturating_add(TOMBSTONE_LIFE)).max(forward_until),
-            };
-            put_tombstone(t, &sid, &stone)?;
-            Ok(Ok(Reply::Rotated { id: new_id, state_id: rec.latest_state, version: rec.version }))
-        });
-        match self.core.submit(job)? {
-            Reply::Rotated { id, state_id, version } => {
-                Ok(Created { id, token: new_token, state_id, version })
-            }
-            _ => Err(wrong_reply()),
-        }
+        let op = Regenerate {
+            sid: id.as_bytes().to_vec(),
+            old_token: token.clone(),
+            sealed: token.seal(&new_token),
+            new_hash: new_token.hash(),
+            forward_ms: u64::try_from(forward_for.as_millis()).unwrap_or(u64::MAX),
+        };
+        let Rotated { id, state_id, version } = self.core.submit(op)?;
+        Ok(Created { id, token: new_token, state_id, version })
     }
 
     /// Ends a session on purpose (log-out): deletes it and its states, and leaves a tombstone
@@ -135,12 +67,7 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
     pub fn revoke(&self, id: &SessionId) -> Result<bool> {
-        let sid = id.as_bytes().to_vec();
-        let job: Job = Box::new(move |c, t| Ok(Ok(Reply::Existed(revoke_in(t, &sid, c.now())?))));
-        match self.core.submit(job)? {
-            Reply::Existed(existed) => Ok(existed),
-            _ => Err(wrong_reply()),
-        }
+        self.core.submit(Revoke { sid: id.as_bytes().to_vec() })
     }
 
     /// As [`Store::revoke`] (the id and the chain it was rotated into, in one transaction),
@@ -167,30 +94,15 @@ impl Store {
     /// many live sessions were revoked; [`Error::Security`] (nothing written) if every pair was
     /// skipped so.
     pub(crate) fn revoke_as(&self, named: Vec<Named>) -> Result<u64> {
-        let named: Vec<_> = named
+        let named = named
             .into_iter()
-            .map(|(id, token, fp)| (id, token, fp.as_deref().map(crate::id::fingerprint_hash)))
+            .map(|(id, token, fp)| NamedKey {
+                sid: id.as_bytes().to_vec(),
+                token,
+                fingerprint: fp.as_deref().map(fingerprint_hash),
+            })
             .collect();
-        let job: Job = Box::new(move |c, t| {
-            let now = c.now();
-            let (mut revoked, mut refused) = (0, 0);
-            for (id, token, fingerprint) in &named {
-                let sid = id.as_bytes();
-                match holds(t, sid, token, fingerprint.as_ref(), now)? {
-                    Hold::Refused => refused += 1,
-                    Hold::Settled => {}
-                    Hold::Revoke => revoked += u64::from(revoke_in(t, sid, now)?),
-                }
-            }
-            if refused > 0 && refused == named.len() {
-                return Ok(Err(Error::Security)); // nothing was written
-            }
-            Ok(Ok(Reply::Count(revoked)))
-        });
-        match self.core.submit(job)? {
-            Reply::Count(revoked) => Ok(revoked),
-            _ => Err(wrong_reply()),
-        }
+        self.core.submit(RevokeAs { named })
     }
 }
 
@@ -210,14 +122,14 @@ impl Store {
         let now = self.core.now();
         self.core.reading(|| {
             let txn = self.core.read()?;
-            let tombstones = crate::format::schema::read_tombstones(&txn)?;
+            let tombstones = schema::read_tombstones(&txn)?;
             let Some(stone) = get_tombstone(&tombstones, id.as_bytes())? else { return Ok(false) };
             let recent = stone.reason == Retired::Rotated
                 && now < stone.forward_until.saturating_add(MOVE_RACE_WINDOW)
                 && token.matches(&stone.token_hash);
             let Some(next) = stone.successor.filter(|_| recent) else { return Ok(false) };
             // The chain's end: a log-out since has left no logged-in cookie to protect.
-            let sessions = crate::format::schema::read_sessions(&txn)?;
+            let sessions = schema::read_sessions(&txn)?;
             Ok(chain_end(&sessions, &tombstones, next.as_bytes())?.is_some())
         })
     }
@@ -225,6 +137,123 @@ impl Store {
 
 /// A session a client names, with its token and, to check, the client's fingerprint.
 pub(crate) type Named = (SessionId, SecureToken, Option<Vec<u8>>);
+
+/// A rotation ([`Store::regenerate`]): the session moved to a new id drawn inside the
+/// transaction, with the new token's hash, and a tombstone under the old id forwarding to it
+/// for `forward_ms` (the new token `sealed` with the old one).
+#[derive(Debug, Serialize, Deserialize)]
+struct Regenerate {
+    sid: Vec<u8>,
+    #[serde(with = "text")]
+    old_token: SecureToken,
+    sealed: Vec<u8>,
+    new_hash: [u8; 32],
+    forward_ms: u64,
+}
+
+/// Where a [`Regenerate`] moved the session.
+#[derive(Debug, Serialize, Deserialize)]
+struct Rotated {
+    #[serde(with = "text")]
+    id: SessionId,
+    state_id: u64,
+    version: u64,
+}
+
+impl WriteOp for Regenerate {
+    type Output = Rotated;
+
+    fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<Rotated>> {
+        let Self { sid, old_token, sealed, new_hash, forward_ms } = self;
+        let (new_hash, forward_ms) = (*new_hash, *forward_ms);
+        let now = c.now();
+        let Some(mut rec) = get_session(&t.sessions, sid)? else {
+            return Ok(Err(missing(&t.tombstones, sid, old_token, now)?));
+        };
+        refuse_unless!(c.admit(&rec, old_token, now));
+        let new_id = unused_id_from(t, || c.cfg.id_spec.generate())?;
+        let moved_to = new_id.as_bytes();
+        // Copy the states under the new id; `remove_session` then drops the old ones with the
+        // old record's index entries.
+        let mut states = Vec::new();
+        for entry in t.states.range((sid.as_slice(), 0)..=(sid.as_slice(), u64::MAX))? {
+            let (k, v) = entry?;
+            states.push((k.value().1, v.value().to_vec()));
+        }
+        remove_session(t, sid, Some(&rec))?;
+        for (state_id, bytes) in states {
+            t.states.insert((moved_to, state_id), bytes.as_slice())?;
+        }
+        let old_hash = rec.token_hash;
+        rec.token_hash = new_hash;
+        put_session(t, moved_to, None, &rec)?;
+        if let Some(user) = &rec.user {
+            t.users.insert((user.as_slice(), moved_to), ())?;
+        }
+        let forward_until = now.saturating_add(forward_ms);
+        let stone = Tombstone {
+            reason: Retired::Rotated,
+            token_hash: old_hash,
+            successor: Some(new_id.as_str().to_owned()),
+            // No forwarding, no way to forward: the new token is not kept at all.
+            sealed_token: if forward_ms == 0 { Vec::new() } else { sealed.clone() },
+            forward_until,
+            remove_at: rec.remove_at.min(now.saturating_add(TOMBSTONE_LIFE)).max(forward_until),
+        };
+        put_tombstone(t, sid, &stone)?;
+        Ok(Ok(Rotated { id: new_id, state_id: rec.latest_state, version: rec.version }))
+    }
+}
+
+/// A revocation without a token ([`Store::revoke`]). Returns whether a live session was revoked.
+#[derive(Debug, Serialize, Deserialize)]
+struct Revoke {
+    sid: Vec<u8>,
+}
+
+impl WriteOp for Revoke {
+    type Output = bool;
+
+    fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<bool>> {
+        Ok(Ok(revoke_in(t, &self.sid, c.now())?))
+    }
+}
+
+/// One session of a [`RevokeAs`]: its id, the client's token and the hash of its fingerprint.
+#[derive(Debug, Serialize, Deserialize)]
+struct NamedKey {
+    sid: Vec<u8>,
+    #[serde(with = "text")]
+    token: SecureToken,
+    fingerprint: Option<[u8; 32]>,
+}
+
+/// Log-outs with the clients' cookies ([`Store::revoke_as`]). Returns how many live sessions
+/// were revoked; refused with [`Error::Security`] if every one named was refused.
+#[derive(Debug, Serialize, Deserialize)]
+struct RevokeAs {
+    named: Vec<NamedKey>,
+}
+
+impl WriteOp for RevokeAs {
+    type Output = u64;
+
+    fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<u64>> {
+        let now = c.now();
+        let (mut revoked, mut refused) = (0, 0);
+        for NamedKey { sid, token, fingerprint } in &self.named {
+            match holds(t, sid, token, fingerprint.as_ref(), now)? {
+                Hold::Refused => refused += 1,
+                Hold::Settled => {}
+                Hold::Revoke => revoked += u64::from(revoke_in(t, sid, now)?),
+            }
+        }
+        if refused > 0 && refused == self.named.len() {
+            return Ok(Err(Error::Security)); // nothing was written
+        }
+        Ok(Ok(revoked))
+    }
+}
 
 /// How long after a rotation (after the end of its forwarding window) the old id's token still
 /// revokes the session it was rotated into: a log-out that raced the log-in ends the logged-in
@@ -246,7 +275,7 @@ enum Hold {
 /// none). An id unknown here, or retired longer ago than [`LOGOUT_RACE_WINDOW`] at `now`, is
 /// [`Hold::Settled`]. A damaged record cannot be checked: [`Hold::Refused`].
 fn holds(
-    t: &crate::format::schema::WriteTables<'_>,
+    t: &WriteTables<'_>,
     sid: &[u8],
     token: &SecureToken,
     fingerprint: Option<&[u8; 32]>,
@@ -315,11 +344,7 @@ fn chain_end(
 /// into: each rotation tombstone on the way stops forwarding (it keeps its successor, so that
 /// revoking again follows the same chain), and the live session at the end is revoked.
 /// Returns whether a live session was revoked.
-pub(crate) fn revoke_in(
-    t: &mut crate::format::schema::WriteTables<'_>,
-    sid: &[u8],
-    now: u64,
-) -> Result<bool> {
+pub(crate) fn revoke_in(t: &mut WriteTables<'_>, sid: &[u8], now: u64) -> Result<bool> {
     let mut cur = sid.to_vec();
     for _ in 0..MAX_CHAIN {
         let rec = match get_session(&t.sessions, &cur) {
@@ -362,4 +387,46 @@ pub(crate) fn revoke_in(
         return Ok(true);
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::op::through_bytes;
+
+    #[test]
+    fn a_rotation_that_travelled_as_bytes_moves_the_session() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path().join("rotate.redb"))?;
+        let old = store.create(b"data", b"state")?;
+        let new_token = SecureToken::generate()?;
+        let op = Regenerate {
+            sid: old.id.as_bytes().to_vec(),
+            old_token: old.token.clone(),
+            sealed: old.token.seal(&new_token),
+            new_hash: new_token.hash(),
+            forward_ms: 60_000,
+        };
+        let rotated = through_bytes(&store.core.submit(through_bytes(&op))?);
+        assert_ne!(rotated.id, old.id);
+        assert_eq!((rotated.state_id, rotated.version), (0, 1));
+        assert_eq!(store.load(&rotated.id, &new_token)?.session_data, b"data");
+        let res = store.load(&old.id, &old.token);
+        assert!(
+            matches!(&res, Err(Error::Rotated { successor, token })
+                if *successor == rotated.id && *token == new_token),
+            "{res:?}"
+        );
+        let named = RevokeAs {
+            named: vec![NamedKey {
+                sid: old.id.as_bytes().to_vec(),
+                token: old.token,
+                fingerprint: None,
+            }],
+        };
+        assert_eq!(store.core.submit(through_bytes(&named))?, 1);
+        let res = store.load(&rotated.id, &new_token);
+        assert!(matches!(res, Err(Error::Revoked)), "{res:?}");
+        Ok(())
+    }
 }

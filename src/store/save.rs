@@ -1,12 +1,13 @@
 //! Saving: a new state (or the latest overwritten) and the session data, at a stated version.
 
-use super::commit::Job;
+use serde::{Deserialize, Serialize};
+
 use super::handle::Store;
-use super::record::{get_session, put_session, put_state, remove_states};
-use super::rotate::missing;
-use super::session::{Reply, wrong_reply};
+use super::op::{WriteOp, text};
+use super::record::{get_session, missing, put_session, put_state, remove_states};
 use super::shared::Core;
 use crate::error::{Error, Result};
+use crate::format::schema::WriteTables;
 use crate::id::{SecureToken, SessionId};
 
 /// What [`Store::store_state`] writes: the data, and the version it was computed from.
@@ -69,7 +70,7 @@ impl<'a> Save<'a> {
 }
 
 /// What [`Store::store_state`] returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Stored {
     /// The id the state was stored under.
@@ -100,71 +101,22 @@ impl Store {
         let c = &self.core;
         c.check_size("session data", save.session_data)?;
         c.check_size("state data", save.state_data.unwrap_or_default())?;
-        let (sid, token) = (id.as_bytes().to_vec(), token.clone());
         let user = match save.user {
-            UserChange::Keep => None,
-            UserChange::Set(user) => Some(user.map(<[u8]>::to_vec)),
+            UserChange::Keep => NewUser::Keep,
+            UserChange::Set(user) => {
+                Core::check_user_key(user)?;
+                NewUser::Set(user.map(<[u8]>::to_vec))
+            }
         };
-        Core::check_user_key(user.as_ref().and_then(Option::as_deref))?;
-        let (session_data, state_data) =
-            (save.session_data.to_vec(), save.state_data.map(<[u8]>::to_vec));
-        let Save { version, use_same_state, .. } = save;
-        let job: Job = Box::new(move |c, t| {
-            let now = c.now();
-            let Some(mut rec) = get_session(&t.sessions, &sid)? else {
-                return Ok(Err(missing(&t.tombstones, &sid, &token, now)?));
-            };
-            refuse_unless!(c.admit(&rec, &token, now));
-            if version != rec.version {
-                return Ok(Err(Error::Conflict { expected: version, found: rec.version }));
-            }
-            let old_key = rec.expiry_key(&sid);
-            let state_id = match &state_data {
-                None => rec.latest_state,
-                Some(state_data) => {
-                    let overwrite = use_same_state || !c.cfg.states_history;
-                    let state_id = if overwrite { rec.latest_state } else { rec.latest_state + 1 };
-                    put_state(t, &sid, state_id, state_data)?;
-                    rec.latest_state = state_id;
-                    if rec.state_count() > c.cfg.max_states() {
-                        let keep_from = rec.latest_state + 1 - c.cfg.max_states();
-                        remove_states(t, &sid, rec.oldest_state..=keep_from - 1)?;
-                        rec.oldest_state = keep_from;
-                    }
-                    state_id
-                }
-            };
-            rec.version += 1;
-            rec.data.clone_from(&session_data);
-            if let Some(new_user) = &user
-                && rec.user != *new_user
-            {
-                if let Some(old) = &rec.user {
-                    t.users.remove((old.as_slice(), sid.as_slice()))?;
-                }
-                if let Some(new) = new_user {
-                    t.users.insert((new.as_slice(), sid.as_slice()), ())?;
-                }
-                rec.user.clone_from(new_user);
-            }
-            // With an idle timeout, the access time moves as a load's touch does: only by at
-            // least the touch resolution. Most saves then keep the session's deadlines, and so
-            // its `expiry` entry, which spares the commit a remove and an insert in that index.
-            // The bound is the touch bound: a session can expire up to one resolution early,
-            // never late. It never moves backwards (a clock stepped back).
-            let moved = now.saturating_sub(rec.last_access);
-            let coalesce = c.cfg.idle_timeout.is_some() && moved < c.cfg.touch_resolution();
-            if now > rec.last_access && !coalesce {
-                rec.last_access = now;
-            }
-            let rec = c.with_deadlines(rec);
-            put_session(t, &sid, Some(old_key), &rec)?;
-            Ok(Ok(Reply::Stored(Stored { state_id, version: rec.version })))
-        });
-        match c.submit(job)? {
-            Reply::Stored(stored) => Ok(stored),
-            _ => Err(wrong_reply()),
-        }
+        c.submit(StoreState {
+            sid: id.as_bytes().to_vec(),
+            token: token.clone(),
+            version: save.version,
+            session_data: save.session_data.to_vec(),
+            state_data: save.state_data.map(<[u8]>::to_vec),
+            use_same_state: save.use_same_state,
+            user,
+        })
     }
 
     /// Like [`Store::store_state`], but a conflict goes through `merge` instead of failing:
@@ -196,5 +148,120 @@ impl Store {
             res = self.store_state(id, token, retry);
         }
         res
+    }
+}
+
+/// A save ([`Store::store_state`]): the session data and a state, if the session is still at
+/// `version`.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoreState {
+    sid: Vec<u8>,
+    #[serde(with = "text")]
+    token: SecureToken,
+    version: u64,
+    session_data: Vec<u8>,
+    /// `None`: the states are left as they are.
+    state_data: Option<Vec<u8>>,
+    use_same_state: bool,
+    user: NewUser,
+}
+
+/// What a [`StoreState`] does to the session's user key ([`UserChange`], owned).
+#[derive(Debug, Serialize, Deserialize)]
+enum NewUser {
+    /// Leaves it as it is.
+    Keep,
+    /// Sets it (`None`: no user).
+    Set(Option<Vec<u8>>),
+}
+
+impl WriteOp for StoreState {
+    type Output = Stored;
+
+    fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<Stored>> {
+        let Self { sid, token, version, session_data, state_data, use_same_state, user } = self;
+        let (version, use_same_state) = (*version, *use_same_state);
+        let now = c.now();
+        let Some(mut rec) = get_session(&t.sessions, sid)? else {
+            return Ok(Err(missing(&t.tombstones, sid, token, now)?));
+        };
+        refuse_unless!(c.admit(&rec, token, now));
+        if version != rec.version {
+            return Ok(Err(Error::Conflict { expected: version, found: rec.version }));
+        }
+        let old_key = rec.expiry_key(sid);
+        let state_id = match state_data {
+            None => rec.latest_state,
+            Some(state_data) => {
+                let overwrite = use_same_state || !c.cfg.states_history;
+                let state_id = if overwrite { rec.latest_state } else { rec.latest_state + 1 };
+                put_state(t, sid, state_id, state_data)?;
+                rec.latest_state = state_id;
+                if rec.state_count() > c.cfg.max_states() {
+                    let keep_from = rec.latest_state + 1 - c.cfg.max_states();
+                    remove_states(t, sid, rec.oldest_state..=keep_from - 1)?;
+                    rec.oldest_state = keep_from;
+                }
+                state_id
+            }
+        };
+        rec.version += 1;
+        rec.data.clone_from(session_data);
+        if let NewUser::Set(new_user) = user
+            && rec.user != *new_user
+        {
+            if let Some(old) = &rec.user {
+                t.users.remove((old.as_slice(), sid.as_slice()))?;
+            }
+            if let Some(new) = new_user {
+                t.users.insert((new.as_slice(), sid.as_slice()), ())?;
+            }
+            rec.user.clone_from(new_user);
+        }
+        // With an idle timeout, the access time moves as a load's touch does: only by at
+        // least the touch resolution. Most saves then keep the session's deadlines, and so
+        // its `expiry` entry, which spares the commit a remove and an insert in that index.
+        // The bound is the touch bound: a session can expire up to one resolution early,
+        // never late. It never moves backwards (a clock stepped back).
+        let moved = now.saturating_sub(rec.last_access);
+        let coalesce = c.cfg.idle_timeout.is_some() && moved < c.cfg.touch_resolution();
+        if now > rec.last_access && !coalesce {
+            rec.last_access = now;
+        }
+        let rec = c.with_deadlines(rec);
+        put_session(t, sid, Some(old_key), &rec)?;
+        Ok(Ok(Stored { state_id, version: rec.version }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::op::through_bytes;
+
+    #[test]
+    fn a_save_that_travelled_as_bytes_commits_as_the_original_would() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path().join("save.redb"))?;
+        let created = store.create(b"s0", b"t0")?;
+        let op = StoreState {
+            sid: created.id.as_bytes().to_vec(),
+            token: created.token.clone(),
+            version: created.version,
+            session_data: b"s1".to_vec(),
+            state_data: Some(b"t1".to_vec()),
+            use_same_state: false,
+            user: NewUser::Set(Some(b"alice".to_vec())),
+        };
+        let stored = store.core.submit(through_bytes(&op))?;
+        assert_eq!(stored, Stored { state_id: 1, version: 2 });
+        assert_eq!(through_bytes(&stored), stored);
+        let fetched = store.load(&created.id, &created.token)?;
+        assert_eq!((&fetched.session_data[..], &fetched.state_data[..]), (&b"s1"[..], &b"t1"[..]));
+        assert_eq!(store.user_sessions(b"alice")?, vec![created.id.clone()]);
+        // The same operation again: the version it states is no longer the session's.
+        let again = store.core.submit(through_bytes(&op));
+        assert!(matches!(again, Err(Error::Conflict { expected: 1, found: 2 })), "{again:?}");
+        Ok(())
     }
 }

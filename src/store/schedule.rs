@@ -18,9 +18,9 @@ use std::time::Duration;
 use super::expiry::{Extent, FIRST_SWEEP_BATCH};
 use super::handle::Store;
 use super::shared::Core;
+use super::stats::CleanupReport;
 use crate::error::Result;
 use crate::format::schema::{self, META_CREATED, META_SWEEP_BATCH, META_SWEPT};
-use crate::store::CleanupReport;
 
 /// How soon the clean-up thread looks again after finding the clean-up lock taken, or a sweep
 /// left unfinished (at most its interval).

@@ -1,17 +1,18 @@
 //! Per-session operations: create, fetch a state, store a state, touch, delete.
 
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
 use super::admin::SessionStatus;
-use super::commit::Job;
 use super::handle::Store;
+use super::op::{WriteOp, text};
 use super::record::{
-    SessionRecord, get_session, get_state, put_session, put_state, remove_session,
+    SessionRecord, get_session, get_state, missing, put_session, put_state, remove_session,
 };
-use super::rotate::missing;
 use super::shared::Core;
 use crate::error::{Error, Result};
-use crate::format::schema;
+use crate::format::schema::{self, WriteTables};
 use crate::id::{SecureToken, SessionId, constant_time_eq, fingerprint_hash};
-use redb::ReadableTable;
 
 /// What [`Store::create`] returns: the new id and its secure token (shown only this once).
 #[derive(Debug, Clone)]
@@ -95,26 +96,6 @@ impl<'a> NewSession<'a> {
     }
 }
 
-/// The longest user key accepted.
-pub(crate) const MAX_USER_KEY: usize = 1024;
-
-/// What a write job hands back through the group committer.
-pub(crate) enum Reply {
-    Created(SessionId),
-    Stored(super::save::Stored),
-    Touched(Option<u64>),
-    Done,
-    Existed(bool),
-    Swept(super::expiry::CleanupReport),
-    Rotated { id: SessionId, state_id: u64, version: u64 },
-    Count(u64),
-}
-
-/// A reply of the wrong kind can only be a bug in this module.
-pub(crate) fn wrong_reply() -> Error {
-    Error::Panicked { place: "group commit", message: "a job returned the wrong reply".into() }
-}
-
 impl Core {
     /// Refuses a session that is gone, a wrong token, and an expired session, in that order.
     pub(crate) fn admit(&self, rec: &SessionRecord, token: &SecureToken, now: u64) -> Result<()> {
@@ -129,12 +110,6 @@ impl Core {
             return Err(Error::Expired { data: rec.data.clone() });
         }
         Ok(())
-    }
-
-    /// Runs a request write through the group committer.
-    pub(crate) fn submit(&self, job: Job) -> Result<Reply> {
-        self.rw()?; // refuse a forked child or a read-only store before touching the queue
-        self.watch(self.committer.submit(self, job))
     }
 
     /// The admitted record of a session, read without recording access.
@@ -153,25 +128,126 @@ impl Core {
     /// Moves the last-access time of a live session to now; returns its new expiry, or `None`
     /// if the session is no longer live (a concurrent delete or expiry: not an error here).
     fn persist_touch(&self, id: &SessionId, now: u64) -> Result<Option<u64>> {
-        let sid = id.as_bytes().to_vec();
-        let job: Job = Box::new(move |c, t| {
-            let Some(rec) = get_session(&t.sessions, &sid)? else {
-                return Ok(Ok(Reply::Touched(None)));
-            };
-            // Re-checked here: concurrent loads that all read the old time need one touch.
-            let due = now.saturating_sub(rec.last_access) >= c.cfg.touch_resolution();
-            if c.status(&rec, now) != SessionStatus::Live || !due || now <= rec.last_access {
-                return Ok(Ok(Reply::Touched(None)));
-            }
-            let old_key = rec.expiry_key(&sid);
-            let rec = c.with_deadlines(SessionRecord { last_access: now, ..rec });
-            put_session(t, &sid, Some(old_key), &rec)?;
-            Ok(Ok(Reply::Touched(Some(rec.expires_at))))
-        });
-        match self.submit(job)? {
-            Reply::Touched(expiry) => Ok(expiry),
-            _ => Err(wrong_reply()),
+        self.submit(TouchIfDue { sid: id.as_bytes().to_vec(), now })
+    }
+}
+
+/// The write of a load whose access time moved by the touch resolution: the access time, to
+/// `now`. Returns the session's new expiry, or `None` if it is no longer live or another load
+/// touched it first.
+#[derive(Debug, Serialize, Deserialize)]
+struct TouchIfDue {
+    sid: Vec<u8>,
+    now: u64,
+}
+
+impl WriteOp for TouchIfDue {
+    type Output = Option<u64>;
+
+    fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<Option<u64>>> {
+        let Self { sid, now } = self;
+        let now = *now;
+        let Some(rec) = get_session(&t.sessions, sid)? else {
+            return Ok(Ok(None));
+        };
+        // Re-checked here: concurrent loads that all read the old time need one touch.
+        let due = now.saturating_sub(rec.last_access) >= c.cfg.touch_resolution();
+        if c.status(&rec, now) != SessionStatus::Live || !due || now <= rec.last_access {
+            return Ok(Ok(None));
         }
+        let old_key = rec.expiry_key(sid);
+        let rec = c.with_deadlines(SessionRecord { last_access: now, ..rec });
+        put_session(t, sid, Some(old_key), &rec)?;
+        Ok(Ok(Some(rec.expires_at)))
+    }
+}
+
+/// A new session under an id drawn inside the transaction: state 0 and the session record, and
+/// the user index entry. Returns the new id.
+#[derive(Debug, Serialize, Deserialize)]
+struct Create {
+    token_hash: [u8; 32],
+    session_data: Vec<u8>,
+    state_data: Vec<u8>,
+    fingerprint: Option<[u8; 32]>,
+    user: Option<Vec<u8>>,
+}
+
+/// The id a [`Create`] drew.
+#[derive(Debug, Serialize, Deserialize)]
+struct NewId(#[serde(with = "text")] SessionId);
+
+impl WriteOp for Create {
+    type Output = NewId;
+
+    fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<NewId>> {
+        let now = c.now();
+        // Sweeping dead sessions to make room stands on its own: it may commit even when
+        // the cap then refuses this session.
+        if let Some(max) = c.make_room(t, now)? {
+            return Ok(Err(Error::MaxSessionsExceeded { max }));
+        }
+        let id = unused_id_from(t, || c.cfg.id_spec.generate())?;
+        let rec = c.with_deadlines(SessionRecord {
+            fingerprint: self.fingerprint,
+            user: self.user.clone(),
+            ..SessionRecord::fresh(now, self.token_hash, self.session_data.clone())
+        });
+        put_state(t, id.as_bytes(), 0, &self.state_data)?;
+        put_session(t, id.as_bytes(), None, &rec)?;
+        if let Some(user) = &self.user {
+            t.users.insert((user.as_slice(), id.as_bytes()), ())?;
+        }
+        Ok(Ok(NewId(id)))
+    }
+}
+
+/// An access now, whatever the touch resolution, for the holder of the session's token.
+#[derive(Debug, Serialize, Deserialize)]
+struct Touch {
+    sid: Vec<u8>,
+    #[serde(with = "text")]
+    token: SecureToken,
+}
+
+impl WriteOp for Touch {
+    type Output = ();
+
+    fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<()>> {
+        let Self { sid, token } = self;
+        let now = c.now();
+        let Some(rec) = get_session(&t.sessions, sid)? else {
+            return Ok(Err(missing(&t.tombstones, sid, token, now)?));
+        };
+        refuse_unless!(c.admit(&rec, token, now));
+        let old_key = rec.expiry_key(sid);
+        let last_access = rec.last_access.max(now);
+        let rec = c.with_deadlines(SessionRecord { last_access, ..rec });
+        put_session(t, sid, Some(old_key), &rec)?;
+        Ok(Ok(()))
+    }
+}
+
+/// A session and its states removed, damaged or not. Returns whether it existed.
+#[derive(Debug, Serialize, Deserialize)]
+struct Delete {
+    sid: Vec<u8>,
+}
+
+impl WriteOp for Delete {
+    type Output = bool;
+
+    fn apply(&mut self, _: &Core, t: &mut WriteTables<'_>) -> Result<Result<bool>> {
+        let sid = &self.sid;
+        let rec = match get_session(&t.sessions, sid) {
+            Ok(Some(rec)) => Some(rec),
+            Ok(None) => return Ok(Ok(false)),
+            // A damaged record can still be deleted: its states are found by range.
+            Err(Error::Corrupted { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        remove_session(t, sid, rec.as_ref())?;
+        Ok(Ok(true))
     }
 }
 
@@ -203,32 +279,15 @@ impl Store {
         c.check_size("session data", session_data)?;
         c.check_size("state data", state_data)?;
         let token = SecureToken::generate()?;
-        let token_hash = token.hash();
-        let (session_data, state_data) = (session_data.to_vec(), state_data.to_vec());
-        let job: Job = Box::new(move |c, t| {
-            let now = c.now();
-            // Sweeping dead sessions to make room stands on its own: it may commit even when
-            // the cap then refuses this session.
-            if let Some(max) = c.make_room(t, now)? {
-                return Ok(Err(Error::MaxSessionsExceeded { max }));
-            }
-            let id = unused_id_from(t, || c.cfg.id_spec.generate())?;
-            let rec = c.with_deadlines(SessionRecord {
-                fingerprint,
-                user: user.clone(),
-                ..SessionRecord::fresh(now, token_hash, session_data.clone())
-            });
-            put_state(t, id.as_bytes(), 0, &state_data)?;
-            put_session(t, id.as_bytes(), None, &rec)?;
-            if let Some(user) = &user {
-                t.users.insert((user.as_slice(), id.as_bytes()), ())?;
-            }
-            Ok(Ok(Reply::Created(id)))
-        });
-        match c.submit(job)? {
-            Reply::Created(id) => Ok(Created { id, token, state_id: 0, version: 1 }),
-            _ => Err(wrong_reply()),
-        }
+        let op = Create {
+            token_hash: token.hash(),
+            session_data: session_data.to_vec(),
+            state_data: state_data.to_vec(),
+            fingerprint,
+            user,
+        };
+        let NewId(id) = c.submit(op)?;
+        Ok(Created { id, token, state_id: 0, version: 1 })
     }
 
     /// Reads state `state_id` (`None`: the latest) of a session, with the session data.
@@ -297,23 +356,7 @@ impl Store {
     /// # Errors
     /// [`Error::NotFound`], [`Error::Security`], [`Error::Expired`] as for loads.
     pub fn touch(&self, id: &SessionId, token: &SecureToken) -> Result<()> {
-        let (sid, token) = (id.as_bytes().to_vec(), token.clone());
-        let job: Job = Box::new(move |c, t| {
-            let now = c.now();
-            let Some(rec) = get_session(&t.sessions, &sid)? else {
-                return Ok(Err(missing(&t.tombstones, &sid, &token, now)?));
-            };
-            refuse_unless!(c.admit(&rec, &token, now));
-            let old_key = rec.expiry_key(&sid);
-            let last_access = rec.last_access.max(now);
-            let rec = c.with_deadlines(SessionRecord { last_access, ..rec });
-            put_session(t, &sid, Some(old_key), &rec)?;
-            Ok(Ok(Reply::Done))
-        });
-        match self.core.submit(job)? {
-            Reply::Done => Ok(()),
-            _ => Err(wrong_reply()),
-        }
+        self.core.submit(Touch { sid: id.as_bytes().to_vec(), token: token.clone() })
     }
 
     /// Deletes a session and its states. Returns whether it existed.
@@ -321,22 +364,7 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
     pub fn delete(&self, id: &SessionId) -> Result<bool> {
-        let sid = id.as_bytes().to_vec();
-        let job: Job = Box::new(move |_, t| {
-            let rec = match get_session(&t.sessions, &sid) {
-                Ok(Some(rec)) => Some(rec),
-                Ok(None) => return Ok(Ok(Reply::Existed(false))),
-                // A damaged record can still be deleted: its states are found by range.
-                Err(Error::Corrupted { .. }) => None,
-                Err(e) => return Err(e),
-            };
-            remove_session(t, &sid, rec.as_ref())?;
-            Ok(Ok(Reply::Existed(true)))
-        });
-        match self.core.submit(job)? {
-            Reply::Existed(existed) => Ok(existed),
-            _ => Err(wrong_reply()),
-        }
+        self.core.submit(Delete { sid: id.as_bytes().to_vec() })
     }
 
     /// Whether a session with this id is live (neither expired nor removed). Needs no token.
@@ -356,7 +384,7 @@ impl Store {
 /// Draws ids from `generate` until one is in neither `sessions` nor `tombstones`, a bounded
 /// number of times.
 pub(crate) fn unused_id_from(
-    t: &crate::format::schema::WriteTables<'_>,
+    t: &WriteTables<'_>,
     mut generate: impl FnMut() -> Result<SessionId>,
 ) -> Result<SessionId> {
     const ATTEMPTS: usize = 8;

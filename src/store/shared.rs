@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
 
-use redb::{ReadTransaction, WriteTransaction};
+use redb::ReadTransaction;
 
-use super::commit::{Committer, panic_message};
+use super::commit::{Committer, Context, panic_message};
 use super::config::Config;
-use super::expiry::CleanupStats;
 use super::lock::LockDir;
-use super::open::{self, Db};
-use super::session;
+use super::open::{self, Db, Writing};
+use super::stats::CleanupStats;
 use crate::error::{Error, Result};
 use crate::format::schema::WriteTables;
 
@@ -38,12 +37,8 @@ impl std::ops::Deref for Snapshot {
     }
 }
 
-/// A write transaction with the handle it came from, held by the group-commit leader until
-/// the commit: while it is alive, the handle is not replaced by a reopen.
-pub(crate) struct Writing {
-    pub(super) txn: WriteTransaction,
-    pub(super) db: Arc<Db>,
-}
+/// The longest user key accepted.
+pub(crate) const MAX_USER_KEY: usize = 1024;
 
 /// How long a reopen waits for the reads of the old handle to end.
 const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -55,7 +50,7 @@ pub(crate) struct Core {
     pub(super) db: RwLock<Option<Arc<Db>>>,
     pub(crate) cfg: Config,
     pub(super) pid: u32,
-    pub(super) committer: Committer,
+    pub(super) committer: Committer<Core>,
     pub(crate) locks: LockDir,
     /// Set when the clean-up thread panicked; the message waits in `cleanup_panic`.
     pub(super) cleanup_failed: AtomicBool,
@@ -201,6 +196,7 @@ impl Core {
     /// error in an earlier commit ([`Error::NeedsReopen`]) is reopened once, so that a store
     /// goes on by itself when a full disk has room again or a failing device recovers.
     pub(super) fn begin_write(&self) -> Result<Writing> {
+        // `rw_unreported`: a clean-up thread panic is for the callers to see, not for the leader.
         let db = self.rw_unreported()?;
         match db.read_write()?.begin_write().map_err(Error::from) {
             Err(Error::NeedsReopen) => {
@@ -215,7 +211,7 @@ impl Core {
     }
 
     /// Runs `f` in one write transaction of its own, committing if it returns `Ok` and aborting
-    /// otherwise. For maintenance; request writes go through [`Core::submit`].
+    /// otherwise. For maintenance; request writes go through `Core::submit` (`op.rs`).
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> Result<T>) -> Result<T> {
         let db = self.rw()?;
         self.watch(guard("a write transaction", || {
@@ -229,12 +225,11 @@ impl Core {
         }))
     }
 
-    /// Refuses a user key longer than [`session::MAX_USER_KEY`].
+    /// Refuses a user key longer than [`MAX_USER_KEY`].
     pub(super) fn check_user_key(user: Option<&[u8]>) -> Result<()> {
-        if user.is_some_and(|u| u.len() > session::MAX_USER_KEY) {
+        if user.is_some_and(|u| u.len() > MAX_USER_KEY) {
             return Err(Error::InvalidInput(format!(
-                "user key over {} bytes: use a shorter key, such as a user id",
-                session::MAX_USER_KEY
+                "user key over {MAX_USER_KEY} bytes: use a shorter key, such as a user id"
             )));
         }
         Ok(())
@@ -250,6 +245,12 @@ impl Core {
             )));
         }
         Ok(())
+    }
+}
+
+impl Context for Core {
+    fn begin_write(&self) -> Result<Writing> {
+        Core::begin_write(self)
     }
 }
 

@@ -1,11 +1,13 @@
 //! Sessions by user: list them, and revoke them all ("log out everywhere").
 
-use super::commit::Job;
+use serde::{Deserialize, Serialize};
+
 use super::handle::Store;
+use super::op::WriteOp;
 use super::rotate::revoke_in;
-use super::session::{Reply, wrong_reply};
+use super::shared::Core;
 use crate::error::{Error, Result};
-use crate::format::schema;
+use crate::format::schema::{self, WriteTables};
 use crate::id::SessionId;
 
 /// The session ids filed under `user` in `users`, in id order.
@@ -50,22 +52,30 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
     pub fn revoke_user(&self, user: &[u8]) -> Result<u64> {
-        let user = user.to_vec();
-        let job: Job = Box::new(move |c, t| {
-            let now = c.now();
-            let mut revoked = 0;
-            for sid in ids_of(&t.users, &user)? {
-                if revoke_in(t, &sid, now)? {
-                    revoked += 1;
-                } else {
-                    t.users.remove((user.as_slice(), sid.as_slice()))?; // a stale entry
-                }
+        self.core.submit(RevokeUser { user: user.to_vec() })
+    }
+}
+
+/// Log out everywhere ([`Store::revoke_user`]). Returns how many sessions were revoked.
+#[derive(Debug, Serialize, Deserialize)]
+struct RevokeUser {
+    user: Vec<u8>,
+}
+
+impl WriteOp for RevokeUser {
+    type Output = u64;
+
+    fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<u64>> {
+        let user = &self.user;
+        let now = c.now();
+        let mut revoked = 0;
+        for sid in ids_of(&t.users, user)? {
+            if revoke_in(t, &sid, now)? {
+                revoked += 1;
+            } else {
+                t.users.remove((user.as_slice(), sid.as_slice()))?; // a stale entry
             }
-            Ok(Ok(Reply::Count(revoked)))
-        });
-        match self.core.submit(job)? {
-            Reply::Count(n) => Ok(n),
-            _ => Err(wrong_reply()),
         }
+        Ok(Ok(revoked))
     }
 }
