@@ -84,13 +84,12 @@ mod store;
 mod time;
 pub mod web;
 
-pub use engine::{Engine, Named};
+pub use engine::{CleanupReport, Created, Engine, Fetched, Named, NewSession, Save, Stored};
 pub use error::{Error, Result};
 pub use id::{BASE64URL, IdSpec, MAX_ID_LEN, MIN_ENTROPY_BITS, SecureToken, SessionId};
 pub use store::{
-    BatchStats, Builder, CLEANUP_THREAD_NAME, CapPolicy, CleanupReport, CleanupStats, Contents,
-    Created, Fetched, FileAccess, MAX_LISTED_PROBLEMS, NewSession, Problem, Save, SessionInfo,
-    SessionLock, SessionStatus, Sessions, Sharing, StateInfo, Stats, Store, StoreInfo, Stored,
-    Verified, decode, encode,
+    BatchStats, Builder, CLEANUP_THREAD_NAME, CapPolicy, CleanupStats, Contents, FileAccess,
+    MAX_LISTED_PROBLEMS, Problem, SessionInfo, SessionLock, SessionStatus, Sessions, Sharing,
+    StateInfo, Stats, Store, StoreInfo, Verified, decode, encode,
 };
 pub use time::{Clock, ManualClock, SystemClock};

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use super::handle::Store;
 use super::locking::SessionLock;
-use super::save::{Save, Stored};
-use super::session::{Created, Fetched, NewSession};
-use super::stats::CleanupReport;
+use crate::engine::CleanupReport;
+use crate::engine::{Created, Fetched, NewSession};
 use crate::engine::{Engine, Named};
+use crate::engine::{Save, Stored};
 use crate::error::Result;
 use crate::id::{SecureToken, SessionId};
 

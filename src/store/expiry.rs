@@ -17,7 +17,7 @@ use super::record::{
     tombstone_due,
 };
 use super::shared::Core;
-use super::stats::CleanupReport;
+use crate::engine::CleanupReport;
 use crate::error::{Error, Result};
 use crate::format::schema::{self, ExpiryKey, META_SWEEP_BATCH, META_SWEPT, WriteTables};
 use crate::store::config::CapPolicy;

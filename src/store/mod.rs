@@ -48,9 +48,7 @@ pub use config::{Builder, CapPolicy, Sharing};
 pub use files::FileAccess;
 pub use handle::{Stats, Store};
 pub use locking::SessionLock;
-pub use save::{Save, Stored};
-pub use session::{Created, Fetched, NewSession};
-pub use stats::{CleanupReport, CleanupStats};
+pub use stats::CleanupStats;
 pub use typed::{decode, encode};
 pub use verify::{MAX_LISTED_PROBLEMS, Problem, Verified};
 

@@ -15,8 +15,9 @@ use super::record::{
     Retired, Tombstone, get_session, get_tombstone, missing, put_session, put_tombstone,
     remove_session,
 };
-use super::session::{Created, unused_id_from};
+use super::session::unused_id_from;
 use super::shared::Core;
+use crate::engine::Created;
 use crate::error::{Error, Result};
 use crate::format::schema::{self, WriteTables};
 use crate::id::{SecureToken, SessionId, constant_time_eq, fingerprint_hash};

@@ -6,78 +6,10 @@ use super::handle::Store;
 use super::op::{WriteOp, text};
 use super::record::{get_session, missing, put_session, put_state, remove_states};
 use super::shared::Core;
+use crate::engine::{Save, Stored, UserChange};
 use crate::error::{Error, Result};
 use crate::format::schema::WriteTables;
 use crate::id::{SecureToken, SessionId};
-
-/// What [`Store::store_state`] writes: the data, and the version it was computed from.
-#[derive(Debug, Clone, Copy)]
-#[must_use]
-pub struct Save<'a> {
-    version: u64,
-    session_data: &'a [u8],
-    /// `None`: the states are left as they are.
-    state_data: Option<&'a [u8]>,
-    use_same_state: bool,
-    /// Whether this save files the session under a user.
-    user: UserChange<'a>,
-}
-
-/// What a save does to the session's user key.
-#[derive(Debug, Clone, Copy)]
-enum UserChange<'a> {
-    /// Leaves it as it is.
-    Keep,
-    /// Sets it (`None`: no user).
-    Set(Option<&'a [u8]>),
-}
-
-impl<'a> Save<'a> {
-    /// Saves `session_data` and `state_data` as a new state (latest + 1), if the session's
-    /// version is still `version`, the one read ([`Fetched::version`](super::Fetched::version), [`Created::version`](super::Created::version) or
-    /// [`Stored::version`]). Otherwise the save fails with [`Error::Conflict`] and writes
-    /// nothing: there is no way to save blindly over another process's save.
-    pub fn new(version: u64, session_data: &'a [u8], state_data: &'a [u8]) -> Self {
-        Self {
-            version,
-            session_data,
-            state_data: Some(state_data),
-            use_same_state: false,
-            user: UserChange::Keep,
-        }
-    }
-
-    /// Saves only `session_data`, leaving the states as they are (a request that changed the
-    /// session but produced no page state), if the version is still `version`.
-    pub fn session_only(version: u64, session_data: &'a [u8]) -> Self {
-        Self { state_data: None, ..Self::new(version, session_data, &[]) }
-    }
-
-    /// Files the session under `user` with this save (at log-in), or under no user with `None`
-    /// (at log-out of a session that lives on), for [`Store::user_sessions`] and
-    /// [`Store::revoke_user`]. Without this call the session's user is unchanged.
-    pub fn user(mut self, user: Option<&'a [u8]>) -> Self {
-        self.user = UserChange::Set(user);
-        self
-    }
-
-    /// With `true`, overwrites the latest state instead of adding one (Nagare's
-    /// `use_same_state`).
-    pub fn same_state(mut self, yes: bool) -> Self {
-        self.use_same_state = yes;
-        self
-    }
-}
-
-/// What [`Store::store_state`] returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Stored {
-    /// The id the state was stored under.
-    pub state_id: u64,
-    /// The session's new version.
-    pub version: u64,
-}
 
 impl Store {
     /// Stores the session data and a state (Nagare's `store_state`), if the session is still at

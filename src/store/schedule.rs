@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::expiry::{Extent, FIRST_SWEEP_BATCH};
 use super::handle::Store;
 use super::shared::Core;
-use super::stats::CleanupReport;
+use crate::engine::CleanupReport;
 use crate::error::Result;
 use crate::format::schema::{self, META_CREATED, META_SWEEP_BATCH, META_SWEPT};
 

@@ -10,91 +10,10 @@ use super::record::{
     SessionRecord, get_session, get_state, missing, put_session, put_state, remove_session,
 };
 use super::shared::Core;
+use crate::engine::{Created, Fetched, NewSession};
 use crate::error::{Error, Result};
 use crate::format::schema::{self, WriteTables};
-use crate::id::{SecureToken, SessionId, constant_time_eq, fingerprint_hash};
-
-/// What [`Store::create`] returns: the new id and its secure token (shown only this once).
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Created {
-    /// The new session id.
-    pub id: SessionId,
-    /// The session's secure token. Only its hash is stored: keep it (in a cookie).
-    pub token: SecureToken,
-    /// The id of the first state: 0.
-    pub state_id: u64,
-    /// The session's version: 1.
-    pub version: u64,
-}
-
-/// One state of a session, with the session's data, as read by [`Store::fetch_state`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Fetched {
-    /// The id of the state returned.
-    pub state_id: u64,
-    /// The newest state id of the session.
-    pub latest_state_id: u64,
-    /// The oldest state id still kept.
-    pub oldest_state_id: u64,
-    /// The session's version: pass it to [`Save::new`](super::Save::new) so that a concurrent save is detected.
-    pub version: u64,
-    /// The session data.
-    pub session_data: Vec<u8>,
-    /// The state data.
-    pub state_data: Vec<u8>,
-    /// Creation time, ms since the epoch.
-    pub created: u64,
-    /// When the session stops being live unless used again, by the stricter of the stored
-    /// deadline and this handle's settings; ms since the epoch (`u64::MAX`: never).
-    pub expires_at: u64,
-    /// The user key the session belongs to, if one was set ([`NewSession::user`],
-    /// [`Save::user`](super::Save::user)).
-    pub user: Option<Vec<u8>>,
-    /// The hash of the client fingerprint stored at creation, if any.
-    fingerprint: Option<[u8; 32]>,
-}
-
-impl Fetched {
-    /// Whether `fingerprint` is the one the session was created with (compared as hashes, in
-    /// constant time); `None` if the session was created without one.
-    #[must_use]
-    pub fn fingerprint_matches(&self, fingerprint: &[u8]) -> Option<bool> {
-        self.fingerprint.map(|stored| constant_time_eq(&fingerprint_hash(fingerprint), &stored))
-    }
-}
-
-/// A session to create: its data, and optionally a client fingerprint and a user key.
-#[derive(Debug, Clone, Copy)]
-#[must_use]
-pub struct NewSession<'a> {
-    session_data: &'a [u8],
-    state_data: &'a [u8],
-    fingerprint: Option<&'a [u8]>,
-    user: Option<&'a [u8]>,
-}
-
-impl<'a> NewSession<'a> {
-    /// A session holding `session_data`, with state 0 holding `state_data`.
-    pub fn new(session_data: &'a [u8], state_data: &'a [u8]) -> Self {
-        Self { session_data, state_data, fingerprint: None, user: None }
-    }
-
-    /// Binds the session to a client fingerprint (pyweblib's cross-check variables, e.g. the
-    /// user agent). Only its SHA-256 is stored; check it with [`Fetched::fingerprint_matches`].
-    pub fn fingerprint(mut self, fingerprint: &'a [u8]) -> Self {
-        self.fingerprint = Some(fingerprint);
-        self
-    }
-
-    /// Files the session under a user key, for [`Store::user_sessions`] and
-    /// [`Store::revoke_user`] ("log out everywhere").
-    pub fn user(mut self, user: &'a [u8]) -> Self {
-        self.user = Some(user);
-        self
-    }
-}
+use crate::id::{SecureToken, SessionId, fingerprint_hash};
 
 impl Core {
     /// Refuses a session that is gone, a wrong token, and an expired session, in that order.

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::session::Fetched;
+use crate::engine::Fetched;
 use crate::error::{Error, Result};
 use crate::format::codec;
 

@@ -28,8 +28,8 @@ fn ids_of(
 }
 
 impl Store {
-    /// The sessions filed under `user` ([`NewSession::user`](super::NewSession::user),
-    /// [`Save::user`](super::Save::user)), whatever their status. Needs no token: for admin
+    /// The sessions filed under `user` ([`NewSession::user`](crate::NewSession::user),
+    /// [`Save::user`](crate::Save::user)), whatever their status. Needs no token: for admin
     /// pages and "your other sessions" lists.
     ///
     /// # Errors

@@ -17,9 +17,10 @@ use super::config::{HijackPolicy, ManagerConfig};
 use super::cookie::{MAX_COOKIES, cookie_values, revoke_cookie, set_cookie};
 use super::url::{session_from_query, state_from_query};
 use crate::engine::Engine;
+use crate::engine::{Fetched, NewSession, Save};
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId};
-use crate::store::{Fetched, NewSession, Save, Store};
+use crate::store::Store;
 
 /// How [`SessionManager::finish_with`] locks the stored sessions it writes: `held` is the
 /// session whose lock the caller already holds (whose stripe needs no second lock), `wait`

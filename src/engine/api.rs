@@ -17,9 +17,9 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
+use super::values::{CleanupReport, Created, Fetched, NewSession, Save, Stored};
 use crate::error::Result;
 use crate::id::{SecureToken, SessionId};
-use crate::store::{CleanupReport, Created, Fetched, NewSession, Save, Stored};
 
 /// A session a log-out names: its id, its token, and the request's client fingerprint (the
 /// web layer's cross-checks), if any ([`Engine::revoke_named`]).
