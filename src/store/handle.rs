@@ -92,7 +92,7 @@ impl Store {
         });
         let db = core.db()?;
         core.watch(guard("opening the file", || {
-            open::check_or_init_meta(&db, core.cfg.read_only, core.now())
+            open::check_or_init_meta(&db, core.cfg.read_only, || core.now())
         }))?;
         drop(db);
         let cleaner = match core.cfg.sweep.interval {
@@ -170,5 +170,49 @@ impl Builder {
     /// file cannot be opened.
     pub fn open(self) -> Result<Store> {
         Store::open_with(self.into_config())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::Store;
+    use crate::error::Result;
+    use crate::time::Clock;
+
+    /// A clock that counts its readings.
+    #[derive(Debug, Default)]
+    struct Counting(AtomicU64);
+
+    impl Clock for Counting {
+        fn now_ms(&self) -> u64 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            1_000_000
+        }
+    }
+
+    /// The file's creation time is read from the clock when the file is initialised, and only
+    /// then: a user's clock is not read by opening an initialised file.
+    #[test]
+    fn opening_an_initialised_file_reads_no_clock() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("clock.redb");
+        let clock = Arc::new(Counting::default());
+        let open = |read_only| {
+            Store::builder(&path)
+                .clock(Arc::clone(&clock) as Arc<dyn Clock>)
+                .cleanup_interval(None)
+                .read_only(read_only)
+                .open()
+        };
+        drop(open(false)?);
+        assert!(clock.0.load(Ordering::SeqCst) >= 1, "a new file records when it was created");
+        clock.0.store(0, Ordering::SeqCst);
+        drop(open(false)?);
+        drop(open(true)?);
+        assert_eq!(clock.0.load(Ordering::SeqCst), 0);
+        Ok(())
     }
 }

@@ -170,8 +170,13 @@ fn check_meta(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<
 /// Verifies an existing file, or initialises a new one in one write transaction.
 ///
 /// The common case — an initialised file — costs one read transaction and no write, so that a
-/// CGI process pays no commit for opening.
-pub(super) fn check_or_init_meta(db: &Db, read_only: bool, now: u64) -> Result<()> {
+/// CGI process pays no commit for opening. `now` (the creation time) is read only to
+/// initialise: opening an initialised file reads no clock.
+pub(super) fn check_or_init_meta(
+    db: &Db,
+    read_only: bool,
+    now: impl FnOnce() -> u64,
+) -> Result<()> {
     {
         let txn = db.begin_read()?;
         match schema::read_meta(&txn) {
@@ -201,7 +206,7 @@ pub(super) fn check_or_init_meta(db: &Db, read_only: bool, now: u64) -> Result<(
         let mut t = WriteTables::open(&txn).map_err(table_error)?;
         // Another process may have initialised the file since the read above.
         if !check_meta(&t.meta)? {
-            init(&mut t, &now.to_le_bytes())?;
+            init(&mut t, &now().to_le_bytes())?;
         }
     }
     txn.commit()?;
