@@ -32,7 +32,7 @@ targets=("$@")
 declare -A max_len=([records]=4096 [parse]=4096 [model]=8192 [dump]=98304 [damaged_writes]=98304)
 # AddressSanitizer where it is cheap (parse) or where redb's unsafe code reads damaged pages
 # (dump). Not for records: cheap inputs, many of them (decoding allocates at most four times
-# the input since issue 19, see src/codec.rs, so ASan would now be affordable). Not for model: its simulated disks are
+# the input since issue 19, see src/format/codec.rs, so ASan would now be affordable). Not for model: its simulated disks are
 # large allocations copied often, and sessiondb itself forbids unsafe code.
 declare -A sanitizer=([records]=none [parse]=address [model]=none [dump]=address
     [damaged_writes]=address)
@@ -46,13 +46,13 @@ declare -A extra=([records]="" [parse]="" [model]=""
     [dump]="-detect_leaks=0 -malloc_limit_mb=8192 -rss_limit_mb=4096"
     [damaged_writes]="-detect_leaks=0 -malloc_limit_mb=8192 -rss_limit_mb=4096")
 # No leak report at exit either for the targets on damaged files: a store that met a damaged
-# file leaks its read-write handle on purpose (src/store/mod.rs, `Core`'s Drop), and redb leaks
+# file leaks its read-write handle on purpose (src/store/shared.rs, `Core`'s Drop), and redb leaks
 # a panic message when it panics while closing one. (damaged_writes and model run the store on a
 # `FaultyDisk` they discard after each input, so the leaked handles keep no file images.)
 declare -A asan=([records]="" [parse]="" [model]="" [dump]="detect_leaks=0"
     [damaged_writes]="detect_leaks=0")
 # How long one fuzzing process runs: damaged_writes is restarted every 20 s. A store that met a
-# damaged file leaks its redb handle on drop rather than risk closing it (src/store/mod.rs),
+# damaged file leaks its redb handle on drop rather than risk closing it (src/store/shared.rs),
 # and with it what redb holds for that file (its cache, its dirty pages, buffers sized by the
 # damaged header): about 30 KB per input on average and up to 380 KB for some, 3 GB of RSS
 # after 100,000 inputs in one process (docs/reliability.md, Fuzzing). model every 300 s: its
@@ -67,7 +67,7 @@ declare -A slice=([records]=86400 [parse]=86400 [model]=60 [dump]=300 [damaged_w
 # Each target's checked-in seeds; damaged_writes starts from the dump seeds.
 declare -A seeds=([records]=records [parse]=parse [model]=model [dump]=dump [damaged_writes]=dump)
 
-# A store that met a damaged file leaks its read-write handle on drop (src/store/mod.rs,
+# A store that met a damaged file leaks its read-write handle on drop (src/store/shared.rs,
 # `Core`'s Drop). The targets run such stores on simulated disks (no descriptor), but a higher
 # limit costs nothing.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -1,5 +1,5 @@
 //! Sessions under ids the caller chose, expiring at deadlines the caller chose: what a session
-//! layer with its own id scheme and expiry model needs (the tower-sessions store, `src/tower.rs`).
+//! layer with its own id scheme and expiry model needs (the tower-sessions store, `src/web/tower.rs`).
 //!
 //! [`Store::create`] draws the id itself and returns a fresh token; [`Store::create_under`]
 //! takes both from the caller and refuses an id that is in use or retired with

@@ -10,7 +10,7 @@
 //!
 //! The directory is created 0700 and the files 0600 (0770/0660 with `FileAccess::Group`), and
 //! a read-write store refuses a directory or file of another user, or one that others can
-//! write (src/files.rs): anyone who can open a lock file can `flock` it and stall the store.
+//! write (src/store/files.rs): anyone who can open a lock file can `flock` it and stall the store.
 //! A read-only store creates nothing: it opens existing lock files for reading, unchecked.
 //!
 //! An OS file lock is held by an open file description, which every thread of a process

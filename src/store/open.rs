@@ -1,6 +1,6 @@
 //! Opening the file: redb modes, and the `meta` check that tells our files from others.
 //!
-//! A read-write store opens the database file itself, private and checked (src/files.rs),
+//! A read-write store opens the database file itself, private and checked (src/store/files.rs),
 //! and hands the descriptor to redb: redb's own `Builder::create` would create it 0666 minus
 //! the umask and accept anyone's file.
 

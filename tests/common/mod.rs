@@ -81,7 +81,7 @@ pub fn counter_of(data: &[u8]) -> u64 {
 }
 
 /// Table definitions for tests that damage a file through a raw redb handle. They mirror
-/// `src/schema.rs` on purpose: a test that corrupts the file must name what it corrupts.
+/// `src/format/schema.rs` on purpose: a test that corrupts the file must name what it corrupts.
 pub mod raw {
     use redb::TableDefinition;
     pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sessiondb.meta");
