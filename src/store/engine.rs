@@ -1,4 +1,5 @@
-//! The redb engine behind the seam: [`Store`] implements [`Engine`] with its own methods.
+//! The redb engine behind the seam: [`Store`] implements [`Engine`] with its own methods
+//! (`load` and `revoke_with_token` are the trait's defaults, which are what `Store`'s do).
 
 use std::time::Duration;
 
@@ -37,10 +38,6 @@ impl Engine for Store {
         Store::fetch_state(self, id, token, state)
     }
 
-    fn load(&self, id: &SessionId, token: &SecureToken) -> Result<Fetched> {
-        Store::load(self, id, token)
-    }
-
     fn store_state(&self, id: &SessionId, token: &SecureToken, save: Save<'_>) -> Result<Stored> {
         Store::store_state(self, id, token, save)
     }
@@ -70,10 +67,6 @@ impl Engine for Store {
 
     fn revoke(&self, id: &SessionId) -> Result<bool> {
         Store::revoke(self, id)
-    }
-
-    fn revoke_with_token(&self, id: &SessionId, token: &SecureToken) -> Result<bool> {
-        Store::revoke_with_token(self, id, token)
     }
 
     fn revoke_named(&self, named: Vec<Named>) -> Result<u64> {

@@ -17,7 +17,7 @@ use super::record::{
 };
 use super::session::unused_id_from;
 use super::shared::Core;
-use crate::engine::Created;
+use crate::engine::{Created, Named};
 use crate::error::{Error, Result};
 use crate::format::schema::{self, WriteTables};
 use crate::id::{SecureToken, SessionId, constant_time_eq, fingerprint_hash};
@@ -135,9 +135,6 @@ impl Store {
         })
     }
 }
-
-/// A session a client names, with its token and, to check, the client's fingerprint.
-pub(crate) type Named = (SessionId, SecureToken, Option<Vec<u8>>);
 
 /// A rotation ([`Store::regenerate`]): the session moved to a new id drawn inside the
 /// transaction, with the new token's hash, and a tombstone under the old id forwarding to it
