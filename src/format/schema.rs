@@ -49,15 +49,19 @@ const EXPIRY: TableDefinition<(u64, u64, &[u8]), ()> = TableDefinition::new("ses
 const TOMBSTONES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessiondb.tombstones");
 /// (user key, session id) → (): a user's sessions.
 const USERS: TableDefinition<(&[u8], &[u8]), ()> = TableDefinition::new("sessiondb.users");
+/// (handed at ms, nonce) → outcome: the writes one process committed for another (a shared
+/// commit, `src/store/share.rs`), so that their owners read the results and no write runs twice.
+const APPLIED: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("sessiondb.applied");
 
 /// The names of every table above, to tell a sessiondb file from another redb file.
-pub(crate) const ALL_TABLES: [&str; 6] = [
+pub(crate) const ALL_TABLES: [&str; 7] = [
     "sessiondb.meta",
     "sessiondb.sessions",
     "sessiondb.states",
     "sessiondb.expiry",
     "sessiondb.tombstones",
     "sessiondb.users",
+    "sessiondb.applied",
 ];
 
 /// Key of the `expiry` table.
@@ -71,6 +75,7 @@ pub(crate) struct WriteTables<'t> {
     pub(crate) expiry: Table<'t, (u64, u64, &'static [u8]), ()>,
     pub(crate) tombstones: Table<'t, &'static [u8], &'static [u8]>,
     pub(crate) users: Table<'t, (&'static [u8], &'static [u8]), ()>,
+    pub(crate) applied: Table<'t, (u64, u64), &'static [u8]>,
 }
 
 impl<'t> WriteTables<'t> {
@@ -88,14 +93,16 @@ impl<'t> WriteTables<'t> {
         let states = Opening(Some(txn.open_table(STATES)?));
         let expiry = Opening(Some(txn.open_table(EXPIRY)?));
         let tombstones = Opening(Some(txn.open_table(TOMBSTONES)?));
-        let users = txn.open_table(USERS)?;
+        let users = Opening(Some(txn.open_table(USERS)?));
+        let applied = txn.open_table(APPLIED)?;
         Ok(Self {
             meta: meta.done(),
             sessions: sessions.done(),
             states: states.done(),
             expiry: expiry.done(),
             tombstones: tombstones.done(),
-            users,
+            users: users.done(),
+            applied,
         })
     }
 }
@@ -151,4 +158,9 @@ pub(crate) fn read_tombstones(txn: &ReadTransaction) -> ReadTable<&'static [u8],
 /// Opens the `users` table for reading.
 pub(crate) fn read_users(txn: &ReadTransaction) -> ReadTable<(&'static [u8], &'static [u8]), ()> {
     txn.open_table(USERS)
+}
+
+/// Opens the `applied` table for reading (a shared commit's outcomes).
+pub(crate) fn read_applied(txn: &ReadTransaction) -> ReadTable<(u64, u64), &'static [u8]> {
+    txn.open_table(APPLIED)
 }
