@@ -347,3 +347,35 @@ impl StorageBackend for FaultyBackend {
         Ok(())
     }
 }
+
+/// Test hook at a named phase of a shared commit (`src/store/share.rs`, `commit.rs`), for
+/// the tests that stop or kill the leading process there (`tests/shared_commit.rs`). Set in
+/// the environment of the process under test: `SESSIONDB_TEST_STOP=phase,...` prints
+/// `at PHASE` on stdout and sleeps until the process is killed; `SESSIONDB_TEST_PAUSE=phase,...`
+/// prints `at PHASE` and waits until a file named PHASE exists in the directory
+/// `SESSIONDB_TEST_GO`. Phases:
+/// `lead` (holds `commit.lock`, before its transaction begins), `taken` (in its transaction,
+/// the spool read), `before-commit`, `after-commit` (the spool files not yet removed) and
+/// `after-settle` (removed, `commit.lock` still held).
+pub(crate) fn phase(name: &str) {
+    use std::io::Write;
+    let listed = |var: &str| std::env::var(var).is_ok_and(|v| v.split(',').any(|p| p == name));
+    let announce = || {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "at {name}");
+        let _ = out.flush();
+    };
+    if listed("SESSIONDB_TEST_STOP") {
+        announce();
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+    if listed("SESSIONDB_TEST_PAUSE") {
+        announce();
+        let go = std::env::var_os("SESSIONDB_TEST_GO").map(|d| std::path::Path::new(&d).join(name));
+        while go.as_ref().is_some_and(|go| !go.exists()) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}

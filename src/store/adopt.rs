@@ -121,7 +121,7 @@ impl Store {
 /// A new session under an id and token the caller chose ([`Store::create_under`]), refused
 /// with [`Error::IdTaken`] if the id is in use or retired.
 #[derive(Debug, Serialize, Deserialize)]
-struct CreateUnder {
+pub(super) struct CreateUnder {
     sid: Vec<u8>,
     token_hash: [u8; 32],
     data: Vec<u8>,
@@ -130,6 +130,7 @@ struct CreateUnder {
 
 impl WriteOp for CreateUnder {
     type Output = Stored;
+    const KIND: Option<&'static str> = Some("create-under");
 
     fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<Stored>> {
         let Self { sid, token_hash, data, deadline } = self;
@@ -144,7 +145,7 @@ impl WriteOp for CreateUnder {
 
 /// A blind write of the session data ([`Store::put`]): create or overwrite.
 #[derive(Debug, Serialize, Deserialize)]
-struct Put {
+pub(super) struct Put {
     sid: Vec<u8>,
     #[serde(with = "text")]
     token: SecureToken,
@@ -154,6 +155,7 @@ struct Put {
 
 impl WriteOp for Put {
     type Output = Stored;
+    const KIND: Option<&'static str> = Some("put");
 
     fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<Stored>> {
         let Self { sid, token, data, deadline } = self;

@@ -51,10 +51,23 @@ macro_rules! refuse_unless {
 }
 
 /// What the committer runs its jobs against: `C` of [`Committer`], the store's core.
-pub(crate) trait Context {
+pub(crate) trait Context: Sized {
     /// Begins a write transaction for a batch.
     fn begin_write(&self) -> Result<Writing>;
+
+    /// Runs one batch: begins its transaction, then takes the batch (`take`: writers arriving
+    /// while the transaction waited to begin join it) and runs it (`run`, which [`run`]s it).
+    /// A context that shares commits across processes (`share.rs`) overrides it: it adds the
+    /// writes of other processes to the batch, or hands the batch to another process.
+    fn commit_batch(&self, take: &mut dyn FnMut() -> Batch<Self>) -> Done {
+        let txn = begin(self);
+        let batch = take();
+        run(self, txn, batch)
+    }
 }
+
+/// A batch of jobs, each with the ticket its writer waits on.
+pub(crate) type Batch<C> = VecDeque<(u64, Job<C>)>;
 
 /// A queued write, type-erased: an operation and the slot of its result. Jobs own their data
 /// and may run more than once (after an abandoned transaction); each run overwrites the result.
@@ -65,6 +78,23 @@ pub(crate) trait Pending<C>: Send + Sync {
     /// Makes `error` the job's result: it failed part-way or panicked, or its transaction did
     /// not begin or commit.
     fn fail(&self, error: Error);
+
+    /// The operation as bytes another process can run, with its kind (`share.rs`); `None`
+    /// if it stays in this process.
+    fn encode_op(&self) -> Option<(&'static str, Vec<u8>)> {
+        None
+    }
+
+    /// The job's result as bytes to record for its owner (`outcome.rs`), tokens sealed with
+    /// `secret`; `None` before it ran, or if the result is an error that is not a refusal.
+    fn outcome(&self, _secret: &crate::id::SecureToken) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Sets the job's result from a recorded outcome; `false` if it does not decode.
+    fn set_outcome(&self, _bytes: &[u8], _secret: &crate::id::SecureToken) -> bool {
+        false
+    }
 }
 
 /// A queued job: shared with the writer that queued it, which reads its result.
@@ -87,6 +117,12 @@ pub struct BatchStats {
     pub sizes: [u64; 8],
     /// The largest batch committed.
     pub largest: u64,
+    /// Writes of this process that another process committed for it (a shared commit,
+    /// docs/concurrency.md); they are in the other process's `operations`, not in these.
+    pub handed_off: u64,
+    /// Writes of other processes that this process committed for them; they are in
+    /// `operations`.
+    pub taken_in: u64,
 }
 
 impl BatchStats {
@@ -101,6 +137,8 @@ impl BatchStats {
 
     fn account(&mut self, done: &Done) {
         self.retries += done.retries;
+        self.handed_off += done.handed_off;
+        self.taken_in += done.taken_in;
         for size in &done.commits {
             self.record(*size);
         }
@@ -215,16 +253,17 @@ impl<C: Context> Committer<C> {
             // the other processes' write transactions, and what queues up meanwhile joins this
             // batch instead of waiting for the next one.
             let started = Instant::now();
-            let txn = begin(ctx);
-            q = self.lock();
-            let take = q.jobs.len().min(self.max_batch);
-            let batch: VecDeque<_> = q.jobs.drain(..take).collect();
-            drop(q);
-            let tickets: Vec<u64> = batch.iter().map(|(t, _)| *t).collect();
-            let done = run(ctx, txn, batch);
+            let mut tickets = Vec::new();
+            let done = ctx.commit_batch(&mut || {
+                let mut q = self.lock();
+                let take = q.jobs.len().min(self.max_batch);
+                let batch: Batch<C> = q.jobs.drain(..take).collect();
+                tickets.extend(batch.iter().map(|(t, _)| *t));
+                batch
+            });
             q = self.lock();
             q.leading = false;
-            q.last_batch = take;
+            q.last_batch = tickets.len();
             q.last_commit = started.elapsed();
             q.stats.account(&done);
             q.finished.extend(tickets);
@@ -267,15 +306,20 @@ pub(crate) fn lost() -> Error {
 }
 
 /// What running one batch produced (the results are in the jobs' slots).
-struct Done {
+#[derive(Default)]
+pub(crate) struct Done {
     /// The size of each committed transaction.
-    commits: Vec<usize>,
-    retries: u64,
+    pub(crate) commits: Vec<usize>,
+    pub(crate) retries: u64,
+    /// Jobs of this process that another process committed (`share.rs`).
+    pub(crate) handed_off: u64,
+    /// Jobs of other processes committed here.
+    pub(crate) taken_in: u64,
 }
 
 /// Begins a write transaction. A panic becomes an error: the leader must never unwind while
 /// followers wait for it.
-fn begin<C: Context>(ctx: &C) -> Result<Writing> {
+pub(crate) fn begin<C: Context>(ctx: &C) -> Result<Writing> {
     catch_unwind(AssertUnwindSafe(|| ctx.begin_write())).unwrap_or_else(|panic| {
         Err(Error::Panicked { place: "a write transaction", message: panic_message(&*panic) })
     })
@@ -283,8 +327,8 @@ fn begin<C: Context>(ctx: &C) -> Result<Writing> {
 
 /// Runs `batch`, the first time in `txn`, splitting it as jobs fail, until every job has a
 /// final result.
-fn run<C: Context>(ctx: &C, txn: Result<Writing>, batch: VecDeque<(u64, Job<C>)>) -> Done {
-    let mut done = Done { commits: vec![], retries: 0 };
+pub(crate) fn run<C: Context>(ctx: &C, txn: Result<Writing>, batch: Batch<C>) -> Done {
+    let mut done = Done::default();
     let mut groups = VecDeque::from([batch]);
     let mut first = Some(txn);
     while let Some(mut group) = groups.pop_front() {
@@ -344,6 +388,8 @@ fn attempt<C>(
             result.map_err(|e| (Some(i), e))?;
         }
     }
+    #[cfg(feature = "testing")]
+    crate::faults::phase("before-commit");
     txn.commit().map_err(|e| (None, e.into()))?;
     drop(db);
     Ok(())

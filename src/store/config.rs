@@ -78,11 +78,20 @@ pub(crate) struct CommitTuning {
     /// `None`: a quarter of the last commit's duration, with a fixed upper bound.
     pub(crate) company_wait: Option<Duration>,
     pub(crate) max_merge_attempts: u32,
+    /// The shared commit across processes (`share.rs`): how long a write handed to another
+    /// process waits for its commit before this process commits it itself. `None`: off.
+    pub(crate) share_wait: Option<Duration>,
 }
 
 impl Default for CommitTuning {
     fn default() -> Self {
-        Self { group_commit: true, max_batch: 64, company_wait: None, max_merge_attempts: 8 }
+        Self {
+            group_commit: true,
+            max_batch: 64,
+            company_wait: None,
+            max_merge_attempts: 8,
+            share_wait: Some(Duration::from_secs(1)),
+        }
     }
 }
 
@@ -357,6 +366,22 @@ impl Builder {
     /// docs/concurrency.md, "Group commit".
     pub fn group_commit(mut self, enabled: bool) -> Self {
         self.cfg.commit.group_commit = enabled;
+        self
+    }
+
+    /// Whether processes share commits ([`Sharing::MultiProcess`] only): when several
+    /// processes write at once, one commits the writes of all, so that a commit's two syncs
+    /// are paid once for many writes, as group commit does for the threads of one process.
+    /// `Some(wait)`: a write handed to another process waits at most `wait` (clamped to
+    /// 10 ms ..= 60 s) for that process's commit, then this process commits it itself;
+    /// `None`: this process commits its own writes only. Default = `Some(1 s)`. Nothing
+    /// changes for the caller: each write gets its own result, committed before the call
+    /// returns. Only processes with the same settings and build share commits; stores with a
+    /// test clock or storage backend, and stores without group commit, never do. See
+    /// docs/concurrency.md, "Shared commit".
+    pub fn shared_commit(mut self, wait: Option<Duration>) -> Self {
+        self.cfg.commit.share_wait =
+            wait.map(|w| w.clamp(Duration::from_millis(10), Duration::from_secs(60)));
         self
     }
 

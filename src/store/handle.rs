@@ -76,6 +76,7 @@ impl Store {
             locks.hold_open()?;
         }
         let db = guard("opening the file", || open::open_db(&cfg))?;
+        let share = super::share::Share::for_config(&cfg, &locks)?;
         let committer =
             Committer::new(cfg.commit.group_commit, cfg.commit.max_batch, cfg.commit.company_wait);
         let core = Arc::new(Core {
@@ -83,6 +84,7 @@ impl Store {
             cfg,
             pid: std::process::id(),
             committer,
+            share,
             locks,
             cleanup_failed: AtomicBool::new(false),
             cleanup_panic: Mutex::new(None),

@@ -65,6 +65,7 @@ pub(crate) struct LockDir {
     cleanup_file: OnceLock<File>,
     cleanup_held: Mutex<()>,
     open_file: OnceLock<File>,
+    lead_file: OnceLock<File>,
     /// How files are created and checked; `None` for a read-only store, which creates and
     /// checks nothing.
     policy: Option<Policy>,
@@ -91,6 +92,7 @@ impl LockDir {
             cleanup_file: OnceLock::new(),
             cleanup_held: Mutex::new(()),
             open_file: OnceLock::new(),
+            lead_file: OnceLock::new(),
             policy,
             prepared: OnceLock::new(),
         }
@@ -197,6 +199,38 @@ impl LockDir {
             return Ok(None);
         }
         Ok(Some(CleanupGuard { dir: self, file, _held: held }))
+    }
+}
+
+impl LockDir {
+    /// The directory of the lock files.
+    pub(crate) fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Takes `commit.lock`, held by the process leading a shared commit (`share.rs`) from
+    /// before its transaction begins until the writes it took are settled, if no other process
+    /// holds it. Only the group committer's leader thread calls this, one at a time per store.
+    pub(crate) fn try_lead(&self) -> Result<Option<LeadGuard<'_>>> {
+        let file = self.file(&self.lead_file, "commit.lock")?;
+        if !FileExt::try_lock_exclusive(file).map_err(|e| lock_io(&self.dir, &e))? {
+            return Ok(None);
+        }
+        Ok(Some(LeadGuard { dir: self, file }))
+    }
+}
+
+/// The held `commit.lock` ([`LockDir::try_lead`]); released on drop.
+pub(crate) struct LeadGuard<'a> {
+    dir: &'a LockDir,
+    file: &'a File,
+}
+
+impl Drop for LeadGuard<'_> {
+    fn drop(&mut self) {
+        if std::process::id() == self.dir.pid {
+            let _ = FileExt::unlock(self.file);
+        }
     }
 }
 

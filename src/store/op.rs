@@ -12,10 +12,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::commit::{Pending, lost};
+use super::commit::{Job, Pending, lost};
+use super::outcome;
 use super::shared::Core;
 use crate::error::{Error, Result};
+use crate::format::codec;
 use crate::format::schema::WriteTables;
+use crate::id::SecureToken;
 
 /// A write operation: run by the group committer inside a write transaction shared with other
 /// operations.
@@ -26,6 +29,11 @@ use crate::format::schema::WriteTables;
 pub(crate) trait WriteOp: Serialize + DeserializeOwned + Send + 'static {
     /// What the operation returns once its transaction committed.
     type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Its name in a shared commit (`share.rs`), where another process may run it: `None`
+    /// keeps it in this process. A name is listed in `share.rs`'s registry, which turns the
+    /// bytes back into the operation.
+    const KIND: Option<&'static str> = None;
 
     /// Runs the operation in `tables`. `Ok(Err(e))`: refused before writing anything (see
     /// `refuse_unless!`), the other operations of the batch go on; `Err(e)`: failed part-way,
@@ -55,6 +63,34 @@ impl<O: WriteOp> Pending<Core> for Slot<O> {
 
     fn fail(&self, error: Error) {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).result = Some(Err(error));
+    }
+
+    fn encode_op(&self) -> Option<(&'static str, Vec<u8>)> {
+        let kind = O::KIND?;
+        let slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        Some((kind, codec::to_payload(&slot.op).ok()?))
+    }
+
+    fn outcome(&self, secret: &SecureToken) -> Option<Vec<u8>> {
+        let slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        outcome::encode(slot.result.as_ref()?, secret)
+    }
+
+    fn set_outcome(&self, bytes: &[u8], secret: &SecureToken) -> bool {
+        let Some(result) = outcome::decode::<O::Output>(bytes, secret) else {
+            return false;
+        };
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).result = Some(result);
+        true
+    }
+}
+
+impl<O: WriteOp + Sync> Slot<O> {
+    /// A job of the operation another process encoded ([`Pending::encode_op`]), or `None` if
+    /// the bytes are not one.
+    pub(crate) fn decoded(bytes: &[u8]) -> Option<Job<Core>> {
+        let op: O = codec::from_payload(bytes).ok()?;
+        Some(Arc::new(Slot(Mutex::new(Filled { op, result: None }))))
     }
 }
 

@@ -140,7 +140,7 @@ impl Store {
 /// transaction, with the new token's hash, and a tombstone under the old id forwarding to it
 /// for `forward_ms` (the new token `sealed` with the old one).
 #[derive(Debug, Serialize, Deserialize)]
-struct Regenerate {
+pub(super) struct Regenerate {
     sid: Vec<u8>,
     #[serde(with = "text")]
     old_token: SecureToken,
@@ -151,7 +151,7 @@ struct Regenerate {
 
 /// Where a [`Regenerate`] moved the session.
 #[derive(Debug, Serialize, Deserialize)]
-struct Rotated {
+pub(super) struct Rotated {
     #[serde(with = "text")]
     id: SessionId,
     state_id: u64,
@@ -160,6 +160,7 @@ struct Rotated {
 
 impl WriteOp for Regenerate {
     type Output = Rotated;
+    const KIND: Option<&'static str> = Some("regenerate");
 
     fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<Rotated>> {
         let Self { sid, old_token, sealed, new_hash, forward_ms } = self;
@@ -205,12 +206,13 @@ impl WriteOp for Regenerate {
 
 /// A revocation without a token ([`Store::revoke`]). Returns whether a live session was revoked.
 #[derive(Debug, Serialize, Deserialize)]
-struct Revoke {
+pub(super) struct Revoke {
     sid: Vec<u8>,
 }
 
 impl WriteOp for Revoke {
     type Output = bool;
+    const KIND: Option<&'static str> = Some("revoke");
 
     fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<bool>> {
         Ok(Ok(revoke_in(t, &self.sid, c.now())?))
@@ -229,12 +231,13 @@ struct NamedKey {
 /// Log-outs with the clients' cookies ([`Store::revoke_as`]). Returns how many live sessions
 /// were revoked; refused with [`Error::Security`] if every one named was refused.
 #[derive(Debug, Serialize, Deserialize)]
-struct RevokeAs {
+pub(super) struct RevokeAs {
     named: Vec<NamedKey>,
 }
 
 impl WriteOp for RevokeAs {
     type Output = u64;
+    const KIND: Option<&'static str> = Some("revoke-as");
 
     fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<u64>> {
         let now = c.now();

@@ -86,7 +86,7 @@ impl Store {
 /// A save ([`Store::store_state`]): the session data and a state, if the session is still at
 /// `version`.
 #[derive(Debug, Serialize, Deserialize)]
-struct StoreState {
+pub(super) struct StoreState {
     sid: Vec<u8>,
     #[serde(with = "text")]
     token: SecureToken,
@@ -109,6 +109,7 @@ enum NewUser {
 
 impl WriteOp for StoreState {
     type Output = Stored;
+    const KIND: Option<&'static str> = Some("save");
 
     fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<Stored>> {
         let Self { sid, token, version, session_data, state_data, use_same_state, user } = self;

@@ -55,13 +55,14 @@ impl Core {
 /// `now`. Returns the session's new expiry, or `None` if it is no longer live or another load
 /// touched it first.
 #[derive(Debug, Serialize, Deserialize)]
-struct TouchIfDue {
+pub(super) struct TouchIfDue {
     sid: Vec<u8>,
     now: u64,
 }
 
 impl WriteOp for TouchIfDue {
     type Output = Option<u64>;
+    const KIND: Option<&'static str> = Some("touch-if-due");
 
     fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<Option<u64>>> {
         let Self { sid, now } = self;
@@ -84,7 +85,7 @@ impl WriteOp for TouchIfDue {
 /// A new session under an id drawn inside the transaction: state 0 and the session record, and
 /// the user index entry. Returns the new id.
 #[derive(Debug, Serialize, Deserialize)]
-struct Create {
+pub(super) struct Create {
     token_hash: [u8; 32],
     session_data: Vec<u8>,
     state_data: Vec<u8>,
@@ -94,10 +95,11 @@ struct Create {
 
 /// The id a [`Create`] drew.
 #[derive(Debug, Serialize, Deserialize)]
-struct NewId(#[serde(with = "text")] SessionId);
+pub(super) struct NewId(#[serde(with = "text")] SessionId);
 
 impl WriteOp for Create {
     type Output = NewId;
+    const KIND: Option<&'static str> = Some("create");
 
     fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<NewId>> {
         let now = c.now();
@@ -123,7 +125,7 @@ impl WriteOp for Create {
 
 /// An access now, whatever the touch resolution, for the holder of the session's token.
 #[derive(Debug, Serialize, Deserialize)]
-struct Touch {
+pub(super) struct Touch {
     sid: Vec<u8>,
     #[serde(with = "text")]
     token: SecureToken,
@@ -131,6 +133,7 @@ struct Touch {
 
 impl WriteOp for Touch {
     type Output = ();
+    const KIND: Option<&'static str> = Some("touch");
 
     fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<()>> {
         let Self { sid, token } = self;
@@ -149,12 +152,13 @@ impl WriteOp for Touch {
 
 /// A session and its states removed, damaged or not. Returns whether it existed.
 #[derive(Debug, Serialize, Deserialize)]
-struct Delete {
+pub(super) struct Delete {
     sid: Vec<u8>,
 }
 
 impl WriteOp for Delete {
     type Output = bool;
+    const KIND: Option<&'static str> = Some("delete");
 
     fn apply(&mut self, _: &Core, t: &mut WriteTables<'_>) -> Result<Result<bool>> {
         let sid = &self.sid;

@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 
 use redb::ReadTransaction;
 
-use super::commit::{Committer, Context, panic_message};
+use super::commit::{Batch, Committer, Context, Done, begin, panic_message, run};
 use super::config::Config;
 use super::lock::LockDir;
 use super::open::{self, Db, Writing};
@@ -51,6 +51,8 @@ pub(crate) struct Core {
     pub(crate) cfg: Config,
     pub(super) pid: u32,
     pub(super) committer: Committer<Core>,
+    /// The shared commit across processes, where it applies (`share.rs`).
+    pub(super) share: Option<super::share::Share>,
     pub(crate) locks: LockDir,
     /// Set when the clean-up thread panicked; the message waits in `cleanup_panic`.
     pub(super) cleanup_failed: AtomicBool,
@@ -251,6 +253,15 @@ impl Core {
 impl Context for Core {
     fn begin_write(&self) -> Result<Writing> {
         Core::begin_write(self)
+    }
+
+    fn commit_batch(&self, take: &mut dyn FnMut() -> Batch<Self>) -> Done {
+        if let Some(share) = &self.share {
+            return self.commit_shared(share, take);
+        }
+        let txn = begin(self);
+        let batch = take();
+        run(self, txn, batch)
     }
 }
 

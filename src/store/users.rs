@@ -58,12 +58,13 @@ impl Store {
 
 /// Log out everywhere ([`Store::revoke_user`]). Returns how many sessions were revoked.
 #[derive(Debug, Serialize, Deserialize)]
-struct RevokeUser {
+pub(super) struct RevokeUser {
     user: Vec<u8>,
 }
 
 impl WriteOp for RevokeUser {
     type Output = u64;
+    const KIND: Option<&'static str> = Some("revoke-user");
 
     fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<u64>> {
         let user = &self.user;
