@@ -33,7 +33,7 @@ fi
 WORK="$TMP/sessiondb-pages-work.redb"
 TRACES="$TMP/sessiondb-pages-traces"
 mkdir -p "$TRACES"
-echo "- sessiondb commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- ../../src || echo ' (src modified)'), $SESSIONS sessions, $N commits per kind, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "- sessiondb commit $(git rev-parse --short HEAD) (src/ last changed in $(git log -1 --format=%h -- ../../src))$(git diff --quiet HEAD -- ../../src || echo ', src modified'), $SESSIONS sessions, $N commits per kind, $(date -u '+%Y-%m-%d %H:%M UTC')"
 for op in $OPS; do
   rm -rf "$WORK" "$WORK.locks"
   cp "$TPL" "$WORK"
@@ -77,7 +77,7 @@ for op in ops:
     commits = int(stats["commits"])
     state = "before"
     windows = []  # one per operation: [writes, bytes, syncs, pages:set, modelled ms, unsynced:set]
-    other = 0
+    other = [0, 0, 0]  # writes, bytes, syncs to other files (not the markers)
     for name, fd, args, ret in calls(f"{traces}/{op}.trace"):
         if name == "write" and '"@@' in args:
             if '"@@BEGIN' in args:
@@ -91,8 +91,10 @@ for op in ops:
             continue
         w = windows[-1]
         if fd != db:
-            if name in ("fdatasync", "fsync"):
-                other += 1
+            if ret >= 0 and not fd.startswith(("pipe:", "socket:", "/dev/")):
+                i = 2 if name in ("fdatasync", "fsync") else 0
+                other[i] += 1
+                other[1] += ret if i == 0 else 0
             continue
         if ret < 0:
             continue
@@ -120,8 +122,8 @@ for op in ops:
     cost = sum(w[4] for w in windows) / n
     note = f" ({len(windows)} ops, {stats['operations']} operations)" if len(windows) != commits else ""
     print(f"| `{op}` | {commits}{note} | {pw/n:.1f} | {by/n/1024:.1f} KiB | {sy/n:.2f} | {pages/n:.1f} | {scattered/n:.1f} | {cost:.2f} |")
-    if other:
-        print(f"|  | (also {other} syncs of other files) | | | | | | |")
+    if any(other):
+        print(f"| `{op}`: other files | | {other[0]/n:.1f} | {other[1]/n/1024:.1f} KiB | {other[2]/n:.2f} | | | |")
 print()
-print(f"A page is scattered when neither neighbour was written in the same commit. Modelled sync cost: each sync costs {base} ms + {scat} ms per run of adjacent pages written since the previous sync + {adj} ms per further page of a run. Only writes and syncs of the database file count.")
+print(f"A page is scattered when neither neighbour was written in the same commit. Modelled sync cost: each sync costs {base} ms + {scat} ms per run of adjacent pages written since the previous sync + {adj} ms per further page of a run. Only writes and syncs of the database file count (an "other files" row shows any others).")
 EOF
