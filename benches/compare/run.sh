@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Side-by-side comparison (issue 6): builds the harness in release and runs every workload.
+# Side-by-side comparison (issues 6 and 17): builds the harness in release and runs every
+# workload; results.md ends with the targets tables of issue 17 and issue 6.
 #
 #   benches/compare/run.sh [SECONDS_PER_CELL]        # default 3
 #
-# Extra arguments after the first go to the harness (e.g. `--sessions 10000 --big 0`).
+# Extra arguments after the first go to the harness (e.g. `--sessions 10000 --big 0`). By
+# default `read`, `web`, `write`, `churn` (and the floor's write cells) run the cells P×T
+# 1x4,2x4,4x4,1x1,4x1,8x1,16x1 (P processes of T threads; `--cells` changes them), `cgi` at
+# P = 1, 2, 4 (`--cgi-procs`), `sweep` at 1x4,2x4,4x4 (`--sweep-cells`) and `scale` (1M
+# sessions) at 1x4,2x4,4x4,8x1,16x1 (`--scale-cells`); `--workloads web,write,cgi,floor,scale`
+# runs just what issue 17's targets need. The old `--procs 1,2,4 --threads 4` still works.
+# The harness prints its estimated run time first (`--estimate` prints only that).
 # Results go to benches/compare/results/: results.md (the tables, ready for BENCHMARKS.md),
 # results.tsv (every cell), compare.svg (the ratio chart), machine.txt (what it ran on).
 set -euo pipefail
@@ -13,6 +20,7 @@ shift || true
 OUT="results"
 mkdir -p "$OUT"
 cargo build --release --quiet
+./target/release/sessiondb-compare --secs "$SECS" --estimate "$@"
 TMP="${TMPDIR:-/tmp}"
 {
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), sessiondb commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- ../../src 2>/dev/null || echo ' (src modified)')"

@@ -88,7 +88,7 @@ impl Rng {
 }
 
 fn cell(workload: String, procs: usize, rows: u64) -> Cell {
-    Cell::new(workload, Kind::Floor, procs, rows as usize)
+    Cell::new(workload, Kind::Floor, (procs, 1), rows as usize)
 }
 
 fn spawn(role: &str, path: &Path, rows: u64, k: usize, seed: u64) -> R<Running> {
@@ -384,8 +384,9 @@ fn sweep_cell(tpl: &Path, path: &Path, rows: u64, batch: u64) -> R<Cell> {
     Ok(c)
 }
 
-/// Every floor cell: writes at each P (K = T, and K = P × T in one process), CGI requests at
-/// each P (closing, and leaving the handle), and the sweep at each batch size.
+/// Every floor cell: writes at each cell P×T of the request workloads (K = T, and K = P × T in
+/// one process), CGI requests at each `cgi` P (closing, and leaving the handle), and the sweep
+/// at each batch size.
 pub fn run(o: &Opts, dir: &Path) -> R<Vec<Cell>> {
     let rows = o.sessions as u64;
     let t = Instant::now();
@@ -394,18 +395,20 @@ pub fn run(o: &Opts, dir: &Path) -> R<Vec<Cell>> {
     eprintln!("  preloaded floor: {rows} rows in {:.1} s", t.elapsed().as_secs_f64());
     let work = dir.join("floor.redb");
     let mut cells = Vec::new();
-    for &procs in &o.procs {
+    for &(procs, threads) in &o.cells {
         copy_db(&live, &work)?;
-        let mut todo = vec![("floor-write", procs, o.threads), ("floor-web", procs, o.threads)];
+        let mut todo = vec![("floor-write", procs, threads), ("floor-web", procs, threads)];
         if procs > 1 {
-            todo.push(("floor-write-xp", 1, procs * o.threads));
+            todo.push(("floor-write-xp", 1, procs * threads));
         }
         for (name, p, k) in todo {
             let mut c = write_cell(o, name, &work, p, k)?;
-            c.procs = procs;
+            (c.procs, c.threads) = (procs, threads);
             eprintln!("{}", crate::report::line(&c));
             cells.push(c);
         }
+    }
+    for &procs in &o.cgi_procs {
         for (name, close) in [("floor-cgi", true), ("floor-cgi-noclose", false)] {
             // Start each from a cleanly closed file: the no-close cell leaves it for repair.
             copy_db(&live, &work)?;

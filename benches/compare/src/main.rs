@@ -1,20 +1,25 @@
-//! Side-by-side comparison (issue 6): sessiondb (`MultiProcess`, `SingleProcess`) against a
-//! plain SQLite session table (WAL, `synchronous=FULL` and `NORMAL`) and tower-sessions' SQLite
-//! store, on the same request workloads, in one run.
+//! Side-by-side comparison (issues 6 and 17): sessiondb (`MultiProcess`, `SingleProcess`)
+//! against a plain SQLite session table (WAL, `synchronous=FULL` and `NORMAL`) and
+//! tower-sessions' SQLite store, on the same request workloads, in one run.
 //!
-//! `cargo run --release -- [--secs S] [--sessions N] [--big N] [--procs 1,2,4] [--threads T]
-//! [--workloads read,web,write,churn,cgi,floor,sweep,scale] [--dir DIR] [--out DIR]`; see run.sh.
+//! `cargo run --release -- [--secs S] [--sessions N] [--big N] [--cells 1x4,4x1,...]
+//! [--cgi-procs 1,2,4] [--sweep-cells ...] [--scale-cells ...] [--procs 1,2,4 --threads T]
+//! [--workloads read,web,write,churn,cgi,floor,sweep,scale] [--dir DIR] [--out DIR]
+//! [--estimate]`; see run.sh and opts.rs. A cell P×T is P worker processes of T threads.
 //!
 //! The binary re-executes itself: `CMP_ROLE=worker` children run one workload with T threads,
 //! `CMP_ROLE=sweeper` removes the expired sessions during `sweep`, `CMP_ROLE=cgi` opens the
 //! store, handles one request and exits. The parent preloads one template file per system
 //! (copied before each workload, and before each `sweep` cell), starts the P children of a cell
-//! together, stops them after the cell's time, and merges their latency histograms.
+//! together, stops them after the cell's time, and merges their latency histograms and (for
+//! sessiondb) their group commit counters.
 //!
-//! This file is the parent (the driver); opts.rs holds the command line, hist.rs the latency
-//! histogram, keys.rs the keys files, roles.rs the child roles, floor.rs redb alone, systems.rs
-//! the systems compared and report.rs the tables and the chart.
+//! This file is the parent (the driver); opts.rs holds the command line, estimate.rs the run
+//! time estimate, hist.rs the latency histogram, keys.rs the keys files, roles.rs the child
+//! roles, floor.rs redb alone, systems.rs the systems compared, report.rs the tables and the
+//! chart, targets.rs the targets tables.
 
+mod estimate;
 mod floor;
 mod hist;
 mod keys;
@@ -22,6 +27,7 @@ mod opts;
 mod report;
 mod roles;
 mod systems;
+mod targets;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -32,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hist::Hist;
 use keys::{Keys, write_keys};
-use opts::{Opts, parse_opts};
+use opts::{Opts, PxT, parse_opts};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use roles::{cgi_request, worker};
@@ -196,6 +202,8 @@ pub struct Cell {
     pub workload: String,
     pub kind: Kind,
     pub procs: usize,
+    /// Threads per worker process (`cgi`: 1, one request per process).
+    pub threads: usize,
     pub sessions: usize,
     pub requests: u64,
     pub secs: f64,
@@ -206,15 +214,26 @@ pub struct Cell {
     pub busy: f64,
     /// `sweep`: sessions removed and the seconds the removal took.
     pub swept: Option<(u64, f64)>,
+    /// Requests that submitted a write (a save, create or delete), counted by the workers.
+    pub writes: u64,
+    /// sessiondb: `Store::stats().batches` `commits` and `operations`, summed over the cell's
+    /// worker processes (`None` for the other systems).
+    pub batches: Option<(u64, u64)>,
 }
 
 impl Cell {
     /// A cell with nothing measured yet.
-    pub fn new(workload: impl Into<String>, kind: Kind, procs: usize, sessions: usize) -> Cell {
+    pub fn new(
+        workload: impl Into<String>,
+        kind: Kind,
+        (procs, threads): PxT,
+        sessions: usize,
+    ) -> Cell {
         Cell {
             workload: workload.into(),
             kind,
             procs,
+            threads,
             sessions,
             requests: 0,
             secs: 0.0,
@@ -224,15 +243,33 @@ impl Cell {
             hwm_kb: 0,
             busy: f64::NAN,
             swept: None,
+            writes: 0,
+            batches: None,
         }
     }
     pub fn rps(&self) -> f64 {
         self.requests as f64 / self.secs
     }
+    pub fn pxt(&self) -> PxT {
+        (self.procs, self.threads)
+    }
+    /// sessiondb: operations per commit as its stats count them (`BatchStats`: a process's
+    /// `operations` are whatever its commits carried, its own writes or, with a shared
+    /// commit, other processes' too); `None` without commits.
+    pub fn mean_batch(&self) -> Option<f64> {
+        self.batches.filter(|(c, _)| *c > 0).map(|(c, ops)| ops as f64 / c as f64)
+    }
+    /// sessiondb: the writes the cell's requests submitted (counted by the workers, not by
+    /// the store) per commit of all its processes: what one commit carried, however the
+    /// stats attribute it.
+    pub fn writes_per_commit(&self) -> Option<f64> {
+        self.batches.filter(|(c, _)| *c > 0).map(|(c, _)| self.writes as f64 / c as f64)
+    }
 }
 
-/// The systems of one workload and P, in an order rotated by P's index so that no system
-/// always runs first. SingleProcess runs at P=1 only (ExclusiveWriter admits one process).
+/// The systems of one workload and cell, in an order rotated by the cell's index so that no
+/// system always runs first. SingleProcess runs at P=1 only (ExclusiveWriter admits one
+/// process).
 fn systems_for(o: &Opts, procs: usize, order: usize) -> Vec<Kind> {
     let mut v: Vec<Kind> =
         o.systems.iter().copied().filter(|k| procs == 1 || *k != Kind::Single).collect();
@@ -243,15 +280,24 @@ fn systems_for(o: &Opts, procs: usize, order: usize) -> Vec<Kind> {
 
 fn parent() -> R<()> {
     let o = parse_opts()?;
+    let est = estimate::run_time(&o);
+    eprintln!("{}", est.text());
+    if o.estimate_only {
+        return Ok(());
+    }
+    let began = Instant::now();
     let dir = tempfile::Builder::new().prefix("sessiondb-compare-").tempdir_in(&o.dir)?;
     std::fs::create_dir_all(&o.out)?;
+    let show = |cells: &[PxT]| cells.iter().map(|&c| opts::pxt(c)).collect::<Vec<_>>().join(", ");
     eprintln!(
-        "compare: {} s per cell, {} sessions (big: {}), P = {:?} × T = {}, files in {}",
+        "compare: {} s per cell, {} sessions (big: {}), cells P×T {} (sweep {}, scale {}), cgi P {:?}, files in {}",
         o.secs,
         o.sessions,
         o.big,
-        o.procs,
-        o.threads,
+        show(&o.cells),
+        show(&o.sweep_cells),
+        show(&o.scale_cells),
+        o.cgi_procs,
         dir.path().display()
     );
     let want = |w: &str| o.workloads.iter().any(|x| x == w);
@@ -266,21 +312,26 @@ fn parent() -> R<()> {
         }
     }
     for w in plain.iter().filter(|w| want(w)) {
-        // One working copy per system and workload, reused across P.
+        // One working copy per system and workload, reused across cells.
         let mut work = std::collections::HashMap::new();
         for &kind in &o.systems {
             let p = dir.path().join(format!("{w}-{}.{}", kind.name(), kind.ext()));
             copy_db(&tpl(kind.family(), "live"), &p)?;
             work.insert(kind.name(), p);
         }
-        for (pi, &procs) in o.procs.iter().enumerate() {
-            for kind in systems_for(&o, procs, pi) {
+        let todo: Vec<PxT> = if *w == "cgi" {
+            o.cgi_procs.iter().map(|&p| (p, 1)).collect()
+        } else {
+            o.cells.clone()
+        };
+        for (ci, &pt) in todo.iter().enumerate() {
+            for kind in systems_for(&o, pt.0, ci) {
                 let path = &work[kind.name()];
                 let keys = tpl(kind.family(), "live.keys");
                 let cell = if *w == "cgi" {
-                    run_cgi(&o, kind, procs, path, &keys)?
+                    run_cgi(&o, kind, pt.0, path, &keys)?
                 } else {
-                    run_cell(&o, w, kind, procs, path, &keys, o.sessions, false)?
+                    run_cell(&o, w, kind, pt, path, &keys, o.sessions, false)?
                 };
                 eprintln!("{}", report::line(&cell));
                 cells.push(cell);
@@ -298,12 +349,12 @@ fn parent() -> R<()> {
         for fam in families.iter().filter(|f| o.systems.iter().any(|k| k.family() == **f)) {
             preload(fam, &tpl(fam, "sweep"), &tpl(fam, "sweep.keys"), o.sessions, o.sessions)?;
         }
-        for (pi, &procs) in o.procs.iter().enumerate() {
-            for kind in systems_for(&o, procs, pi) {
+        for (ci, &pt) in o.sweep_cells.iter().enumerate() {
+            for kind in systems_for(&o, pt.0, ci) {
                 let path = dir.path().join(format!("sweep-{}.{}", kind.name(), kind.ext()));
                 copy_db(&tpl(kind.family(), "sweep"), &path)?;
                 let keys = tpl(kind.family(), "sweep.keys");
-                let cell = run_cell(&o, "sweep", kind, procs, &path, &keys, o.sessions, true)?;
+                let cell = run_cell(&o, "sweep", kind, pt, &path, &keys, o.sessions, true)?;
                 eprintln!("{}", report::line(&cell));
                 cells.push(cell);
                 let _ = std::fs::remove_file(&path);
@@ -312,7 +363,7 @@ fn parent() -> R<()> {
     }
     if want("scale") && o.big > 0 {
         // sessiondb MultiProcess at `sessions` and at `big`, the two cells of each workload and
-        // P next to each other.
+        // cell next to each other.
         let small = tpl("sdb", "live");
         if !small.exists() {
             preload("sdb", &small, &tpl("sdb", "live.keys"), o.sessions, 0)?;
@@ -323,11 +374,11 @@ fn parent() -> R<()> {
             let b = dir.path().join(format!("scale-{w}-big.redb"));
             copy_db(&small, &a)?;
             copy_db(&tpl("sdb", "big"), &b)?;
-            for &procs in &o.procs {
+            for &pt in &o.scale_cells {
                 for (path, keys, n) in
                     [(&a, tpl("sdb", "live.keys"), o.sessions), (&b, tpl("sdb", "big.keys"), o.big)]
                 {
-                    let mut cell = run_cell(&o, w, Kind::Multi, procs, path, &keys, n, false)?;
+                    let mut cell = run_cell(&o, w, Kind::Multi, pt, path, &keys, n, false)?;
                     cell.workload = format!("scale-{w}");
                     eprintln!("{}", report::line(&cell));
                     cells.push(cell);
@@ -338,6 +389,11 @@ fn parent() -> R<()> {
         }
     }
     report::write_all(&o, &cells)?;
+    eprintln!(
+        "compare: took {:.1} min (estimated {:.1} min)",
+        began.elapsed().as_secs_f64() / 60.0,
+        est.total_secs() / 60.0
+    );
     Ok(())
 }
 
@@ -429,7 +485,7 @@ fn run_cell(
     o: &Opts,
     workload: &str,
     kind: Kind,
-    procs: usize,
+    (procs, threads): PxT,
     path: &Path,
     keys: &Path,
     sessions: usize,
@@ -443,7 +499,7 @@ fn run_cell(
             (true, _) => "web",
             _ => workload,
         };
-        workers.push(spawn("worker", kind, wl, path, keys, o.threads, p as u64 * 7919 + 1)?);
+        workers.push(spawn("worker", kind, wl, path, keys, threads, p as u64 * 7919 + 1)?);
     }
     for w in &mut workers {
         expect_ready(w)?;
@@ -476,7 +532,7 @@ fn run_cell(
         }
     }
     let cpu1 = machine_cpu();
-    let mut cell = Cell::new(workload, kind, procs, sessions);
+    let mut cell = Cell::new(workload, kind, (procs, threads), sessions);
     cell.busy = busy_between(cpu0, cpu1);
     cell.swept = swept;
     let mut secs = Vec::new();
@@ -500,6 +556,12 @@ fn absorb(cell: &mut Cell, line: &str) -> R<f64> {
             "hwm_kb" => cell.hwm_kb = cell.hwm_kb.max(v.parse()?),
             "hist" => cell.hist.merge(&Hist::decode(v)?),
             "swept" => cell.swept = Some(parse_sweep(&format!("result swept={v}"))?),
+            "writes" => cell.writes += v.parse::<u64>()?,
+            "batches" => {
+                let (c, ops) = v.split_once('/').ok_or("bad batches")?;
+                let (c0, ops0) = cell.batches.unwrap_or((0, 0));
+                cell.batches = Some((c0 + c.parse::<u64>()?, ops0 + ops.parse::<u64>()?));
+            }
             _ => return Err(format!("unknown field {k}").into()),
         }
     }
@@ -518,7 +580,7 @@ fn parse_sweep(line: &str) -> R<(u64, f64)> {
 fn run_cgi(o: &Opts, kind: Kind, procs: usize, path: &Path, keys: &Path) -> R<Cell> {
     let exe = std::env::current_exe()?;
     let nkeys = Keys::open(keys)?.n;
-    let mut cell = Cell::new("cgi", kind, procs, o.sessions);
+    let mut cell = Cell::new("cgi", kind, (procs, 1), o.sessions);
     drive(&mut cell, o.secs, &|p, n| {
         let seed = p as u64 * 1_000_003 + n + 99;
         let mut c = Command::new(&exe);

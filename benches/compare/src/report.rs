@@ -3,10 +3,10 @@
 use std::fmt::Write as _;
 
 use crate::Cell;
-use crate::opts::Opts;
+use crate::opts::{Opts, PxT, pxt};
 use crate::systems::{Kind, R};
 
-fn ms(ns: u64) -> f64 {
+pub(crate) fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
@@ -14,7 +14,7 @@ fn fmt_rps(x: f64) -> String {
     if x >= 100.0 { format!("{:.0}", x) } else { format!("{:.1}", x) }
 }
 
-fn fmt_ms(x: f64) -> String {
+pub(crate) fn fmt_ms(x: f64) -> String {
     if x >= 10.0 {
         format!("{x:.0}")
     } else if x >= 1.0 {
@@ -28,9 +28,9 @@ fn fmt_ms(x: f64) -> String {
 
 pub fn line(c: &Cell) -> String {
     let mut s = format!(
-        "  {:<12} P={} {:<17} {:>9} req/s  p50 {:>7} ms  p99 {:>7} ms  max {:>7} ms  busy {:>3.0}%  rss {} MiB",
+        "  {:<12} P×T={:<5} {:<17} {:>9} req/s  p50 {:>7} ms  p99 {:>7} ms  max {:>7} ms  busy {:>3.0}%  rss {} MiB",
         c.workload,
-        c.procs,
+        pxt(c.pxt()),
         c.kind.name(),
         fmt_rps(c.rps()),
         fmt_ms(ms(c.hist.quantile(0.5))),
@@ -42,15 +42,27 @@ pub fn line(c: &Cell) -> String {
     if let Some((n, secs)) = c.swept {
         let _ = write!(s, "  swept {n} in {secs:.2} s ({:.0}/s)", n as f64 / secs);
     }
+    if let (Some(b), Some(w)) = (c.mean_batch(), c.writes_per_commit()) {
+        let _ = write!(s, "  batch {b:.2} writes/commit {w:.2}");
+    }
     s
 }
 
-fn find<'a>(cells: &'a [Cell], w: &str, k: Kind, p: usize) -> Option<&'a Cell> {
-    cells.iter().find(|c| c.workload == w && c.kind == k && c.procs == p)
+pub(crate) fn find<'a>(cells: &'a [Cell], w: &str, k: Kind, pt: PxT) -> Option<&'a Cell> {
+    cells.iter().find(|c| c.workload == w && c.kind == k && c.pxt() == pt)
+}
+
+/// The cells of `cgi` (one request per process: T = 1).
+pub(crate) fn cgi_pt(p: usize) -> PxT {
+    (p, 1)
+}
+
+fn opt2(x: Option<f64>) -> String {
+    x.map_or("—".into(), |x| format!("{x:.2}"))
 }
 
 /// Mean wall time of one CGI request, ms: each driver runs requests back to back.
-fn cgi_cost(c: &Cell) -> f64 {
+pub(crate) fn cgi_cost(c: &Cell) -> f64 {
     c.secs * c.procs as f64 * 1000.0 / c.requests.max(1) as f64
 }
 
@@ -58,27 +70,31 @@ const BASELINES: [Kind; 3] = [Kind::SqlFull, Kind::SqlNormal, Kind::Tower];
 
 /// sessiondb-multi ÷ baseline, higher is better for sessiondb (for `cgi`: the baseline's mean
 /// cost ÷ sessiondb's).
-fn ratio(cells: &[Cell], w: &str, base: Kind, p: usize) -> Option<f64> {
-    let s = find(cells, w, Kind::Multi, p)?;
-    let b = find(cells, w, base, p)?;
+pub(crate) fn ratio(cells: &[Cell], w: &str, base: Kind, pt: PxT) -> Option<f64> {
+    let s = find(cells, w, Kind::Multi, pt)?;
+    let b = find(cells, w, base, pt)?;
     if w == "cgi" { Some(cgi_cost(b) / cgi_cost(s)) } else { Some(s.rps() / b.rps()) }
 }
 
 pub fn write_all(o: &Opts, cells: &[Cell]) -> R<()> {
     let mut md = String::new();
     let mut tsv = String::from(
-        "workload\tsystem\tP\tsessions\trequests\tsecs\treq_per_s\tp50_ms\tp99_ms\tmax_ms\tconflicts\tcpu_ms\tpeak_rss_kib\tmachine_busy\tswept\tsweep_secs\n",
+        "workload\tsystem\tP\tT\tsessions\trequests\tsecs\treq_per_s\tp50_ms\tp99_ms\tmax_ms\tconflicts\tcpu_ms\tpeak_rss_kib\tmachine_busy\tswept\tsweep_secs\twrites\tcommits\toperations\n",
     );
     for c in cells {
         let (sw, ss) = c
             .swept
             .map_or((String::new(), String::new()), |(n, s)| (n.to_string(), format!("{s:.3}")));
+        let (bc, bo) = c
+            .batches
+            .map_or((String::new(), String::new()), |(c, o)| (c.to_string(), o.to_string()));
         let _ = writeln!(
             tsv,
-            "{}\t{}\t{}\t{}\t{}\t{:.3}\t{:.1}\t{:.4}\t{:.4}\t{:.4}\t{}\t{}\t{}\t{:.2}\t{sw}\t{ss}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{:.3}\t{:.1}\t{:.4}\t{:.4}\t{:.4}\t{}\t{}\t{}\t{:.2}\t{sw}\t{ss}\t{}\t{bc}\t{bo}",
             c.workload,
             c.kind.name(),
             c.procs,
+            c.threads,
             c.sessions,
             c.requests,
             c.secs,
@@ -89,25 +105,25 @@ pub fn write_all(o: &Opts, cells: &[Cell]) -> R<()> {
             c.conflicts,
             c.cpu_ms,
             c.hwm_kb,
-            c.busy
+            c.busy,
+            c.writes
         );
     }
     std::fs::write(o.out.join("results.tsv"), tsv)?;
 
-    let procs = &o.procs;
     for w in ["read", "web", "write", "churn"] {
         if !cells.iter().any(|c| c.workload == w) {
             continue;
         }
         let _ = writeln!(md, "#### `{w}`\n");
-        md.push_str("| P | system | requests/s | p50 ms | p99 ms | max ms | CPU µs/request | conflicts | sessiondb-multi ÷ this |\n|---|---|---|---|---|---|---|---|---|\n");
-        for &p in procs {
+        md.push_str("| P | T | system | requests/s | p50 ms | p99 ms | max ms | CPU µs/request | conflicts | mean batch | writes per commit | sessiondb-multi ÷ this |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for &(p, t) in &o.cells {
             for k in crate::systems::ALL {
-                let Some(c) = find(cells, w, k, p) else { continue };
-                let r = find(cells, w, Kind::Multi, p).map(|s| s.rps() / c.rps());
+                let Some(c) = find(cells, w, k, (p, t)) else { continue };
+                let r = find(cells, w, Kind::Multi, (p, t)).map(|s| s.rps() / c.rps());
                 let _ = writeln!(
                     md,
-                    "| {p} | {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+                    "| {p} | {t} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |",
                     k.name(),
                     fmt_rps(c.rps()),
                     fmt_ms(ms(c.hist.quantile(0.5))),
@@ -115,6 +131,8 @@ pub fn write_all(o: &Opts, cells: &[Cell]) -> R<()> {
                     fmt_ms(ms(c.hist.max_ns)),
                     c.cpu_ms as f64 * 1000.0 / c.requests.max(1) as f64,
                     c.conflicts,
+                    opt2(c.mean_batch()),
+                    opt2(c.writes_per_commit()),
                     ratio_cell(k, r)
                 );
             }
@@ -126,10 +144,11 @@ pub fn write_all(o: &Opts, cells: &[Cell]) -> R<()> {
             "#### `cgi` (one fresh process per request: open, load, save a new state, exit)\n\n",
         );
         md.push_str("| P (concurrent) | system | requests/s | mean ms/request | p50 ms | p99 ms | this ÷ sessiondb-multi (cost) |\n|---|---|---|---|---|---|---|\n");
-        for &p in procs {
+        for &p in &o.cgi_procs {
             for k in crate::systems::ALL {
-                let Some(c) = find(cells, "cgi", k, p) else { continue };
-                let r = find(cells, "cgi", Kind::Multi, p).map(|s| cgi_cost(c) / cgi_cost(s));
+                let Some(c) = find(cells, "cgi", k, cgi_pt(p)) else { continue };
+                let r =
+                    find(cells, "cgi", Kind::Multi, cgi_pt(p)).map(|s| cgi_cost(c) / cgi_cost(s));
                 let _ = writeln!(
                     md,
                     "| {p} | {} | {} | {} | {} | {} | {} |",
@@ -146,14 +165,14 @@ pub fn write_all(o: &Opts, cells: &[Cell]) -> R<()> {
     }
     if cells.iter().any(|c| c.workload == "sweep") {
         md.push_str("#### `sweep` (remove the expired sessions while `web` runs)\n\n");
-        md.push_str("| P (web workers) | system | removed | sweep s | removed/s | web requests/s | web p99 ms | worst web request ms |\n|---|---|---|---|---|---|---|---|\n");
-        for &p in procs {
+        md.push_str("| P (web workers) | T | system | removed | sweep s | removed/s | web requests/s | web p99 ms | worst web request ms |\n|---|---|---|---|---|---|---|---|---|\n");
+        for &(p, t) in &o.sweep_cells {
             for k in crate::systems::ALL {
-                let Some(c) = find(cells, "sweep", k, p) else { continue };
+                let Some(c) = find(cells, "sweep", k, (p, t)) else { continue };
                 let (n, s) = c.swept.unwrap_or((0, f64::NAN));
                 let _ = writeln!(
                     md,
-                    "| {p} | {} | {n} | {s:.2} | {:.0} | {} | {} | {} |",
+                    "| {p} | {t} | {} | {n} | {s:.2} | {:.0} | {} | {} | {} |",
                     k.name(),
                     n as f64 / s,
                     fmt_rps(c.rps()),
@@ -172,17 +191,14 @@ pub fn write_all(o: &Opts, cells: &[Cell]) -> R<()> {
             "#### Scale: sessiondb-multi at {} and {} sessions (cells run next to each other)\n",
             o.sessions, big
         );
-        md.push_str("| workload | P | requests/s small | requests/s big | big ÷ small | p99 ms small | p99 ms big | peak RSS small (MiB) | peak RSS big (MiB) |\n|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("| workload | P | T | requests/s small | requests/s big | big ÷ small | p99 ms small | p99 ms big | peak RSS small (MiB) | peak RSS big (MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n");
         for w in ["scale-read", "scale-web"] {
-            for &p in procs {
-                let a = scale
-                    .iter()
-                    .find(|c| c.workload == w && c.procs == p && c.sessions == o.sessions);
-                let b = scale.iter().find(|c| c.workload == w && c.procs == p && c.sessions == big);
+            for &(p, t) in &o.scale_cells {
+                let (a, b) = scale_pair(cells, o, w, (p, t));
                 if let (Some(a), Some(b)) = (a, b) {
                     let _ = writeln!(
                         md,
-                        "| `{}` | {p} | {} | {} | {:.2} | {} | {} | {:.1} | {:.1} |",
+                        "| `{}` | {p} | {t} | {} | {} | {:.2} | {} | {} | {:.1} | {:.1} |",
                         &w[6..],
                         fmt_rps(a.rps()),
                         fmt_rps(b.rps()),
@@ -198,7 +214,8 @@ pub fn write_all(o: &Opts, cells: &[Cell]) -> R<()> {
         md.push('\n');
     }
     md.push_str(&floor_section(o, cells));
-    md.push_str(&targets(o, cells));
+    md.push_str(&crate::targets::issue17(o, cells));
+    md.push_str(&crate::targets::issue6(o, cells));
     std::fs::write(o.out.join("results.md"), &md)?;
     std::fs::write(o.out.join("compare.svg"), svg(o, cells))?;
     print!("{md}");
@@ -207,25 +224,24 @@ pub fn write_all(o: &Opts, cells: &[Cell]) -> R<()> {
 
 /// The floor cells (`floor.rs`): redb `MultiWriter` alone.
 fn floor_section(o: &Opts, cells: &[Cell]) -> String {
-    let procs = &o.procs;
     let mut md = String::new();
     if !cells.iter().any(|c| c.kind == Kind::Floor) {
         return md;
     }
     md.push_str("#### redb floor: redb 4.5 `MultiWriter` alone, nothing else (`src/floor.rs`)\n\n");
     md.push_str("Writes: each latency is one commit. `floor-web`: requests/s and the latency of a request (a read, and on 30% of them a save).\n\n");
-    md.push_str("| P | cell | rows per commit | rows/s (`floor-web`: requests/s) | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|\n");
-    for &p in procs {
+    md.push_str("| P | T | cell | rows per commit | rows/s (`floor-web`: requests/s) | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|---|\n");
+    for &(p, t) in &o.cells {
         for name in ["floor-write", "floor-write-xp", "floor-web"] {
-            let Some(c) = find(cells, name, Kind::Floor, p) else { continue };
+            let Some(c) = find(cells, name, Kind::Floor, (p, t)) else { continue };
             let k = match name {
-                "floor-write" => o.threads.to_string(),
-                "floor-write-xp" => (p * o.threads).to_string(),
-                _ => format!("≤ {} (group commit)", o.threads),
+                "floor-write" => t.to_string(),
+                "floor-write-xp" => format!("{} (one process)", p * t),
+                _ => format!("≤ {t} (group commit)"),
             };
             let _ = writeln!(
                 md,
-                "| {p} | `{name}` | {k} | {} | {} | {} | {} |",
+                "| {p} | {t} | `{name}` | {k} | {} | {} | {} | {} |",
                 fmt_rps(c.rps()),
                 fmt_ms(ms(c.hist.quantile(0.5))),
                 fmt_ms(ms(c.hist.quantile(0.99))),
@@ -234,9 +250,9 @@ fn floor_section(o: &Opts, cells: &[Cell]) -> String {
         }
     }
     md.push_str("\n| P (concurrent) | cell | requests/s | mean ms/request | p50 ms | p99 ms |\n|---|---|---|---|---|---|\n");
-    for &p in procs {
+    for &p in &o.cgi_procs {
         for name in ["floor-cgi", "floor-cgi-noclose"] {
-            let Some(c) = find(cells, name, Kind::Floor, p) else { continue };
+            let Some(c) = find(cells, name, Kind::Floor, cgi_pt(p)) else { continue };
             let _ = writeln!(
                 md,
                 "| {p} | `{name}` | {} | {} | {} | {} |",
@@ -264,189 +280,23 @@ fn floor_section(o: &Opts, cells: &[Cell]) -> String {
     md
 }
 
-/// The redb floor's bounds on a ratio target (`floor.rs`).
-struct Bound {
-    /// The ratio that redb's part of the work alone reaches: no store on redb `MultiWriter`
-    /// can do better. For `web`: every commit full (K = T) and loads free.
-    strict: f64,
-    /// `web`: the ratio of `floor-web`, bare redb with a minimal group commit.
-    bare: Option<f64>,
-    /// P > 1: the strict bound if one commit could hold the saves of all processes.
-    shared: Option<f64>,
-}
-
-/// `None` where the floor says nothing (`read`) or was not run.
-fn floor_bound(cells: &[Cell], w: &str, base: Kind, p: usize) -> Option<Bound> {
-    let b = find(cells, w, base, p)?.rps();
-    let rows = |name: &str| find(cells, name, Kind::Floor, p).map(Cell::rps);
-    // A `web` request saves with probability WEB_SAVE: R saves/s allow R / WEB_SAVE requests/s.
-    let share = if w == "web" { crate::WEB_SAVE } else { 1.0 };
-    let strict = |r: f64| r / share / b;
-    match w {
-        "web" | "write" => Some(Bound {
-            strict: strict(rows("floor-write")?),
-            bare: if w == "web" { rows("floor-web").map(|r| r / b) } else { None },
-            shared: rows("floor-write-xp").map(strict),
-        }),
-        "cgi" => {
-            let base = find(cells, w, base, p)?;
-            let c = find(cells, "floor-cgi-noclose", Kind::Floor, p)?;
-            Some(Bound { strict: cgi_cost(base) / cgi_cost(c), bare: None, shared: None })
-        }
-        _ => None,
-    }
-}
-
-/// The fastest floor sweep, among those whose longest commit is within `max_ms` if given:
-/// (removed/s, batch, longest commit in ms).
-fn floor_sweep(cells: &[Cell], max_ms: Option<f64>) -> Option<(f64, String, f64)> {
-    cells
-        .iter()
-        .filter(|c| c.workload.starts_with("floor-sweep-"))
-        .filter(|c| max_ms.is_none_or(|m| ms(c.hist.max_ns) <= m))
-        .map(|c| (c.rps(), c.workload["floor-sweep-".len()..].to_string(), ms(c.hist.max_ns)))
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-}
-
-/// The floor column of the targets table, and what the floor says of the target: above the
-/// strict bound (out of reach on redb), or above what bare redb with group commit reached.
-fn bound_text(min: f64, bound: Option<Bound>) -> (String, &'static str) {
-    let Some(b) = bound else { return ("—".into(), "") };
-    let mut text = format!("≤ {:.2}×", b.strict);
-    if let Some(bare) = b.bare {
-        text = format!("{bare:.2}× bare redb with group commit; {text} with loads free");
-    }
-    if let Some(x) = b.shared {
-        let _ = write!(text, "; one commit for all processes: ≤ {x:.2}×");
-    }
-    let verdict = if b.strict < min && b.shared.is_some_and(|x| x >= min) {
-        "above the per-process floor"
-    } else if b.strict < min {
-        "above the floor"
-    } else if b.bare.is_some_and(|r| r < min) {
-        "above bare redb"
-    } else {
-        ""
-    };
-    (text, verdict)
-}
-
-fn targets(o: &Opts, cells: &[Cell]) -> String {
-    // (target, measured, met, redb floor's bounds, what they say of the target)
-    let mut rows: Vec<(String, String, bool, String, &str)> = Vec::new();
-    let mut ratio_target = |w: &str, base: Kind, min: f64| {
-        for &p in &o.procs {
-            if let Some(r) = ratio(cells, w, base, p) {
-                let (bound, above) = bound_text(min, floor_bound(cells, w, base, p));
-                rows.push((
-                    format!("`{w}` P={p}: sessiondb-multi ≥ {min}× {}", base.name()),
-                    format!("{r:.2}×"),
-                    r >= min,
-                    bound,
-                    above,
-                ));
-            }
-        }
-    };
-    ratio_target("web", Kind::Tower, 2.0);
-    ratio_target("web", Kind::SqlFull, 1.5);
-    ratio_target("read", Kind::Tower, 2.0);
-    ratio_target("read", Kind::SqlFull, 1.0);
-    ratio_target("write", Kind::SqlFull, 1.5);
-    ratio_target("cgi", Kind::SqlFull, 1.0);
-    // The rate target alone is out of reach if no batch size reached it, however long its
-    // commits; the best rate within the latency target is shown beside.
-    let (fastest, within) = (floor_sweep(cells, None), floor_sweep(cells, Some(50.0)));
-    for &p in &o.procs {
-        if let Some(c) = find(cells, "sweep", Kind::Multi, p) {
-            let (n, s) = c.swept.unwrap_or((0, f64::NAN));
-            let rate = n as f64 / s;
-            let (bound, above) = match &fastest {
-                Some((r, batch, longest)) => {
-                    let above = if *r < 100_000.0 { "above the floor" } else { "" };
-                    let within = within.as_ref().map_or_else(
-                        || "no batch size kept its commits within 50 ms".to_string(),
-                        |(w, b, _)| {
-                            format!("≤ {w:.0}/s with commits within 50 ms (batches of {b})")
-                        },
-                    );
-                    let text = format!(
-                        "≤ {r:.0}/s (batches of {batch}, commits up to {longest:.0} ms); {within}"
-                    );
-                    (text, above)
-                }
-                None => ("—".into(), ""),
-            };
-            rows.push((
-                format!("`sweep` P={p}: ≥ 100k removed/s"),
-                format!("{rate:.0}/s"),
-                rate >= 100_000.0,
-                bound,
-                above,
-            ));
-            let worst = ms(c.hist.max_ns);
-            rows.push((
-                format!("`sweep` P={p}: worst `web` request ≤ 50 ms"),
-                format!("{worst:.1} ms"),
-                worst <= 50.0,
-                "—".into(),
-                "",
-            ));
-        }
-    }
-    let scale: Vec<&Cell> = cells.iter().filter(|c| c.workload.starts_with("scale-")).collect();
-    let big = scale.iter().map(|c| c.sessions).max().unwrap_or(0);
-    for w in ["scale-read", "scale-web"] {
-        for &p in &o.procs {
-            let a =
-                scale.iter().find(|c| c.workload == w && c.procs == p && c.sessions == o.sessions);
-            let b = scale.iter().find(|c| c.workload == w && c.procs == p && c.sessions == big);
-            if let (Some(a), Some(b)) = (a, b) {
-                let r = b.rps() / a.rps();
-                rows.push((
-                    format!("`{}` P={p}: {big} within 25% of {}", &w[6..], o.sessions),
-                    format!("{r:.2}"),
-                    r >= 0.75,
-                    "—".into(),
-                    "",
-                ));
-            }
-        }
-    }
-    if let Some(hwm) = scale.iter().filter(|c| c.sessions == big).map(|c| c.hwm_kb).max() {
-        let mib = hwm as f64 / 1024.0;
-        rows.push((
-            format!("peak RSS per worker at {big} sessions ≤ 64 MiB"),
-            format!("{mib:.1} MiB"),
-            mib <= 64.0,
-            "—".into(),
-            "",
-        ));
-    }
-    let mut s = String::from(
-        "#### Targets (issue 6)\n\n\"redb floor\": the most any store on redb `MultiWriter` could \
-         reach in this run (`floor.rs`). \"above the floor\": the target is out of reach for any \
-         store on redb; \"above the per-process floor\": out of reach unless one commit holds \
-         the writes of several processes; \"above bare redb\": above what redb alone, with a \
-         group commit, reached (not a bound).\n\n\
-         | target | measured | met | redb floor | |\n|---|---|---|---|---|\n",
-    );
-    for (t, m, ok, bound, above) in rows {
-        let met = if ok { "yes" } else { "**no**" };
-        let _ = writeln!(s, "| {t} | {m} | {met} | {bound} | {above} |");
-    }
-    s.push('\n');
-    s
-}
-
 /// Grouped bars of sessiondb-multi ÷ each baseline, per workload and P, on a log scale.
 fn svg(o: &Opts, cells: &[Cell]) -> String {
     let workloads: Vec<&str> = ["read", "web", "write", "churn", "cgi"]
         .into_iter()
         .filter(|w| cells.iter().any(|c| c.workload == *w))
         .collect();
-    let groups: Vec<(&str, usize)> =
-        workloads.iter().flat_map(|w| o.procs.iter().map(move |p| (*w, *p))).collect();
+    let groups: Vec<(&str, PxT)> = workloads
+        .iter()
+        .flat_map(|w| {
+            let pts: Vec<PxT> = if *w == "cgi" {
+                o.cgi_procs.iter().map(|&p| cgi_pt(p)).collect()
+            } else {
+                o.cells.clone()
+            };
+            pts.into_iter().map(move |pt| (*w, pt))
+        })
+        .collect();
     let (lo, hi) = (0.125f64, 64.0f64);
     let (left, top, plot_h, bar_w, gap, wl_gap) = (60.0, 50.0, 300.0, 9.0, 8.0, 18.0);
     let group_w = bar_w * 3.0 + gap;
@@ -519,19 +369,21 @@ fn svg(o: &Opts, cells: &[Cell]) -> String {
                 let (ytop, h) = if y1 < y0 { (y1, y0 - y1) } else { (y0, y1 - y0) };
                 let _ = writeln!(
                     s,
-                    r#"<rect x="{:.1}" y="{ytop:.1}" width="{bar_w}" height="{:.1}" fill="{}"><title>{w} P={p} vs {}: {v:.2}×</title></rect>"#,
+                    r#"<rect x="{:.1}" y="{ytop:.1}" width="{bar_w}" height="{:.1}" fill="{}"><title>{w} P×T={} vs {}: {v:.2}×</title></rect>"#,
                     x + bi as f64 * bar_w,
                     h.max(0.5),
                     colors[bi],
+                    pxt(*p),
                     base.name()
                 );
             }
         }
         let _ = writeln!(
             s,
-            r#"<text x="{:.1}" y="{:.0}" text-anchor="middle">P={p}</text>"#,
+            r#"<text x="{:.1}" y="{:.0}" text-anchor="middle">{}</text>"#,
             x + bar_w * 1.5,
-            top + plot_h + 16.0
+            top + plot_h + 16.0,
+            if *w == "cgi" { format!("P={}", p.0) } else { pxt(*p) }
         );
         x += group_w;
     }
@@ -545,9 +397,8 @@ fn svg(o: &Opts, cells: &[Cell]) -> String {
     }
     let _ = writeln!(
         s,
-        r#"<text x="{left}" y="{:.0}" fill="gray">P worker processes × {} threads, {} sessions of {} B, {} s per cell; BENCHMARKS.md has the numbers and the machine.</text>"#,
+        r#"<text x="{left}" y="{:.0}" fill="gray">P×T: P worker processes of T threads (cgi: P concurrent requests), {} sessions of {} B, {} s per cell; BENCHMARKS.md has the numbers and the machine.</text>"#,
         height - 10.0,
-        o.threads,
         o.sessions,
         crate::DATA,
         o.secs
@@ -559,4 +410,22 @@ fn svg(o: &Opts, cells: &[Cell]) -> String {
 /// The ratio column: `—` in sessiondb-multi's own row, `?` when its cell is missing.
 fn ratio_cell(k: Kind, r: Option<f64>) -> String {
     if k == Kind::Multi { "—".into() } else { r.map_or("?".into(), |r| format!("{r:.2}×")) }
+}
+
+/// The scale cells of workload `w` (`scale-read`, `scale-web`) at `pt`: at `o.sessions`
+/// sessions and at the most sessions run.
+pub(crate) fn scale_pair<'a>(
+    cells: &'a [Cell],
+    o: &Opts,
+    w: &str,
+    pt: PxT,
+) -> (Option<&'a Cell>, Option<&'a Cell>) {
+    let at = |n: usize| cells.iter().find(|c| c.workload == w && c.pxt() == pt && c.sessions == n);
+    let big = cells
+        .iter()
+        .filter(|c| c.workload.starts_with("scale-"))
+        .map(|c| c.sessions)
+        .max()
+        .unwrap_or(0);
+    (at(o.sessions), at(big))
 }

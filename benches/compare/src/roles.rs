@@ -40,6 +40,7 @@ pub fn hwm_kb() -> u64 {
         .unwrap_or(0)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn one_request(
     sys: &dyn System,
     workload: &str,
@@ -48,6 +49,7 @@ fn one_request(
     data: &[u8],
     h: &mut Hist,
     conflicts: &mut u64,
+    writes: &mut u64,
 ) -> R<u64> {
     let mut timed = |f: &mut dyn FnMut() -> R<bool>| -> R<()> {
         let t = Instant::now();
@@ -67,6 +69,7 @@ fn one_request(
                 _ => rng.random_bool(WEB_SAVE),
             };
             timed(&mut || sys.request(&k, save.then_some(data)))?;
+            *writes += u64::from(save);
             Ok(1)
         }
         "churn" => {
@@ -81,6 +84,8 @@ fn one_request(
             timed(&mut || sys.request(&k, Some(data)))?;
             timed(&mut || sys.request(&k, None))?;
             timed(&mut || sys.delete(&k).map(|()| true))?;
+            // The create, the save and the delete.
+            *writes += 3;
             Ok(5)
         }
         other => Err(format!("unknown workload {other}").into()),
@@ -127,18 +132,19 @@ pub fn worker(sweeper: bool) -> R<()> {
     let workload = if inproc_sweep { "web".to_string() } else { workload };
     let data = vec![b'd'; DATA];
     let mut swept = None;
-    let per_thread: Vec<R<(u64, u64, Hist)>> = std::thread::scope(|s| {
+    let per_thread: Vec<R<(u64, u64, u64, Hist)>> = std::thread::scope(|s| {
         let mut hs = Vec::new();
         for t in 0..threads {
             let (sys, keys, data, stop, workload) = (&*sys, &keys, &data, &stop, &workload);
-            hs.push(s.spawn(move || -> R<(u64, u64, Hist)> {
+            hs.push(s.spawn(move || -> R<(u64, u64, u64, Hist)> {
                 let mut rng = SmallRng::seed_from_u64(seed * 1000 + t as u64);
                 let mut h = Hist::new();
-                let (mut n, mut conflicts) = (0, 0);
+                let (mut n, mut conflicts, mut writes) = (0, 0, 0);
                 while !stop.load(Ordering::Relaxed) {
-                    n += one_request(sys, workload, keys, &mut rng, data, &mut h, &mut conflicts)?;
+                    let (c, w) = (&mut conflicts, &mut writes);
+                    n += one_request(sys, workload, keys, &mut rng, data, &mut h, c, w)?;
                 }
-                Ok((n, conflicts, h))
+                Ok((n, conflicts, writes, h))
             }));
         }
         // SingleProcess `sweep`: one process only, so the sweep runs here, in one more thread,
@@ -159,11 +165,12 @@ pub fn worker(sweeper: bool) -> R<()> {
     });
     let secs = start.elapsed().as_secs_f64();
     let mut hist = Hist::new();
-    let (mut n, mut c) = (0, 0);
+    let (mut n, mut c, mut writes) = (0, 0, 0);
     for r in per_thread {
-        let (a, b, h) = r?;
+        let (a, b, w, h) = r?;
         n += a;
         c += b;
+        writes += w;
         hist.merge(&h);
     }
     let swept = match swept {
@@ -177,8 +184,9 @@ pub fn worker(sweeper: bool) -> R<()> {
     if !diag.is_empty() {
         eprintln!("{} {workload}: {diag}", kind.name());
     }
+    let batches = sys.batches().map_or(String::new(), |(c, ops)| format!(" batches={c}/{ops}"));
     println!(
-        "result requests={n} conflicts={c} secs={secs:.4} cpu_ms={} hwm_kb={} hist={}{swept}",
+        "result requests={n} conflicts={c} secs={secs:.4} cpu_ms={} hwm_kb={} writes={writes} hist={}{swept}{batches}",
         own_cpu_ms() - cpu0,
         hwm_kb(),
         hist.encode()

@@ -97,6 +97,10 @@ pub trait System: Sync {
     fn diagnostics(&self) -> String {
         String::new()
     }
+    /// sessiondb: its group commit's `commits` and `operations` since it was opened.
+    fn batches(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 pub fn now_ms() -> u64 {
@@ -168,6 +172,10 @@ impl System for Sdb {
     fn diagnostics(&self) -> String {
         let b = self.store.stats().batches;
         format!("commits={} mean_batch={:.2} largest={}", b.commits, b.mean(), b.largest)
+    }
+    fn batches(&self) -> Option<(u64, u64)> {
+        let b = self.store.stats().batches;
+        Some((b.commits, b.operations))
     }
 }
 
