@@ -191,10 +191,10 @@ fn a_late_index_entry_and_an_orphan_state_are_reported() -> Result<(), Error> {
         let remove_at = raw::get_field(&bytes, 3);
         raw::set_field(&mut bytes, 4, remove_at + 1);
         sessions.insert(raw::record(&f.bob), bytes.as_slice()).unwrap();
-        // An orphan: a state of a session that has no record.
-        sessions
-            .insert((b"OrphanOrphanOrphanOrphanOrphan00".as_slice(), 3), b"x".as_slice())
-            .unwrap();
+        // An orphan: a (well-formed) state of a session that has no record.
+        let state = sessions.get((bob, 0)).unwrap().unwrap().value().to_vec();
+        let orphan: &[u8] = b"OrphanOrphanOrphanOrphanOrphan00";
+        sessions.insert((orphan, 3), state.as_slice()).unwrap();
         let mut expiry = txn.open_table(raw::EXPIRY).unwrap();
         expiry.remove((indexed - 1000, bob)).unwrap();
         expiry.insert((remove_at + 1, bob), ()).unwrap();
