@@ -174,3 +174,35 @@ fn the_cap_counts_sessions_not_their_states() -> Result<(), Error> {
     assert_eq!(store.sessions().count(), 3, "the listing shows records, not states");
     Ok(())
 }
+
+/// The documented bound: one eviction re-indexes at most 64 early entries; past them it evicts
+/// the first by indexed time, here a session used since it was filed (docs/format.md,
+/// "Eviction order").
+#[test]
+fn eviction_reindexes_at_most_64_entries_then_goes_by_indexed_time() -> Result<(), Error> {
+    let db = temp_db();
+    let clock = ManualClock::new(T0);
+    let store = builder(&db.path, &clock)
+        .max_sessions(Some(70))
+        .cap_policy(CapPolicy::EvictOldest)
+        .open()?;
+    let made: Vec<_> = (0..70u64)
+        .map(|n| {
+            clock.set(T0 + n);
+            store.create(b"", b"")
+        })
+        .collect::<Result<_, _>>()?;
+    // The first 66 are used at T0 + 1 s: their entries (T0 + 15 s + n) are now early.
+    clock.set(T0 + SEC);
+    for c in &made[..66] {
+        store.touch(&c.id, &c.token)?;
+    }
+    store.create(b"", b"")?;
+    let gone: Vec<usize> = (0..70).filter(|&n| !store.exists(&made[n].id).unwrap()).collect();
+    assert_eq!(gone, [64], "64 re-indexed, then the 65th evicted by its indexed time");
+    let kept = filed(&store, &made[65].id);
+    assert_eq!(kept, (T0 + 16 * SEC, T0 + 15 * SEC + 65), "not reached: still early");
+    assert_eq!(filed(&store, &made[0].id), (T0 + 16 * SEC, T0 + 16 * SEC), "re-indexed");
+    assert!(store.verify()?.is_clean(), "{:?}", store.verify()?.problems);
+    Ok(())
+}

@@ -227,8 +227,11 @@ impl Core {
                 let (i, s) = first.0.value();
                 (i, s.to_vec())
             };
+            // Evicted if filed exactly (or late), already due, or the re-index budget is spent.
             let exhausted = reindexed >= MAX_EVICTION_REINDEX;
-            let settled = settle(t, (indexed, &sid), |rec| exhausted || rec.remove_at <= indexed)?;
+            let evict =
+                |rec: &SessionRecord| exhausted || rec.remove_at <= indexed || rec.remove_at <= now;
+            let settled = settle(t, (indexed, &sid), evict)?;
             reindexed += usize::from(matches!(settled, Settled::Reindexed));
         }
         Ok(None)
