@@ -29,6 +29,8 @@
 //! array of the JSON document, and the dump goes on) or the `--session` is not in the file; 2
 //! when the file cannot be used at all (missing, not a sessiondb file, another format version,
 //! damaged past opening) or the arguments are wrong. It never panics, whatever the file holds.
+//! A file of format 1 (written by sessiondb before format 2) is named as such: this build
+//! reads format 2 only.
 
 #![warn(clippy::pedantic)]
 
@@ -82,6 +84,13 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(Fail::File(path, err)) => {
+            if let sessiondb::Error::UnsupportedFormat { found: 1, expected } = err {
+                eprintln!(
+                    "dump: {}: format 1 (sessiondb before format 2): this build reads format \
+                     {expected} only",
+                    path.display()
+                );
+            }
             eprintln!("dump: {}: {err}", path.display());
             let mut source = err.source();
             while let Some(cause) = source {
@@ -188,13 +197,6 @@ fn try_main() -> Result<u64, Fail> {
             let info = store.info().map_err(unusable)?;
             let ages = ages(&store, dump.now);
             dump.header(&args.path, &info, &ages)?;
-            if info.expiry_entries != info.sessions {
-                let msg = format!(
-                    "the expiry index has {} entries for {} sessions",
-                    info.expiry_entries, info.sessions
-                );
-                dump.problem(msg)?;
-            }
             if mode == Mode::All {
                 for item in store.sessions() {
                     match item {

@@ -75,7 +75,9 @@ pub enum Error {
         /// The record's key, printable.
         key: String,
     },
-    /// The file is a sessiondb database of a format version this build cannot read.
+    /// The file is a sessiondb database of a format version this build cannot read. A file of
+    /// an earlier format (`found < expected`) was written by an earlier sessiondb: nothing
+    /// released reads both, so delete it to start afresh (its sessions are created again).
     UnsupportedFormat {
         /// The version found in the file.
         found: u32,
@@ -195,10 +197,17 @@ impl fmt::Display for Error {
                 f,
                 "corrupted record in table `{table}` at key {key}: delete the session or restore a backup"
             ),
+            Error::UnsupportedFormat { found, expected } if found < expected => write!(
+                f,
+                "unsupported file format version {found}: the file was written by an earlier \
+                 sessiondb, and this build reads format {expected} only (no released sessiondb \
+                 reads both): delete the file to start afresh; its sessions are lost and are \
+                 created again as users return"
+            ),
             Error::UnsupportedFormat { found, expected } => write!(
                 f,
                 "unsupported file format version {found} (this build reads {expected}): \
-                 use a matching sessiondb version or start a new file"
+                 the file was written by a newer sessiondb; use that version"
             ),
             Error::NotSessionDb { reason } => {
                 write!(f, "not a sessiondb file ({reason}): check the path or move the file aside")

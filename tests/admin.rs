@@ -46,7 +46,7 @@ fn inspect_and_info_describe_the_file() -> Result<(), Error> {
     assert_eq!(store.inspect(&c.id)?.unwrap().0.status.as_str(), "gone");
 
     let file = store.info()?;
-    assert_eq!(file.format_version, 1);
+    assert_eq!(file.format_version, 2);
     assert_eq!(file.created, T0);
     assert_eq!((file.sessions, file.states, file.expiry_entries), (1, 2, 1));
     assert!(file.file_size > 0);

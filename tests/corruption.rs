@@ -17,7 +17,7 @@ fn create_then_damage(
     let (s, _clock) = store(db);
     let c = s.create(session_data, state_data)?;
     drop(s);
-    damage_value(&db.path, raw::SESSIONS, c.id.as_str().as_bytes(), damage);
+    damage_value(&db.path, raw::SESSIONS, raw::record(&c.id), damage);
     Ok(c)
 }
 
@@ -33,10 +33,10 @@ fn a_flipped_byte_in_a_session_record_is_corrupted() -> Result<(), Error> {
         let rdb = redb::Database::open(&db.path).unwrap();
         let txn = rdb.begin_read().unwrap();
         let t = txn.open_table(raw::SESSIONS).unwrap();
-        t.get(victim.id.as_str().as_bytes()).unwrap().unwrap().value().len()
+        t.get(raw::record(&victim.id)).unwrap().unwrap().value().len()
     };
     for pos in 0..len {
-        damage_value(&db.path, raw::SESSIONS, victim.id.as_str().as_bytes(), |b| b[pos] ^= 0x40);
+        damage_value(&db.path, raw::SESSIONS, raw::record(&victim.id), |b| b[pos] ^= 0x40);
         let (s, _clock) = store(&db);
         let res = s.load(&victim.id, &victim.token);
         assert!(
@@ -46,7 +46,7 @@ fn a_flipped_byte_in_a_session_record_is_corrupted() -> Result<(), Error> {
         assert!(s.exists(&victim.id).is_err());
         assert_eq!(s.load(&bystander.id, &bystander.token)?.session_data, b"bystander");
         drop(s);
-        damage_value(&db.path, raw::SESSIONS, victim.id.as_str().as_bytes(), |b| b[pos] ^= 0x40);
+        damage_value(&db.path, raw::SESSIONS, raw::record(&victim.id), |b| b[pos] ^= 0x40);
     }
     let (s, _clock) = store(&db);
     assert_eq!(s.load(&victim.id, &victim.token)?.session_data, b"victim data");
@@ -72,7 +72,7 @@ fn a_damaged_state_record_is_corrupted() -> Result<(), Error> {
     let (s, _clock) = store(&db);
     let c = s.create(b"", b"state zero")?;
     drop(s);
-    damage_value(&db.path, raw::STATES, (c.id.as_str().as_bytes(), 0), |b| b.push(0));
+    damage_value(&db.path, raw::SESSIONS, (c.id.as_str().as_bytes(), 0), |b| b.push(0));
     let (s, _clock) = store(&db);
     let res = s.load(&c.id, &c.token);
     assert!(matches!(&res, Err(Error::Corrupted { table: "states", .. })), "{res:?}");
@@ -85,7 +85,7 @@ fn a_session_listing_reports_damaged_records_and_goes_on() {
     let (s, _clock) = store(&db);
     let made: Vec<_> = (0..5).map(|_| s.create(b"", b"").unwrap()).collect();
     drop(s);
-    damage_value(&db.path, raw::SESSIONS, made[2].id.as_str().as_bytes(), |b| b[0] = 99);
+    damage_value(&db.path, raw::SESSIONS, raw::record(&made[2].id), |b| b[0] = 99);
     let (s, _clock) = store(&db);
     let items: Vec<_> = s.sessions().collect();
     assert_eq!(items.len(), 5);
@@ -138,9 +138,30 @@ fn another_format_version_is_unsupported() {
             .unwrap();
     });
     let res = Store::open(&db.path);
-    assert!(matches!(res, Err(Error::UnsupportedFormat { found: 99, expected: 1 })), "{res:?}");
+    assert!(matches!(res, Err(Error::UnsupportedFormat { found: 99, expected: 2 })), "{res:?}");
     let msg = res.unwrap_err().to_string();
-    assert!(msg.contains("99") && msg.contains("sessiondb version"), "{msg}");
+    assert!(msg.contains("99") && msg.contains("newer sessiondb"), "{msg}");
+}
+
+/// A file of format 1 (sessiondb before format 2: records and states in separate tables, the
+/// expiry index keyed by removal time and last access), written here with redb alone, is
+/// refused with a typed error that says what to do, read-write and read-only, and left as it
+/// was.
+#[test]
+fn a_format_1_file_is_refused_with_what_to_do() {
+    let db = temp_db();
+    common::write_format_1(&db.path);
+    for read_only in [false, true] {
+        let res = Store::builder(&db.path).read_only(read_only).open();
+        assert!(matches!(res, Err(Error::UnsupportedFormat { found: 1, expected: 2 })), "{res:?}");
+        let msg = res.unwrap_err().to_string();
+        assert!(msg.contains("earlier sessiondb") && msg.contains("delete the file"), "{msg}");
+    }
+    let rdb = redb::Database::open(&db.path).unwrap();
+    let txn = rdb.begin_read().unwrap();
+    let format =
+        txn.open_table(raw::META).unwrap().get("format").unwrap().unwrap().value().to_vec();
+    assert_eq!(format, 1u32.to_le_bytes(), "the file is left as it was");
 }
 
 #[test]
@@ -167,16 +188,6 @@ fn read_only_store_refuses_writes() -> Result<(), Error> {
     Ok(())
 }
 
-/// Sets the u64 field at `field` (0 = created, 4 = version, 5 = `latest_state`, 6 = `oldest_state`:
-/// the order of docs/format.md) of a session record and recomputes its crc, as a writer that
-/// knows the format would: the record stays well-formed, only its values are hostile.
-fn craft_field(bytes: &mut [u8], field: usize, value: u64) {
-    let at = 5 + field * 8;
-    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
-    let crc = crc32fast::hash(&[&bytes[..1], &bytes[5..]].concat());
-    bytes[1..5].copy_from_slice(&crc.to_le_bytes());
-}
-
 #[test]
 fn the_documented_layout_matches_the_file() -> Result<(), Error> {
     let db = temp_db();
@@ -187,22 +198,29 @@ fn the_documented_layout_matches_the_file() -> Result<(), Error> {
     let rdb = redb::Database::open(&db.path).unwrap();
     let txn = rdb.begin_read().unwrap();
     let t = txn.open_table(raw::SESSIONS).unwrap();
-    let bytes = t.get(c.id.as_str().as_bytes()).unwrap().unwrap().value().to_vec();
-    let field = |i: usize| u64::from_le_bytes(bytes[5 + i * 8..13 + i * 8].try_into().unwrap());
-    assert_eq!(bytes[0], 1, "format byte");
+    let bytes = t.get(raw::record(&c.id)).unwrap().unwrap().value().to_vec();
+    let field = |i: usize| raw::get_field(&bytes, i);
+    assert_eq!(bytes[0], 1, "record format byte");
     assert_eq!(field(0), common::T0, "created");
     assert_eq!(field(3), common::T0 + 15_000, "remove_at: idle 10 s + grace 5 s");
-    assert_eq!((field(4), field(5), field(6)), (2, 1, 0), "version, latest, oldest");
+    assert_eq!(field(4), common::T0 + 15_000, "indexed: where the expiry entry is filed");
+    assert_eq!((field(5), field(6), field(7)), (2, 1, 0), "version, latest, oldest");
     // token hash (32), two empty options, then the data with its u64 length
-    assert_eq!(&bytes[5 + 56 + 32..], &[0, 0, 4, 0, 0, 0, 0, 0, 0, 0, b'd', b'a', b't', b'a']);
+    assert_eq!(&bytes[5 + 64 + 32..], &[0, 0, 4, 0, 0, 0, 0, 0, 0, 0, b'd', b'a', b't', b'a']);
+    // The states sort before the record, under the same id.
+    let id = c.id.as_str().as_bytes();
+    let keys: Vec<u64> =
+        t.range((id, 0)..=(id, u64::MAX)).unwrap().map(|e| e.unwrap().0.value().1).collect();
+    assert_eq!(keys, [0, 1, raw::RECORD]);
     Ok(())
 }
 
 #[test]
 fn hostile_counters_with_a_valid_crc_are_corrupted_not_overflowed() -> Result<(), Error> {
-    for (field, value) in [(5, u64::MAX), (4, u64::MAX)] {
+    // latest_state and version (docs/format.md).
+    for (field, value) in [(6, u64::MAX), (5, u64::MAX)] {
         let db = temp_db();
-        let c = create_then_damage(&db, b"", b"", |b| craft_field(b, field, value))?;
+        let c = create_then_damage(&db, b"", b"", |b| raw::set_field(b, field, value))?;
         let (s, _clock) = store(&db);
         assert!(matches!(s.load(&c.id, &c.token), Err(Error::Corrupted { .. })));
         let save = sessiondb::Save::new(c.version, b"", b"");
@@ -218,7 +236,7 @@ fn a_huge_gap_in_state_ids_is_evicted_by_range() -> Result<(), Error> {
     let db = temp_db();
     // The record claims states 0..=2^40 exist; only state 0 does. A one-by-one eviction would
     // spin for 2^40 iterations under the file's write lock. (max_states is 16.)
-    let c = create_then_damage(&db, b"", b"zero", |b| craft_field(b, 5, 1 << 40))?;
+    let c = create_then_damage(&db, b"", b"zero", |b| raw::set_field(b, 6, 1 << 40))?;
     let (s, _clock) = store(&db);
     let stored = s.store_state(&c.id, &c.token, sessiondb::Save::new(c.version, b"", b"new"))?;
     assert_eq!(stored.state_id, (1 << 40) + 1);
@@ -235,7 +253,7 @@ fn a_damaged_expired_session_is_swept_with_everything_it_owns() -> Result<(), Er
     let c = s.create(b"", b"")?;
     s.store_state(&c.id, &c.token, sessiondb::Save::new(c.version, b"", b""))?;
     drop(s);
-    damage_value(&db.path, raw::SESSIONS, c.id.as_str().as_bytes(), |b| b[20] ^= 1);
+    damage_value(&db.path, raw::SESSIONS, raw::record(&c.id), |b| b[20] ^= 1);
     let (s, _) = common::store_with_clock(&db, &clock);
     clock.advance(16_000);
     let report = s.cleanup()?;

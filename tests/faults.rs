@@ -362,9 +362,12 @@ fn a_full_disk_is_disk_full_and_recovers_when_space_returns() {
     assert!(matches!(err, Error::DiskFull(_)), "a full disk gave {err:?}");
     assert!(err.to_string().contains("disk full"), "{err}");
     assert!(!kept.is_empty());
-    // Still full: later writes fail with a typed error too, never a panic; reads answer.
+    // Still full: later writes fail with a typed error too, never a panic; reads answer. Each
+    // holds more than the disk's whole headroom, so none can fit: a create of `data` itself
+    // might, in pages the failed one left free (format 2 creates dirty fewer pages).
+    let big = vec![7u8; 512 << 10];
     for _ in 0..3 {
-        let again = store.create(&data, b"").unwrap_err();
+        let again = store.create(&big, b"").unwrap_err();
         assert!(matches!(again, Error::DiskFull(_)), "{again:?}");
     }
     assert_eq!(store.load(&kept[0].id, &kept[0].token).unwrap().session_data, data);

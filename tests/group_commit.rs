@@ -128,7 +128,7 @@ fn a_save_failing_part_way_is_taken_out_and_the_rest_of_its_batch_commits() {
     };
     // Session 2's record fails its checksum: its save fails with `Corrupted` while reading,
     // which (unlike a refusal) abandons the shared transaction.
-    let key = sessions[2].id.as_str().as_bytes();
+    let key = raw::record(&sessions[2].id);
     common::damage_value(&db.path, raw::SESSIONS, key, |bytes| {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;

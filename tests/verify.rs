@@ -57,14 +57,15 @@ fn has(report: &Verified, table: &str, key: &str, what: &str) {
     assert_eq!(report.problem_count, report.problems.len() as u64);
 }
 
-fn expiry_key_of(f: &Fixture, id: &SessionId) -> (u64, u64) {
+/// Where the `expiry` index has session `id` filed.
+fn expiry_key_of(f: &Fixture, id: &SessionId) -> u64 {
     let db = redb::Database::create(&f.db.path).unwrap();
     let txn = db.begin_read().unwrap();
     let t = txn.open_table(raw::EXPIRY).unwrap();
     let found = t.iter().unwrap().find_map(|e| {
         let (key, _) = e.unwrap();
-        let (r, l, sid) = key.value();
-        (sid == id.as_str().as_bytes()).then_some((r, l))
+        let (indexed, sid) = key.value();
+        (sid == id.as_str().as_bytes()).then_some(indexed)
     });
     found.expect("the session's expiry entry")
 }
@@ -83,8 +84,8 @@ fn a_consistent_file_is_clean_with_every_table_counted() -> Result<(), Error> {
 #[test]
 fn damaged_records_are_reported_with_table_and_key() -> Result<(), Error> {
     let f = fixture()?;
-    damage_value(&f.db.path, raw::SESSIONS, f.ann.as_str().as_bytes(), |b| b[8] ^= 0x40);
-    damage_value(&f.db.path, raw::STATES, (f.bob.as_str().as_bytes(), 0), |b| b.truncate(3));
+    damage_value(&f.db.path, raw::SESSIONS, raw::record(&f.ann), |b| b[8] ^= 0x40);
+    damage_value(&f.db.path, raw::SESSIONS, (f.bob.as_str().as_bytes(), 0), |b| b.truncate(3));
     damage_value(&f.db.path, raw::TOMBSTONES, f.rotated.as_str().as_bytes(), |b| b[0] = 9);
     let report = verify(&f);
     has(&report, "sessions", f.ann.as_str(), "checksum mismatch");
@@ -99,12 +100,12 @@ fn index_entries_without_their_session_are_reported() -> Result<(), Error> {
     let f = fixture()?;
     raw_write(&f.db.path, |txn| {
         let ghost: &[u8] = b"GhostGhostGhostGhostGhostGhost00";
-        txn.open_table(raw::EXPIRY).unwrap().insert((7, 7, ghost), ()).unwrap();
-        txn.open_table(raw::STATES).unwrap().insert((ghost, 0), b"x".as_slice()).unwrap();
+        txn.open_table(raw::EXPIRY).unwrap().insert((7, ghost), ()).unwrap();
+        txn.open_table(raw::SESSIONS).unwrap().insert((ghost, 0), b"x".as_slice()).unwrap();
         txn.open_table(raw::USERS).unwrap().insert((b"eve".as_slice(), ghost), ()).unwrap();
     });
     let report = verify(&f);
-    has(&report, "expiry", "7/7/GhostGhost", "points at no session");
+    has(&report, "expiry", "7/GhostGhost", "points at no session");
     has(&report, "states", "GhostGhost", "no session owns it");
     has(&report, "users", "eve/GhostGhost", "points at no session");
     Ok(())
@@ -113,11 +114,11 @@ fn index_entries_without_their_session_are_reported() -> Result<(), Error> {
 #[test]
 fn sessions_missing_their_index_entries_and_states_are_reported() -> Result<(), Error> {
     let f = fixture()?;
-    let (remove_at, last_access) = expiry_key_of(&f, &f.ann);
+    let indexed = expiry_key_of(&f, &f.ann);
     raw_write(&f.db.path, |txn| {
         let ann = f.ann.as_str().as_bytes();
-        txn.open_table(raw::EXPIRY).unwrap().remove((remove_at, last_access, ann)).unwrap();
-        txn.open_table(raw::STATES).unwrap().remove((ann, 1)).unwrap();
+        txn.open_table(raw::EXPIRY).unwrap().remove((indexed, ann)).unwrap();
+        txn.open_table(raw::SESSIONS).unwrap().remove((ann, 1)).unwrap();
         txn.open_table(raw::USERS)
             .unwrap()
             .remove((b"bob".as_slice(), f.bob.as_str().as_bytes()))
@@ -133,15 +134,15 @@ fn sessions_missing_their_index_entries_and_states_are_reported() -> Result<(), 
 #[test]
 fn entries_that_disagree_with_their_session_are_reported() -> Result<(), Error> {
     let f = fixture()?;
-    let (remove_at, last_access) = expiry_key_of(&f, &f.bob);
+    let indexed = expiry_key_of(&f, &f.bob);
     raw_write(&f.db.path, |txn| {
         let bob = f.bob.as_str().as_bytes();
         let mut expiry = txn.open_table(raw::EXPIRY).unwrap();
-        expiry.remove((remove_at, last_access, bob)).unwrap();
-        expiry.insert((remove_at + 1, last_access, bob), ()).unwrap();
+        expiry.remove((indexed, bob)).unwrap();
+        expiry.insert((indexed - 1, bob), ()).unwrap();
         // A state past the session's latest, a user entry under the wrong user, and a
         // tombstone for an id that is live.
-        txn.open_table(raw::STATES).unwrap().insert((bob, 5), b"x".as_slice()).unwrap();
+        txn.open_table(raw::SESSIONS).unwrap().insert((bob, 5), b"x".as_slice()).unwrap();
         txn.open_table(raw::USERS).unwrap().insert((b"ann".as_slice(), bob), ()).unwrap();
         let stone = txn
             .open_table(raw::TOMBSTONES)
@@ -154,10 +155,54 @@ fn entries_that_disagree_with_their_session_are_reported() -> Result<(), Error> 
         txn.open_table(raw::TOMBSTONES).unwrap().insert(bob, stone.as_slice()).unwrap();
     });
     let report = verify(&f);
-    has(&report, "expiry", f.bob.as_str(), "record says");
+    has(&report, "expiry", &format!("{}/{}", indexed - 1, f.bob), "record is filed at");
+    has(&report, "expiry", f.bob.as_str(), &format!("no entry at {indexed}"));
     has(&report, "states", &format!("{}/5", f.bob), "outside its session's range 0..=0");
     has(&report, "users", &format!("ann/{}", f.bob), "not filed under this user");
     has(&report, "tombstones", f.bob.as_str(), "also has a live session");
+    Ok(())
+}
+
+/// The lazy expiry index may file a session early, never late: a record (and its entry) filed
+/// after the session's removal time is reported, as is a state no session keeps. Without the
+/// late filing, the same file is clean.
+#[test]
+fn a_late_index_entry_and_an_orphan_state_are_reported() -> Result<(), Error> {
+    let f = fixture()?;
+    let indexed = expiry_key_of(&f, &f.bob);
+    let bob = f.bob.as_str().as_bytes();
+    // Filed early (as after a save that extended the session): clean.
+    raw_write(&f.db.path, |txn| {
+        let mut sessions = txn.open_table(raw::SESSIONS).unwrap();
+        let mut bytes = sessions.get(raw::record(&f.bob)).unwrap().unwrap().value().to_vec();
+        assert_eq!(raw::get_field(&bytes, 4), indexed, "the record says where it is filed");
+        raw::set_field(&mut bytes, 4, indexed - 1000);
+        sessions.insert(raw::record(&f.bob), bytes.as_slice()).unwrap();
+        let mut expiry = txn.open_table(raw::EXPIRY).unwrap();
+        expiry.remove((indexed, bob)).unwrap();
+        expiry.insert((indexed - 1000, bob), ()).unwrap();
+    });
+    let report = verify(&f);
+    assert!(report.is_clean(), "an early entry is allowed: {:#?}", report.problems);
+    // Filed late: the record and its entry agree, but after the removal time.
+    raw_write(&f.db.path, |txn| {
+        let mut sessions = txn.open_table(raw::SESSIONS).unwrap();
+        let mut bytes = sessions.get(raw::record(&f.bob)).unwrap().unwrap().value().to_vec();
+        let remove_at = raw::get_field(&bytes, 3);
+        raw::set_field(&mut bytes, 4, remove_at + 1);
+        sessions.insert(raw::record(&f.bob), bytes.as_slice()).unwrap();
+        // An orphan: a (well-formed) state of a session that has no record.
+        let state = sessions.get((bob, 0)).unwrap().unwrap().value().to_vec();
+        let orphan: &[u8] = b"OrphanOrphanOrphanOrphanOrphan00";
+        sessions.insert((orphan, 3), state.as_slice()).unwrap();
+        let mut expiry = txn.open_table(raw::EXPIRY).unwrap();
+        expiry.remove((indexed - 1000, bob)).unwrap();
+        expiry.insert((remove_at + 1, bob), ()).unwrap();
+    });
+    let report = verify(&f);
+    has(&report, "expiry", f.bob.as_str(), "filed late");
+    has(&report, "states", "OrphanOrphan", "no session owns it");
+    assert_eq!(report.problem_count, 2, "{:#?}", report.problems);
     Ok(())
 }
 
@@ -229,7 +274,7 @@ fn dump_verify_exit_status_is_clean_problems_or_unusable() -> Result<(), Error> 
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("verified: clean"), "{out}");
 
-    damage_value(&f.db.path, raw::SESSIONS, f.ann.as_str().as_bytes(), |b| b[8] ^= 1);
+    damage_value(&f.db.path, raw::SESSIONS, raw::record(&f.ann), |b| b[8] ^= 1);
     let (code, out, _) = dump(&["--verify"], &f.db.path);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(&format!("problem: sessions [{}]: checksum mismatch", f.ann)), "{out}");
@@ -304,4 +349,18 @@ fn verify_is_clean_while_processes_write() {
     }
     assert!(max_sessions > 0, "the writers wrote nothing in {runs} runs");
     eprintln!("{runs} verifications beside 2 writers, up to {max_sessions} sessions");
+}
+
+/// `dump` on a file of format 1 says what it is, and exits 2 (unusable), for every mode.
+#[test]
+fn dump_names_a_format_1_file_and_fails() {
+    let db = common::temp_db();
+    common::write_format_1(&db.path);
+    for args in [&[][..], &["--verify"], &["--json", "--summary"]] {
+        let (code, out, err) = dump(args, &db.path);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains("format 1 (sessiondb before format 2)"), "{err}");
+        assert!(err.contains("this build reads format 2 only"), "{err}");
+        assert!(err.contains("delete the file"), "{err}");
+    }
 }

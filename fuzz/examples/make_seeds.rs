@@ -25,8 +25,8 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use sessiondb::web::{CookieAttrs, SameSite, session_query, set_cookie, state_in_url};
 use sessiondb::{ManualClock, NewSession, Save, Sharing, Store};
 
-const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessiondb.sessions");
-const STATES: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("sessiondb.states");
+/// (id, `u64::MAX`) → session record; (id, n) → state n (format 2, docs/format.md).
+const SESSIONS: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("sessiondb.sessions");
 const TOMBSTONES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessiondb.tombstones");
 
 type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -144,10 +144,9 @@ fn records_seeds(stores: &[(String, PathBuf)]) -> Res {
         let db = redb::ReadOnlyDatabase::open(path)?;
         let txn = db.begin_read()?;
         for entry in txn.open_table(SESSIONS)?.iter()? {
-            put("session", entry?.1.value())?;
-        }
-        for entry in txn.open_table(STATES)?.iter()? {
-            put("state", entry?.1.value())?;
+            let (key, value) = entry?;
+            let kind = if key.value().1 == u64::MAX { "session" } else { "state" };
+            put(kind, value.value())?;
         }
         for entry in txn.open_table(TOMBSTONES)?.iter()? {
             put("tombstone", entry?.1.value())?;

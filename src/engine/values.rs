@@ -169,6 +169,10 @@ pub struct CleanupReport {
     pub corrupted: u64,
     /// Index entries removed that pointed at no session.
     pub stale_entries: u64,
+    /// Index entries met early and moved to their session's real removal time: the session was
+    /// used since it was indexed, and is not due yet (the `expiry` index is lazy; see
+    /// `docs/format.md`).
+    pub reindexed: u64,
     /// Tombstones of rotated or revoked ids removed (their session would have been removed by
     /// now), including undecodable ones.
     pub tombstones: u64,
@@ -191,6 +195,7 @@ impl CleanupReport {
         self.states += other.states;
         self.corrupted += other.corrupted;
         self.stale_entries += other.stale_entries;
+        self.reindexed += other.reindexed;
         self.tombstones += other.tombstones;
         self.batches += other.batches;
         self.skipped |= other.skipped;

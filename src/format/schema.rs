@@ -5,7 +5,7 @@
 use redb::{ReadOnlyTable, ReadTransaction, Table, TableDefinition, WriteTransaction};
 
 /// The format version this build reads and writes. Stored in `meta` under [`META_FORMAT`].
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// The value stored under [`META_MAGIC`]: marks a redb file as a sessiondb file.
 pub(crate) const MAGIC: &[u8] = b"sessiondb";
@@ -31,20 +31,26 @@ pub(crate) fn u64_of(bytes: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(bytes).ok().map(u64::from_le_bytes)
 }
 
-/// Names of the tables, as they appear in errors.
+/// Names of the tables, as they appear in errors. `states` names the state entries of the
+/// `sessions` table (every key but [`RECORD`]).
 pub(crate) const SESSIONS_NAME: &str = "sessions";
 pub(crate) const STATES_NAME: &str = "states";
+
+/// The second half of a session record's key in `sessions`: `(sid, RECORD)` is the record,
+/// `(sid, n)` for any other `n` is state `n`. A record sorts right after its newest state, so a
+/// save that appends a state and rewrites the record dirties one leaf (`docs/format.md`). State
+/// ids never reach it: a record whose `latest_state` is `u64::MAX` is refused as corrupted.
+pub(crate) const RECORD: u64 = u64::MAX;
 /// Short name of the `tombstones` table, for error messages.
 pub(crate) const TOMBSTONES_NAME: &str = "tombstones";
 
 /// File-wide settings and markers.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sessiondb.meta");
-/// Session id → session record.
-const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessiondb.sessions");
-/// (session id, state id) → state record.
-const STATES: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("sessiondb.states");
-/// (remove at, last access, session id) → (): sweeps and evictions are range scans.
-const EXPIRY: TableDefinition<(u64, u64, &[u8]), ()> = TableDefinition::new("sessiondb.expiry");
+/// (session id, [`RECORD`]) → session record; (session id, state id) → state record.
+const SESSIONS: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("sessiondb.sessions");
+/// (indexed removal time, session id) → (): sweeps and evictions are range scans. The indexed
+/// time is at most the record's `remove_at` (a lazy index: early, never late).
+const EXPIRY: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("sessiondb.expiry");
 /// Retired session id → tombstone record (rotation and revocation).
 const TOMBSTONES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessiondb.tombstones");
 /// (user key, session id) → (): a user's sessions.
@@ -54,25 +60,23 @@ const USERS: TableDefinition<(&[u8], &[u8]), ()> = TableDefinition::new("session
 const APPLIED: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("sessiondb.applied");
 
 /// The names of every table above, to tell a sessiondb file from another redb file.
-pub(crate) const ALL_TABLES: [&str; 7] = [
+pub(crate) const ALL_TABLES: [&str; 6] = [
     "sessiondb.meta",
     "sessiondb.sessions",
-    "sessiondb.states",
     "sessiondb.expiry",
     "sessiondb.tombstones",
     "sessiondb.users",
     "sessiondb.applied",
 ];
 
-/// Key of the `expiry` table.
-pub(crate) type ExpiryKey<'a> = (u64, u64, &'a [u8]);
+/// Key of the `expiry` table: (indexed removal time, session id).
+pub(crate) type ExpiryKey<'a> = (u64, &'a [u8]);
 
 /// The tables of a write transaction, opened together.
 pub(crate) struct WriteTables<'t> {
     pub(crate) meta: Table<'t, &'static str, &'static [u8]>,
-    pub(crate) sessions: Table<'t, &'static [u8], &'static [u8]>,
-    pub(crate) states: Table<'t, (&'static [u8], u64), &'static [u8]>,
-    pub(crate) expiry: Table<'t, (u64, u64, &'static [u8]), ()>,
+    pub(crate) sessions: Table<'t, (&'static [u8], u64), &'static [u8]>,
+    pub(crate) expiry: Table<'t, (u64, &'static [u8]), ()>,
     pub(crate) tombstones: Table<'t, &'static [u8], &'static [u8]>,
     pub(crate) users: Table<'t, (&'static [u8], &'static [u8]), ()>,
     pub(crate) applied: Table<'t, (u64, u64), &'static [u8]>,
@@ -90,7 +94,6 @@ impl<'t> WriteTables<'t> {
     pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, redb::TableError> {
         let meta = Opening(Some(txn.open_table(META)?));
         let sessions = Opening(Some(txn.open_table(SESSIONS)?));
-        let states = Opening(Some(txn.open_table(STATES)?));
         let expiry = Opening(Some(txn.open_table(EXPIRY)?));
         let tombstones = Opening(Some(txn.open_table(TOMBSTONES)?));
         let users = Opening(Some(txn.open_table(USERS)?));
@@ -98,7 +101,6 @@ impl<'t> WriteTables<'t> {
         Ok(Self {
             meta: meta.done(),
             sessions: sessions.done(),
-            states: states.done(),
             expiry: expiry.done(),
             tombstones: tombstones.done(),
             users: users.done(),
@@ -129,19 +131,16 @@ impl<T> Drop for Opening<T> {
 /// A read-only table of a read transaction, with `K` and `V` its key and value types.
 pub(crate) type ReadTable<K, V> = Result<ReadOnlyTable<K, V>, redb::TableError>;
 
-/// Opens the `sessions` table for reading. Readers open only the tables they use: each open is
-/// a lookup in redb's table tree.
-pub(crate) fn read_sessions(txn: &ReadTransaction) -> ReadTable<&'static [u8], &'static [u8]> {
+/// Opens the `sessions` table (records and states) for reading. Readers open only the tables
+/// they use: each open is a lookup in redb's table tree.
+pub(crate) fn read_sessions(
+    txn: &ReadTransaction,
+) -> ReadTable<(&'static [u8], u64), &'static [u8]> {
     txn.open_table(SESSIONS)
 }
 
-/// Opens the `states` table for reading.
-pub(crate) fn read_states(txn: &ReadTransaction) -> ReadTable<(&'static [u8], u64), &'static [u8]> {
-    txn.open_table(STATES)
-}
-
 /// Opens the `expiry` table for reading.
-pub(crate) fn read_expiry(txn: &ReadTransaction) -> ReadTable<(u64, u64, &'static [u8]), ()> {
+pub(crate) fn read_expiry(txn: &ReadTransaction) -> ReadTable<(u64, &'static [u8]), ()> {
     txn.open_table(EXPIRY)
 }
 

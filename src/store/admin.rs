@@ -3,13 +3,13 @@
 use std::collections::VecDeque;
 use std::ops::Bound;
 
-use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
+use redb::{ReadTransaction, ReadableTableMetadata};
 
 use super::handle::Store;
-use super::record::{decode_session, get_session, get_state, printable};
+use super::record::{SessionsTable, decode_session, get_session, get_state, printable};
 use super::shared::Core;
 use crate::error::{Error, Result};
-use crate::format::schema::{self, META_CREATED, META_FORMAT, META_SWEPT, SESSIONS_NAME};
+use crate::format::schema::{self, META_CREATED, META_FORMAT, META_SWEPT, RECORD, SESSIONS_NAME};
 use crate::id::SessionId;
 
 /// Where a session stands, as an admin sees it.
@@ -57,6 +57,10 @@ pub struct SessionInfo {
     /// End of the grace window, after which clean-up may remove the session, ms since the
     /// epoch (`u64::MAX`: never).
     pub remove_at: u64,
+    /// When the `expiry` index has the session filed, ms since the epoch: clean-up and
+    /// eviction look at it then. At most `remove_at`: the index is lazy, and a save or touch
+    /// that moves `remove_at` later leaves it where it was (`docs/format.md`).
+    pub indexed_remove_at: u64,
     /// Version: incremented by every save.
     pub version: u64,
     /// Newest state id.
@@ -89,11 +93,12 @@ pub struct StoreInfo {
     pub format_version: u32,
     /// When the file was initialised, ms since the epoch.
     pub created: u64,
-    /// Sessions stored, including expired ones not yet swept.
+    /// Sessions stored, including expired ones not yet swept. Counted by their `expiry`
+    /// entries, one per session (constant time; [`Store::verify`] checks the invariant).
     pub sessions: u64,
-    /// States stored.
+    /// States stored: the entries of the `sessions` table other than the session records.
     pub states: u64,
-    /// Entries in the expiry index (equal to `sessions` in a consistent file).
+    /// Entries in the expiry index (`sessions` counts them).
     pub expiry_entries: u64,
     /// Tombstones of rotated and revoked ids not yet swept.
     pub tombstones: u64,
@@ -143,20 +148,29 @@ impl Sessions<'_> {
     fn fill_page(&mut self) -> Result<()> {
         let txn = self.store.core.read()?;
         let sessions = schema::read_sessions(&txn)?;
+        // Records and states share the table: after the last record listed comes the next
+        // session's first state.
         let lower = match &self.after {
-            Some(after) => Bound::Excluded(after.as_slice()),
+            Some(after) => Bound::Excluded((after.as_slice(), RECORD)),
             None => Bound::Unbounded,
         };
         let now = self.store.core.now();
         let mut n = 0;
-        for entry in sessions.range::<&[u8]>((lower, Bound::Unbounded))?.take(PAGE) {
+        self.done = true;
+        for entry in sessions.range::<(&[u8], u64)>((lower, Bound::Unbounded))? {
             let (k, v) = entry?;
-            let sid = k.value();
+            let (sid, state) = k.value();
+            if state != RECORD {
+                continue;
+            }
             n += 1;
             self.after = Some(sid.to_vec());
             self.buf.push_back(self.store.core.info_of(sid, v.value(), now));
+            if n == PAGE {
+                self.done = false;
+                break;
+            }
         }
-        self.done = n < PAGE;
         Ok(())
     }
 }
@@ -176,13 +190,10 @@ impl Iterator for Sessions<'_> {
     }
 }
 
-fn states_of(
-    states: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
-    id: &SessionId,
-) -> Result<Vec<StateInfo>> {
+fn states_of(states: &impl SessionsTable, id: &SessionId) -> Result<Vec<StateInfo>> {
     let sid = id.as_bytes();
     let mut out = Vec::new();
-    for entry in states.range((sid, 0)..=(sid, u64::MAX))? {
+    for entry in states.range((sid, 0)..=(sid, RECORD - 1))? {
         let (k, v) = entry?;
         out.push(StateInfo { id: k.value().1, size: v.value().len() as u64 });
     }
@@ -193,7 +204,7 @@ impl Core {
     /// One session's metadata as `txn` sees it, `None` if there is no record.
     fn info_in(&self, txn: &ReadTransaction, id: &SessionId) -> Result<Option<SessionInfo>> {
         let sessions = schema::read_sessions(txn)?;
-        let Some(guard) = sessions.get(id.as_bytes())? else {
+        let Some(guard) = sessions.get((id.as_bytes(), RECORD))? else {
             return Ok(None);
         };
         self.info_of(id.as_bytes(), guard.value(), self.now()).map(Some)
@@ -212,6 +223,7 @@ impl Core {
             last_access: rec.last_access,
             expires_at: rec.expires_at,
             remove_at: rec.remove_at,
+            indexed_remove_at: rec.indexed,
             version: rec.version,
             latest_state: rec.latest_state,
             oldest_state: rec.oldest_state,
@@ -283,7 +295,7 @@ impl Store {
         let Some(info) = self.core.info_in(&txn, id)? else {
             return Ok(None);
         };
-        Ok(Some((info, states_of(&schema::read_states(&txn)?, id)?)))
+        Ok(Some((info, states_of(&schema::read_sessions(&txn)?, id)?)))
     }
 
     /// Everything a session holds: its data and every stored state, read in one transaction,
@@ -299,7 +311,7 @@ impl Store {
             let Some(rec) = get_session(&schema::read_sessions(&txn)?, sid)? else {
                 return Ok(None);
             };
-            let table = schema::read_states(&txn)?;
+            let table = schema::read_sessions(&txn)?;
             let states = (rec.oldest_state..=rec.latest_state)
                 .map(|n| Ok((n, get_state(&table, sid, n)?)))
                 .collect::<Result<_>>()?;
@@ -307,12 +319,13 @@ impl Store {
         })
     }
 
-    /// How many sessions the file holds, including expired ones not yet swept. Constant time.
+    /// How many sessions the file holds, including expired ones not yet swept. Constant time:
+    /// counted by their `expiry` entries, one per session.
     ///
     /// # Errors
     /// [`Error::Storage`] from redb.
     pub fn count(&self) -> Result<u64> {
-        self.core.reading(|| Ok(schema::read_sessions(&*self.core.read()?)?.len()?))
+        self.core.reading(|| Ok(schema::read_expiry(&*self.core.read()?)?.len()?))
     }
 
     /// File-wide facts: format, counts, size.
@@ -337,12 +350,13 @@ impl Store {
             .map(u32::from_le_bytes)
             .map_err(|_| bad(META_FORMAT))?;
         let created = schema::u64_of(&read(META_CREATED)?).ok_or_else(|| bad(META_CREATED))?;
+        let sessions = schema::read_expiry(&txn)?.len()?;
         Ok(StoreInfo {
             format_version,
             created,
-            sessions: schema::read_sessions(&txn)?.len()?,
-            states: schema::read_states(&txn)?.len()?,
-            expiry_entries: schema::read_expiry(&txn)?.len()?,
+            sessions,
+            states: schema::read_sessions(&txn)?.len()?.saturating_sub(sessions),
+            expiry_entries: sessions,
             tombstones: schema::read_tombstones(&txn)?.len()?,
             user_entries: schema::read_users(&txn)?.len()?,
             file_size: match &self.core.cfg.backend {

@@ -8,13 +8,14 @@
 //! the session's expiry to a deadline, which idle timeout and absolute lifetime then leave
 //! alone; the grace window still follows it.
 
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::admin::SessionStatus;
 use super::handle::Store;
 use super::op::{WriteOp, text};
-use super::record::{SessionRecord, get_session, missing, put_session, put_state};
+use super::record::{
+    Filing, SessionRecord, get_session, id_in_use, missing, put_session, put_state,
+};
 use super::shared::Core;
 use crate::engine::Created;
 use crate::engine::Stored;
@@ -37,12 +38,12 @@ impl Core {
         if let Some(max) = self.make_room(t, now)? {
             return Ok(Err(Error::MaxSessionsExceeded { max }));
         }
-        let rec = self.with_deadlines(SessionRecord {
+        let mut rec = self.with_deadlines(SessionRecord {
             deadline,
             ..SessionRecord::fresh(now, token_hash, data.to_vec())
         });
         put_state(t, sid, 0, &[])?;
-        put_session(t, sid, None, &rec)?;
+        put_session(t, sid, Filing::New, &mut rec)?;
         Ok(Ok(rec))
     }
 }
@@ -134,8 +135,7 @@ impl WriteOp for CreateUnder {
 
     fn apply(&mut self, c: &Core, t: &mut WriteTables<'_>) -> Result<Result<Stored>> {
         let Self { sid, token_hash, data, deadline } = self;
-        if t.sessions.get(sid.as_slice())?.is_some() || t.tombstones.get(sid.as_slice())?.is_some()
-        {
+        if id_in_use(t, sid)? {
             return Ok(Err(Error::IdTaken));
         }
         let rec = refuse_unless!(c.insert_new(t, sid, *token_hash, data, *deadline)?);
@@ -174,7 +174,6 @@ impl WriteOp for Put {
         if !token.matches(&rec.token_hash) {
             return Ok(Err(Error::Security));
         }
-        let old_key = rec.expiry_key(sid);
         if c.status(&rec, now) != SessionStatus::Live {
             // Expired: it starts again, as a new session would.
             rec.created = now;
@@ -184,8 +183,9 @@ impl WriteOp for Put {
         rec.data.clone_from(data);
         rec.deadline = deadline;
         rec.last_access = rec.last_access.max(now);
-        let rec = c.with_deadlines(rec);
-        put_session(t, sid, Some(old_key), &rec)?;
+        // An earlier deadline moves the `expiry` entry; a later one leaves it (lazy filing).
+        let mut rec = c.with_deadlines(rec);
+        put_session(t, sid, Filing::Lazy, &mut rec)?;
         Ok(Ok(Stored { state_id: rec.latest_state, version: rec.version }))
     }
 }

@@ -36,9 +36,10 @@ pub enum CapPolicy {
     /// The default.
     #[default]
     Reject,
-    /// Delete the session closest to removal (the end of its grace window; ties: least recently
-    /// used) to make room. With one grace period for all processes that is the session closest
-    /// to expiry.
+    /// Delete the session closest to removal (the end of its grace window; ties: by id) to make
+    /// room. With one grace period for all processes that is the session closest to expiry.
+    /// Found through the lazy expiry index, which may file a used session early: see
+    /// "Eviction order" in `docs/format.md`.
     EvictOldest,
 }
 

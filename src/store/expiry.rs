@@ -1,7 +1,10 @@
 //! Expiry: deadlines, the clean-up sweep, caps, idle deletion and clock adjustment.
 //!
-//! The `expiry` table is keyed by (remove at, last access, session id), so everything here
-//! walks it from its start: a range scan that stops at the first entry not yet due.
+//! The `expiry` table is keyed by (indexed removal time, session id), so everything here walks
+//! it from its start: a range scan that stops at the first entry not yet due. The index is
+//! lazy: an entry may be early (the session was used since it was filed) but never late, so a
+//! sweep or an eviction that meets an early entry moves it to the session's real removal time
+//! (re-indexing) and goes on.
 
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
@@ -13,70 +16,89 @@ use super::admin::SessionStatus;
 use super::handle::Store;
 use super::op::WriteOp;
 use super::record::{
-    SessionRecord, decode_session, get_session, put_session, remove_session, shifted_tombstone,
-    tombstone_due,
+    Filing, SessionRecord, decode_session, get_session, put_session, remove_session,
+    shifted_tombstone, tombstone_due,
 };
 use super::shared::Core;
 use crate::engine::CleanupReport;
 use crate::error::{Error, Result};
-use crate::format::schema::{self, ExpiryKey, META_SWEEP_BATCH, META_SWEPT, WriteTables};
+use crate::format::schema::{self, ExpiryKey, META_SWEEP_BATCH, META_SWEPT, RECORD, WriteTables};
 use crate::store::config::CapPolicy;
 
-/// What [`remove_indexed`] found behind an `expiry` entry.
-enum Removed {
-    /// The session it indexes, removed with its states.
+/// What [`settle`] did with an `expiry` entry.
+enum Settled {
+    /// Removed the session it indexes, with its states.
     Session { states: u64 },
-    /// A damaged record, removed with its states.
+    /// Removed a damaged record, with its states.
     Corrupted { states: u64 },
-    /// No record, or a record indexed under another key: only the entry was removed.
+    /// No record, or a record filed under another key: removed the entry alone.
     Stale,
+    /// Moved the entry to its session's real removal time: the session was kept.
+    Reindexed,
 }
 
-/// Removes the session an `expiry` entry points at, or the entry alone if it is stale.
-fn remove_indexed(t: &mut WriteTables<'_>, key: ExpiryKey<'_>) -> Result<Removed> {
-    let sid = key.2;
+/// Settles the `expiry` entry `key`: removes its session if `remove(record)` says so, else
+/// moves the entry to the record's real `remove_at` (re-indexing, which rewrites the record's
+/// `indexed`); a stale entry is removed alone, a damaged record with its states.
+fn settle(
+    t: &mut WriteTables<'_>,
+    key: ExpiryKey<'_>,
+    remove: impl FnOnce(&SessionRecord) -> bool,
+) -> Result<Settled> {
+    let sid = key.1;
     match get_session(&t.sessions, sid) {
-        Ok(Some(rec)) if rec.expiry_key(sid) == key => {
-            Ok(Removed::Session { states: remove_session(t, sid, Some(&rec))? })
+        Ok(Some(rec)) if rec.expiry_key(sid) == key && remove(&rec) => {
+            Ok(Settled::Session { states: remove_session(t, sid, Some(&rec))? })
+        }
+        Ok(Some(mut rec)) if rec.expiry_key(sid) == key => {
+            put_session(t, sid, Filing::Exact, &mut rec)?;
+            Ok(Settled::Reindexed)
         }
         Ok(_) => {
             t.expiry.remove(key)?;
-            Ok(Removed::Stale)
+            Ok(Settled::Stale)
         }
         Err(Error::Corrupted { .. }) => {
-            Ok(Removed::Corrupted { states: remove_session(t, sid, None)? })
+            Ok(Settled::Corrupted { states: remove_session(t, sid, None)? })
         }
         Err(e) => Err(e),
     }
 }
 
-/// Removes up to `limit` sessions whose stored `remove_at` has passed, in one transaction.
+/// Settles up to `limit` `expiry` entries filed at or before `now`, in one transaction: removes
+/// the sessions whose stored `remove_at` has passed, re-indexes the others (used since they
+/// were filed). A re-indexed entry moves past `now`, so a sweep ends.
 fn sweep_batch(t: &mut WriteTables<'_>, now: u64, limit: usize) -> Result<CleanupReport> {
     let mut due = Vec::new();
     for entry in t.expiry.iter()? {
         let (key, _) = entry?;
-        let (remove_at, last_access, sid) = key.value();
-        if remove_at > now || due.len() >= limit {
+        let (indexed, sid) = key.value();
+        if indexed > now || due.len() >= limit {
             break;
         }
-        due.push((remove_at, last_access, sid.to_vec()));
+        due.push((indexed, sid.to_vec()));
     }
     let mut report = CleanupReport { batches: 1, ..CleanupReport::default() };
-    for (remove_at, last_access, sid) in due {
-        match remove_indexed(t, (remove_at, last_access, &sid))? {
-            Removed::Session { states } => {
+    for (indexed, sid) in due {
+        match settle(t, (indexed, &sid), |rec| rec.remove_at <= now)? {
+            Settled::Session { states } => {
                 report.sessions += 1;
                 report.states += states;
             }
-            Removed::Corrupted { states } => {
+            Settled::Corrupted { states } => {
                 report.corrupted += 1;
                 report.states += states;
             }
-            Removed::Stale => report.stale_entries += 1,
+            Settled::Stale => report.stale_entries += 1,
+            Settled::Reindexed => report.reindexed += 1,
         }
     }
     Ok(report)
 }
+
+/// The most early `expiry` entries one eviction under the cap re-indexes before it evicts by
+/// indexed time (see [`Core::make_room`]).
+const MAX_EVICTION_REINDEX: usize = 64;
 
 /// The first batch of a sweep sized by time (`Builder::cleanup_batch_time`); later batches
 /// grow from it as the budget allows.
@@ -177,27 +199,40 @@ impl Core {
     /// Makes room for one more session under `max_sessions`: sweeps some dead sessions, then
     /// applies the cap policy. Returns the cap if the policy refuses the new session; the sweep
     /// is committed either way.
+    ///
+    /// Sessions are counted by their `expiry` entries (exactly one per session): constant
+    /// time. `EvictOldest` evicts the session of the first `expiry` entry; an early entry
+    /// there (its session was used since it was filed) is first moved to the session's real
+    /// removal time, up to [`MAX_EVICTION_REINDEX`] times per call, so the session evicted is
+    /// the one that would be removed first, unless more early entries than that precede it:
+    /// then it is the first by indexed time (`docs/format.md`).
     pub(crate) fn make_room(&self, t: &mut WriteTables<'_>, now: u64) -> Result<Option<u64>> {
         let Some(max) = self.cfg.max_sessions else {
             return Ok(None);
         };
-        if t.sessions.len()? < max {
+        if t.expiry.len()? < max {
             return Ok(None);
         }
         sweep_batch(t, now, 64)?;
-        while t.sessions.len()? >= max {
+        let mut reindexed = 0;
+        while t.expiry.len()? >= max {
             if self.cfg.cap_policy == CapPolicy::Reject || max == 0 {
                 return Ok(Some(max));
             }
-            let (remove_at, last_access, sid) = {
+            let (indexed, sid) = {
                 let first = t.expiry.first()?.ok_or_else(|| Error::Corrupted {
                     table: "expiry",
                     key: "(first entry missing while sessions exist)".into(),
                 })?;
-                let (r, l, s) = first.0.value();
-                (r, l, s.to_vec())
+                let (i, s) = first.0.value();
+                (i, s.to_vec())
             };
-            remove_indexed(t, (remove_at, last_access, &sid))?;
+            // Evicted if filed exactly (or late), already due, or the re-index budget is spent.
+            let exhausted = reindexed >= MAX_EVICTION_REINDEX;
+            let evict =
+                |rec: &SessionRecord| exhausted || rec.remove_at <= indexed || rec.remove_at <= now;
+            let settled = settle(t, (indexed, &sid), evict)?;
+            reindexed += usize::from(matches!(settled, Settled::Reindexed));
         }
         Ok(None)
     }
@@ -281,7 +316,7 @@ impl WriteOp for SweepBatch {
         let now = c.now();
         let mut batch = sweep_batch(t, now, limit)?;
         batch.tombstones = sweep_tombstones(t, now, limit)?;
-        let removed = batch.sessions + batch.corrupted + batch.stale_entries;
+        let removed = batch.sessions + batch.corrupted + batch.stale_entries + batch.reindexed;
         let more = removed >= limit as u64 || batch.tombstones >= limit as u64;
         if !more {
             t.meta.insert(META_SWEPT, now.to_le_bytes().as_slice())?;
@@ -347,7 +382,8 @@ impl Store {
     /// last access, which lags by up to the touch resolution: with `idle` shorter than that,
     /// a session loaded within the last `idle` may be deleted.
     ///
-    /// Scans the whole `sessions` table once in a read transaction, then deletes in batches.
+    /// Scans the whole `sessions` table (records and states) once in a read transaction, then
+    /// deletes in batches.
     ///
     /// # Errors
     /// [`Error::Storage`] from redb, [`Error::InvalidInput`] on a read-only store.
@@ -359,10 +395,12 @@ impl Store {
             let txn = self.core.read()?;
             for entry in schema::read_sessions(&txn)?.iter()? {
                 let (k, v) = entry?;
-                if let Ok(rec) = decode_session(k.value(), v.value())
+                let (sid, n) = k.value();
+                if n == RECORD
+                    && let Ok(rec) = decode_session(sid, v.value())
                     && rec.last_access < cutoff
                 {
-                    candidates.push(k.value().to_vec());
+                    candidates.push(sid.to_vec());
                 }
             }
             Ok(candidates)
@@ -404,19 +442,20 @@ impl Store {
             let mut all = Vec::new();
             for entry in t.sessions.iter()? {
                 let (k, v) = entry?;
-                let sid = k.value().to_vec();
-                let rec = decode_session(&sid, v.value())?;
-                all.push((sid, rec));
+                let (sid, n) = k.value();
+                if n == RECORD {
+                    all.push((sid.to_vec(), decode_session(sid, v.value())?));
+                }
             }
             let adjusted = all.len() as u64;
             for (sid, mut rec) in all {
-                let old_key = rec.expiry_key(&sid);
                 rec.created = shift(rec.created);
                 rec.last_access = shift(rec.last_access);
                 rec.expires_at = shift(rec.expires_at);
                 rec.remove_at = shift(rec.remove_at);
                 rec.deadline = rec.deadline.map(shift);
-                put_session(t, &sid, Some(old_key), &rec)?;
+                // Filed at the shifted `remove_at` exactly: never late after a step back.
+                put_session(t, &sid, Filing::Exact, &mut rec)?;
             }
             // Tombstones too: a forwarding window must not grow or shrink with the step.
             let mut stones = Vec::new();

@@ -182,7 +182,7 @@ mod tests {
         type Output = u64;
         fn apply(&mut self, _: &Core, t: &mut WriteTables<'_>) -> Result<Result<u64>> {
             use redb::ReadableTableMetadata;
-            Ok(Ok(t.sessions.len()?))
+            Ok(Ok(t.expiry.len()?))
         }
     }
 

@@ -1,11 +1,14 @@
-//! What the `sessions` and `states` tables hold, and how the store reads and writes them.
+//! What the `sessions` table holds (each session's record and its states), and how the store
+//! reads and writes them and keeps the `expiry` index in step.
 
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::format::codec;
-use crate::format::schema::{ExpiryKey, SESSIONS_NAME, STATES_NAME, TOMBSTONES_NAME, WriteTables};
+use crate::format::schema::{
+    ExpiryKey, RECORD, SESSIONS_NAME, STATES_NAME, TOMBSTONES_NAME, WriteTables,
+};
 use crate::id::{SecureToken, SessionId};
 
 /// One session: everything but its states.
@@ -20,6 +23,9 @@ pub(crate) struct SessionRecord {
     /// When the grace window ends and the sweep may remove the session, ms (`u64::MAX`: never).
     /// Stored, so that what one process may destroy does not depend on another's settings.
     pub(crate) remove_at: u64,
+    /// The removal time the session's `expiry` entry is filed under: at most `remove_at` (the
+    /// index is lazy, early and never late; `docs/format.md`). Written by [`put_session`].
+    pub(crate) indexed: u64,
     /// Incremented by every save of data or state.
     pub(crate) version: u64,
     /// The newest state id.
@@ -51,6 +57,7 @@ impl SessionRecord {
             last_access: now,
             expires_at: 0,
             remove_at: 0,
+            indexed: 0,
             version: 1,
             latest_state: 0,
             oldest_state: 0,
@@ -62,9 +69,9 @@ impl SessionRecord {
         }
     }
 
-    /// This record's key in the `expiry` table.
+    /// This record's key in the `expiry` table: where its entry is filed.
     pub(crate) fn expiry_key<'a>(&self, sid: &'a [u8]) -> ExpiryKey<'a> {
-        (self.remove_at, self.last_access, sid)
+        (self.indexed, sid)
     }
 
     /// How many states the session keeps.
@@ -212,23 +219,26 @@ pub(crate) fn decode_session(sid: &[u8], bytes: &[u8]) -> Result<SessionRecord> 
     Ok(rec)
 }
 
+/// The `sessions` table, read or written: records and states.
+pub(crate) trait SessionsTable: ReadableTable<(&'static [u8], u64), &'static [u8]> {}
+impl<T: ReadableTable<(&'static [u8], u64), &'static [u8]>> SessionsTable for T {}
+
 /// Reads a session record, `None` if there is none.
-pub(crate) fn get_session(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    sid: &[u8],
-) -> Result<Option<SessionRecord>> {
-    match table.get(sid)? {
+pub(crate) fn get_session(table: &impl SessionsTable, sid: &[u8]) -> Result<Option<SessionRecord>> {
+    match table.get((sid, RECORD))? {
         Some(guard) => decode_session(sid, guard.value()).map(Some),
         None => Ok(None),
     }
 }
 
+/// Whether `sid` is taken: by a record or a state in `sessions`, or by a tombstone.
+pub(crate) fn id_in_use(t: &WriteTables<'_>, sid: &[u8]) -> Result<bool> {
+    Ok(t.sessions.range((sid, 0)..=(sid, RECORD))?.next().is_some()
+        || t.tombstones.get(sid)?.is_some())
+}
+
 /// Reads a state's data; a missing state inside the session's range is corruption.
-pub(crate) fn get_state(
-    table: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
-    sid: &[u8],
-    state_id: u64,
-) -> Result<Vec<u8>> {
+pub(crate) fn get_state(table: &impl SessionsTable, sid: &[u8], state_id: u64) -> Result<Vec<u8>> {
     let corrupted =
         || Error::Corrupted { table: STATES_NAME, key: format!("{}/{state_id}", printable(sid)) };
     let guard = table.get((sid, state_id))?.ok_or_else(corrupted)?;
@@ -248,32 +258,49 @@ pub(crate) fn put_state(
     data: &[u8],
 ) -> Result<()> {
     let bytes = codec::encode(&StateRecord { data: data.to_vec() }).map_err(|e| encode_err(&e))?;
-    t.states.insert((sid, state_id), bytes.as_slice())?;
+    t.sessions.insert((sid, state_id), bytes.as_slice())?;
     Ok(())
 }
 
-/// Writes a session record and keeps the `expiry` index in step with it: `old_key` is the
-/// record's entry before this write (`None` for a new session).
+/// How [`put_session`] files a session in the `expiry` index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Filing {
+    /// A new session: a new entry at its `remove_at`.
+    New,
+    /// The entry stays where it is unless `remove_at` moved before it (early, never late): a
+    /// save or touch that only extends the session dirties no `expiry` page.
+    Lazy,
+    /// The entry moves to `remove_at` exactly (sweep and eviction re-indexing, `adjust_time`).
+    Exact,
+}
+
+/// Writes a session record and keeps the `expiry` index in step with it, as `filing` says.
+/// `rec.indexed` is where the entry is filed before this write (ignored for [`Filing::New`]);
+/// it is updated to where it is filed after.
 pub(crate) fn put_session(
     t: &mut WriteTables<'_>,
     sid: &[u8],
-    old_key: Option<ExpiryKey<'_>>,
-    new: &SessionRecord,
+    filing: Filing,
+    rec: &mut SessionRecord,
 ) -> Result<()> {
-    let bytes = match new.deadline {
-        None => codec::encode(new),
-        Some(deadline) => codec::encode(&(new, deadline)),
+    let refile = match filing {
+        Filing::New => true,
+        Filing::Lazy => rec.indexed > rec.remove_at,
+        Filing::Exact => rec.indexed != rec.remove_at,
+    };
+    if refile {
+        if filing != Filing::New {
+            t.expiry.remove((rec.indexed, sid))?;
+        }
+        rec.indexed = rec.remove_at;
+        t.expiry.insert((rec.indexed, sid), ())?;
+    }
+    let bytes = match rec.deadline {
+        None => codec::encode(&*rec),
+        Some(deadline) => codec::encode(&(&*rec, deadline)),
     }
     .map_err(|e| encode_err(&e))?;
-    t.sessions.insert(sid, bytes.as_slice())?;
-    let new_key = new.expiry_key(sid);
-    if let Some(old_key) = old_key {
-        if old_key == new_key {
-            return Ok(());
-        }
-        t.expiry.remove(old_key)?;
-    }
-    t.expiry.insert(new_key, ())?;
+    t.sessions.insert((sid, RECORD), bytes.as_slice())?;
     Ok(())
 }
 
@@ -285,7 +312,7 @@ pub(crate) fn remove_session(
     sid: &[u8],
     rec: Option<&SessionRecord>,
 ) -> Result<u64> {
-    t.sessions.remove(sid)?;
+    t.sessions.remove((sid, RECORD))?;
     if let Some(rec) = rec {
         t.expiry.remove(rec.expiry_key(sid))?;
         if let Some(user) = &rec.user {
@@ -297,13 +324,13 @@ pub(crate) fn remove_session(
         let mut expiry = Vec::new();
         for entry in t.expiry.iter()? {
             let (key, _) = entry?;
-            let (remove_at, last_access, s) = key.value();
+            let (indexed, s) = key.value();
             if s == sid {
-                expiry.push((remove_at, last_access));
+                expiry.push(indexed);
             }
         }
-        for (remove_at, last_access) in expiry {
-            t.expiry.remove((remove_at, last_access, sid))?;
+        for indexed in expiry {
+            t.expiry.remove((indexed, sid))?;
         }
         let mut users = Vec::new();
         for entry in t.users.iter()? {
@@ -317,7 +344,7 @@ pub(crate) fn remove_session(
             t.users.remove((user.as_slice(), sid))?;
         }
     }
-    remove_states(t, sid, 0..=u64::MAX)
+    remove_states(t, sid, 0..=RECORD - 1)
 }
 
 /// Removes a session's states with ids in `ids`; returns how many there were. A range read
@@ -333,11 +360,12 @@ pub(crate) fn remove_states(
     ids: std::ops::RangeInclusive<u64>,
 ) -> Result<u64> {
     let mut found = Vec::new();
-    for entry in t.states.range((sid, *ids.start())..=(sid, *ids.end()))? {
+    let ids = *ids.start()..=(*ids.end()).min(RECORD - 1);
+    for entry in t.sessions.range((sid, *ids.start())..=(sid, *ids.end()))? {
         found.push(entry?.0.value().1);
     }
     for &state in &found {
-        t.states.remove((sid, state))?;
+        t.sessions.remove((sid, state))?;
     }
     Ok(found.len() as u64)
 }

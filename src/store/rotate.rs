@@ -12,14 +12,14 @@ use serde::{Deserialize, Serialize};
 use super::handle::Store;
 use super::op::{WriteOp, text};
 use super::record::{
-    Retired, Tombstone, get_session, get_tombstone, missing, put_session, put_tombstone,
-    remove_session,
+    Filing, Retired, SessionsTable, Tombstone, get_session, get_tombstone, missing, put_session,
+    put_tombstone, remove_session,
 };
 use super::session::unused_id_from;
 use super::shared::Core;
 use crate::engine::{Created, Named};
 use crate::error::{Error, Result};
-use crate::format::schema::{self, WriteTables};
+use crate::format::schema::{self, RECORD, WriteTables};
 use crate::id::{SecureToken, SessionId, constant_time_eq, fingerprint_hash};
 
 impl Store {
@@ -175,17 +175,17 @@ impl WriteOp for Regenerate {
         // Copy the states under the new id; `remove_session` then drops the old ones with the
         // old record's index entries.
         let mut states = Vec::new();
-        for entry in t.states.range((sid.as_slice(), 0)..=(sid.as_slice(), u64::MAX))? {
+        for entry in t.sessions.range((sid.as_slice(), 0)..=(sid.as_slice(), RECORD - 1))? {
             let (k, v) = entry?;
             states.push((k.value().1, v.value().to_vec()));
         }
         remove_session(t, sid, Some(&rec))?;
         for (state_id, bytes) in states {
-            t.states.insert((moved_to, state_id), bytes.as_slice())?;
+            t.sessions.insert((moved_to, state_id), bytes.as_slice())?;
         }
         let old_hash = rec.token_hash;
         rec.token_hash = new_hash;
-        put_session(t, moved_to, None, &rec)?;
+        put_session(t, moved_to, Filing::New, &mut rec)?;
         if let Some(user) = &rec.user {
             t.users.insert((user.as_slice(), moved_to), ())?;
         }
@@ -324,13 +324,13 @@ const MAX_CHAIN: usize = 10_000;
 /// The id at the end of the rotation chain from `sid`: the live session it was rotated into
 /// (`sid` itself if live), or `None` if the chain ends without one.
 fn chain_end(
-    sessions: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    sessions: &impl SessionsTable,
     tombstones: &impl ReadableTable<&'static [u8], &'static [u8]>,
     sid: &[u8],
 ) -> Result<Option<Vec<u8>>> {
     let mut cur = sid.to_vec();
     for _ in 0..MAX_CHAIN {
-        if sessions.get(cur.as_slice())?.is_some() {
+        if sessions.get((cur.as_slice(), RECORD))?.is_some() {
             return Ok(Some(cur));
         }
         match get_tombstone(tombstones, &cur).ok().flatten().and_then(|s| s.successor) {

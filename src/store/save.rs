@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::handle::Store;
 use super::op::{WriteOp, text};
-use super::record::{get_session, missing, put_session, put_state, remove_states};
+use super::record::{Filing, get_session, missing, put_session, put_state, remove_states};
 use super::shared::Core;
 use crate::engine::{Save, Stored, UserChange};
 use crate::error::{Error, Result};
@@ -122,7 +122,6 @@ impl WriteOp for StoreState {
         if version != rec.version {
             return Ok(Err(Error::Conflict { expected: version, found: rec.version }));
         }
-        let old_key = rec.expiry_key(sid);
         let state_id = match state_data {
             None => rec.latest_state,
             Some(state_data) => {
@@ -153,16 +152,16 @@ impl WriteOp for StoreState {
         }
         // With an idle timeout, the access time moves as a load's touch does: only by at
         // least the touch resolution. Most saves then keep the session's deadlines, and so
-        // its `expiry` entry, which spares the commit a remove and an insert in that index.
-        // The bound is the touch bound: a session can expire up to one resolution early,
-        // never late. It never moves backwards (a clock stepped back).
+        // its record unchanged but for the data. The bound is the touch bound: a session can
+        // expire up to one resolution early, never late. It never moves backwards (a clock
+        // stepped back). A later deadline leaves the `expiry` entry where it is (lazy filing).
         let moved = now.saturating_sub(rec.last_access);
         let coalesce = c.cfg.idle_timeout.is_some() && moved < c.cfg.touch_resolution();
         if now > rec.last_access && !coalesce {
             rec.last_access = now;
         }
-        let rec = c.with_deadlines(rec);
-        put_session(t, sid, Some(old_key), &rec)?;
+        let mut rec = c.with_deadlines(rec);
+        put_session(t, sid, Filing::Lazy, &mut rec)?;
         Ok(Ok(Stored { state_id, version: rec.version }))
     }
 }

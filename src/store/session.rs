@@ -1,13 +1,13 @@
 //! Per-session operations: create, fetch a state, store a state, touch, delete.
 
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::admin::SessionStatus;
 use super::handle::Store;
 use super::op::{WriteOp, text};
 use super::record::{
-    SessionRecord, get_session, get_state, missing, put_session, put_state, remove_session,
+    Filing, SessionRecord, get_session, get_state, id_in_use, missing, put_session, put_state,
+    remove_session,
 };
 use super::shared::Core;
 use crate::engine::{Created, Fetched, NewSession};
@@ -75,9 +75,8 @@ impl WriteOp for TouchIfDue {
         if c.status(&rec, now) != SessionStatus::Live || !due || now <= rec.last_access {
             return Ok(Ok(None));
         }
-        let old_key = rec.expiry_key(sid);
-        let rec = c.with_deadlines(SessionRecord { last_access: now, ..rec });
-        put_session(t, sid, Some(old_key), &rec)?;
+        let mut rec = c.with_deadlines(SessionRecord { last_access: now, ..rec });
+        put_session(t, sid, Filing::Lazy, &mut rec)?;
         Ok(Ok(Some(rec.expires_at)))
     }
 }
@@ -109,13 +108,13 @@ impl WriteOp for Create {
             return Ok(Err(Error::MaxSessionsExceeded { max }));
         }
         let id = unused_id_from(t, || c.cfg.id_spec.generate())?;
-        let rec = c.with_deadlines(SessionRecord {
+        let mut rec = c.with_deadlines(SessionRecord {
             fingerprint: self.fingerprint,
             user: self.user.clone(),
             ..SessionRecord::fresh(now, self.token_hash, self.session_data.clone())
         });
         put_state(t, id.as_bytes(), 0, &self.state_data)?;
-        put_session(t, id.as_bytes(), None, &rec)?;
+        put_session(t, id.as_bytes(), Filing::New, &mut rec)?;
         if let Some(user) = &self.user {
             t.users.insert((user.as_slice(), id.as_bytes()), ())?;
         }
@@ -142,10 +141,9 @@ impl WriteOp for Touch {
             return Ok(Err(missing(&t.tombstones, sid, token, now)?));
         };
         refuse_unless!(c.admit(&rec, token, now));
-        let old_key = rec.expiry_key(sid);
         let last_access = rec.last_access.max(now);
-        let rec = c.with_deadlines(SessionRecord { last_access, ..rec });
-        put_session(t, sid, Some(old_key), &rec)?;
+        let mut rec = c.with_deadlines(SessionRecord { last_access, ..rec });
+        put_session(t, sid, Filing::Lazy, &mut rec)?;
         Ok(Ok(()))
     }
 }
@@ -245,7 +243,7 @@ impl Store {
             if state_id < rec.oldest_state {
                 return Err(Error::StateEvicted { requested: state_id, oldest: rec.oldest_state });
             }
-            let state_data = get_state(&schema::read_states(&txn)?, sid, state_id)?;
+            let state_data = get_state(&schema::read_sessions(&txn)?, sid, state_id)?;
             Ok((rec, state_id, state_data))
         })?;
         let mut expires_at = c.effective_expiry(&rec);
@@ -304,8 +302,8 @@ impl Store {
     }
 }
 
-/// Draws ids from `generate` until one is in neither `sessions` nor `tombstones`, a bounded
-/// number of times.
+/// Draws ids from `generate` until one is in neither `sessions` (as a record or a state) nor
+/// `tombstones`, a bounded number of times.
 pub(crate) fn unused_id_from(
     t: &WriteTables<'_>,
     mut generate: impl FnMut() -> Result<SessionId>,
@@ -313,7 +311,7 @@ pub(crate) fn unused_id_from(
     const ATTEMPTS: usize = 8;
     for _ in 0..ATTEMPTS {
         let id = generate()?;
-        if t.sessions.get(id.as_bytes())?.is_none() && t.tombstones.get(id.as_bytes())?.is_none() {
+        if !id_in_use(t, id.as_bytes())? {
             return Ok(id);
         }
     }

@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::format::codec::{self, CodecError};
 use crate::format::schema::{
     self, FORMAT_VERSION, MAGIC, META_CREATED, META_FORMAT, META_MAGIC, META_SWEEP_BATCH,
-    META_SWEPT,
+    META_SWEPT, RECORD,
 };
 use crate::id::SessionId;
 
@@ -29,7 +29,8 @@ pub const MAX_LISTED_PROBLEMS: usize = 1000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Problem {
-    /// The table: `meta`, `sessions`, `states`, `expiry`, `tombstones` or `users`.
+    /// The table: `meta`, `sessions`, `states` (the state entries of the `sessions` table),
+    /// `expiry`, `tombstones` or `users`.
     pub table: &'static str,
     /// The record's key, printable (hex when it is not ASCII text); empty for a whole table.
     pub key: String,
@@ -165,15 +166,18 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Every session: its key, its record, its states, its expiry entry and its user entry.
+    /// Every session: its key, its record, its states, its expiry entry (filed no later than
+    /// its removal time) and its user entry.
     fn sessions(&mut self) -> Step {
         let sessions = schema::read_sessions(self.txn)?;
-        let states = schema::read_states(self.txn)?;
         let expiry = schema::read_expiry(self.txn)?;
         let users = schema::read_users(self.txn)?;
         for entry in sessions.iter()? {
             let (k, v) = entry?;
-            let sid = k.value();
+            let (sid, n) = k.value();
+            if n != RECORD {
+                continue; // a state: see `states`
+            }
             self.out.sessions += 1;
             if !valid_id(sid) {
                 self.out.problem("sessions", printable(sid), "key is not a valid session id");
@@ -183,7 +187,7 @@ impl Walk<'_> {
                 continue;
             };
             for state in rec.oldest_state..=rec.latest_state {
-                if states.get((sid, state))?.is_none() {
+                if sessions.get((sid, state))?.is_none() {
                     self.out.problem(
                         "states",
                         state_key(sid, state),
@@ -191,11 +195,17 @@ impl Walk<'_> {
                     );
                 }
             }
-            if expiry.get(rec.expiry_key(sid))?.is_none() {
+            if rec.indexed > rec.remove_at {
                 let what = format!(
-                    "no entry ({}, {}) for this session (remove at, last access)",
-                    rec.remove_at, rec.last_access
+                    "filed late: at {}, after the session's removal time {} (the sweep would \
+                     remove it late)",
+                    rec.indexed, rec.remove_at
                 );
+                self.out.problem("expiry", printable(sid), what);
+            }
+            if expiry.get(rec.expiry_key(sid))?.is_none() {
+                let what =
+                    format!("no entry at {} (where the record says it is filed)", rec.indexed);
                 self.out.problem("expiry", printable(sid), what);
             }
             if let Some(user) = &rec.user
@@ -210,19 +220,21 @@ impl Walk<'_> {
 
     /// Every state: it decodes and its session keeps it.
     fn states(&mut self) -> Step {
-        let states = schema::read_states(self.txn)?;
         let sessions = schema::read_sessions(self.txn)?;
         // The states of one session are adjacent: look its record up once.
         let mut owner: Option<(Vec<u8>, Option<StateRange>)> = None;
-        for entry in states.iter()? {
+        for entry in sessions.iter()? {
             let (k, v) = entry?;
             let (sid, state) = k.value();
+            if state == RECORD {
+                continue; // a record: see `sessions`
+            }
             self.out.states += 1;
             if let Err(e) = codec::decode::<StateRecord>(v.value()) {
                 self.out.problem("states", state_key(sid, state), describe(&e));
             }
             if owner.as_ref().is_none_or(|(s, _)| s.as_slice() != sid) {
-                let range = match sessions.get(sid)? {
+                let range = match sessions.get((sid, RECORD))? {
                     Some(g) => decode_session(sid, g.value())
                         .ok()
                         .map(|r| (r.oldest_state, r.latest_state)),
@@ -246,25 +258,23 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Every expiry entry points at a session whose record gives that entry.
+    /// Every expiry entry points at a session whose record says it is filed there: so no
+    /// session has two.
     fn expiry(&mut self) -> Step {
         let expiry = schema::read_expiry(self.txn)?;
         let sessions = schema::read_sessions(self.txn)?;
         for entry in expiry.iter()? {
             let (k, _) = entry?;
-            let (remove_at, last_access, sid) = k.value();
+            let (indexed, sid) = k.value();
             self.out.expiry_entries += 1;
-            let key = format!("{remove_at}/{last_access}/{}", printable(sid));
-            match sessions.get(sid)? {
+            let key = format!("{indexed}/{}", printable(sid));
+            match sessions.get((sid, RECORD))? {
                 None => self.out.problem("expiry", key, "points at no session"),
                 Some(g) => {
                     if let Ok(rec) = decode_session(sid, g.value())
-                        && rec.expiry_key(sid) != (remove_at, last_access, sid)
+                        && rec.indexed != indexed
                     {
-                        let what = format!(
-                            "its session's record says ({}, {})",
-                            rec.remove_at, rec.last_access
-                        );
+                        let what = format!("its session's record is filed at {}", rec.indexed);
                         self.out.problem("expiry", key, what);
                     }
                 }
@@ -289,7 +299,7 @@ impl Walk<'_> {
                     }
                 }
             }
-            if sessions.get(sid)?.is_some() {
+            if sessions.get((sid, RECORD))?.is_some() {
                 self.out.problem("tombstones", printable(sid), "the id also has a live session");
             }
         }
@@ -305,7 +315,7 @@ impl Walk<'_> {
             let (user, sid) = k.value();
             self.out.user_entries += 1;
             let key = format!("{}/{}", printable(user), printable(sid));
-            match sessions.get(sid)? {
+            match sessions.get((sid, RECORD))? {
                 None => self.out.problem("users", key, "points at no session"),
                 Some(g) => {
                     if let Ok(rec) = decode_session(sid, g.value())
@@ -336,9 +346,10 @@ impl Core {
 
 impl Store {
     /// Walks every record of the file: checks each record's checksum and decoding, each key,
-    /// and that the indexes agree with the sessions (every session has its states, its expiry
-    /// entry and its user entry; every state, expiry entry and user entry belongs to a session
-    /// that agrees; no tombstone shadows a live session). Reads one snapshot, so it can run
+    /// and that the indexes agree with the sessions (every session has its states, exactly one
+    /// expiry entry, filed no later than its removal time, and its user entry; every state,
+    /// expiry entry and user entry belongs to a session that agrees; no tombstone shadows a
+    /// live session). Reads one snapshot, so it can run
     /// beside live writers; its memory does not grow with the file.
     ///
     /// Problems are reported in [`Verified`], not as errors: a damaged table is reported and

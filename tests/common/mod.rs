@@ -55,6 +55,26 @@ pub fn raw_write(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)
     txn.commit().unwrap();
 }
 
+/// Writes, with redb alone, a sessiondb file of format 1 (before format 2): its `meta` and its
+/// tables as that format defined them (`sessions` keyed by id, a `states` table, `expiry`
+/// keyed by removal time, last access and id), holding nothing else.
+pub fn write_format_1(path: &std::path::Path) {
+    use redb::TableDefinition;
+    let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("sessiondb.meta");
+    let sessions: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessiondb.sessions");
+    let states: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("sessiondb.states");
+    let expiry: TableDefinition<(u64, u64, &[u8]), ()> = TableDefinition::new("sessiondb.expiry");
+    raw_write(path, |txn| {
+        let mut m = txn.open_table(meta).unwrap();
+        m.insert("magic", b"sessiondb".as_slice()).unwrap();
+        m.insert("format", 1u32.to_le_bytes().as_slice()).unwrap();
+        m.insert("created", T0.to_le_bytes().as_slice()).unwrap();
+        txn.open_table(sessions).unwrap();
+        txn.open_table(states).unwrap();
+        txn.open_table(expiry).unwrap();
+    });
+}
+
 /// Applies `damage` to the stored bytes of `table[key]` through a raw redb handle.
 #[allow(
     clippy::needless_pass_by_value,
@@ -85,14 +105,45 @@ pub fn counter_of(data: &[u8]) -> u64 {
 pub mod raw {
     use redb::TableDefinition;
     pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sessiondb.meta");
-    pub const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessiondb.sessions");
-    pub const STATES: TableDefinition<(&[u8], u64), &[u8]> =
-        TableDefinition::new("sessiondb.states");
-    pub const EXPIRY: TableDefinition<(u64, u64, &[u8]), ()> =
-        TableDefinition::new("sessiondb.expiry");
+    /// (id, [`RECORD`]) → session record; (id, n) → state n.
+    pub const SESSIONS: TableDefinition<(&[u8], u64), &[u8]> =
+        TableDefinition::new("sessiondb.sessions");
+    /// (indexed removal time, id) → ().
+    pub const EXPIRY: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("sessiondb.expiry");
     pub const TOMBSTONES: TableDefinition<&[u8], &[u8]> =
         TableDefinition::new("sessiondb.tombstones");
     pub const USERS: TableDefinition<(&[u8], &[u8]), ()> = TableDefinition::new("sessiondb.users");
+
+    /// The second half of a session record's key in [`SESSIONS`].
+    pub const RECORD: u64 = u64::MAX;
+
+    /// The key of session `id`'s record in [`SESSIONS`].
+    pub fn record(id: &sessiondb::SessionId) -> (&[u8], u64) {
+        (id.as_str().as_bytes(), RECORD)
+    }
+
+    /// Byte offset, in a stored session record, of the u64 field `n` (0 = created, 1 = last
+    /// access, 2 = expires at, 3 = remove at, 4 = indexed, 5 = version, 6 = latest state,
+    /// 7 = oldest state): after the 5-byte header, the fixed-width fields come first, in the
+    /// order of docs/format.md.
+    pub fn field(n: usize) -> std::ops::Range<usize> {
+        5 + 8 * n..5 + 8 * (n + 1)
+    }
+
+    /// Reads the u64 field `n` of a stored session record (see [`field`]).
+    pub fn get_field(bytes: &[u8], n: usize) -> u64 {
+        u64::from_le_bytes(bytes[field(n)].try_into().unwrap())
+    }
+
+    /// Sets the u64 field `n` of a stored session record and recomputes its crc, as a writer
+    /// that knows the format would: the record stays well-formed, only its values are wrong.
+    pub fn set_field(bytes: &mut [u8], n: usize, value: u64) {
+        bytes[field(n)].copy_from_slice(&value.to_le_bytes());
+        let mut h = crc32fast::Hasher::new();
+        h.update(&bytes[..1]);
+        h.update(&bytes[5..]);
+        bytes[1..5].copy_from_slice(&h.finalize().to_le_bytes());
+    }
 }
 
 /// The executable of example `name`, built on first use with `cargo build --example` (the same
