@@ -111,18 +111,20 @@ fn lock_files_live_beside_the_database_in_a_directory_of_their_own() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    // `open.lock`: held shared by every read-write MultiProcess store (`close_for_exit`).
-    assert_eq!(names.len(), 2, "{names:?}");
-    assert_eq!(names[0], "open.lock");
-    assert!(names[1].starts_with("stripe-"), "{names:?}");
-    let open = std::fs::File::open(dir.join(&names[0])).unwrap();
+    // `open.lock`: held shared by every read-write MultiProcess store (`close_for_exit`);
+    // `commit.lock` and `spool-*`: the shared commit across processes.
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(names[0], "commit.lock");
+    assert_eq!(names[1], "open.lock");
+    assert!(names[2].starts_with("spool-"), "{names:?}");
+    assert!(names[3].starts_with("stripe-"), "{names:?}");
+    let open = std::fs::File::open(dir.join(&names[1])).unwrap();
     assert!(open.try_lock().is_err(), "held shared while the store is open");
     assert!(open.try_lock_shared().is_ok(), "shared with other stores");
     drop(open);
-    names.remove(0);
     // The held lock is the stripe file's flock: another open file description cannot take it
     // until the guard is dropped. (The database file is only ever locked by redb itself.)
-    let stripe = std::fs::File::open(dir.join(&names[0])).unwrap();
+    let stripe = std::fs::File::open(dir.join(&names[3])).unwrap();
     assert!(stripe.try_lock().is_err(), "the stripe file is locked while the guard lives");
     drop(lock);
     stripe.try_lock().expect("released on drop");

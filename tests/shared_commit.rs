@@ -129,6 +129,24 @@ fn spool_files(db: &Path) -> usize {
         .sum()
 }
 
+/// The spool directories and their files, with their permission bits.
+fn spool_modes(db: &Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let locks = PathBuf::from(format!("{}.locks", db.display()));
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(locks).unwrap().flatten() {
+        if !dir.file_name().to_string_lossy().starts_with("spool-") {
+            continue;
+        }
+        out.push((dir.path(), dir.metadata().unwrap().permissions().mode() & 0o7777));
+        for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            out.push((f.path(), f.metadata().unwrap().permissions().mode() & 0o7777));
+        }
+    }
+    assert!(out.len() > FOLLOWERS, "the spool and its files: {out:?}");
+    out
+}
+
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done() {
@@ -188,6 +206,10 @@ fn leader_meets(phase: &str, at: AtPhase) {
         })
         .collect();
     wait_for("every follower's spool file", || spool_files(&db.path) == FOLLOWERS);
+    // Spool files hold tokens: private, in a private directory.
+    for (path, mode) in spool_modes(&db.path) {
+        assert_eq!(mode, if path.is_dir() { 0o700 } else { 0o600 }, "{}", path.display());
+    }
     std::fs::write(go.path().join("lead"), b"").unwrap();
 
     match at {
