@@ -125,5 +125,5 @@ for op in ops:
     if any(other):
         print(f"| `{op}`: other files | | {other[0]/n:.1f} | {other[1]/n/1024:.1f} KiB | {other[2]/n:.2f} | | | |")
 print()
-print(f"A page is scattered when neither neighbour was written in the same commit. Modelled sync cost: each sync costs {base} ms + {scat} ms per run of adjacent pages written since the previous sync + {adj} ms per further page of a run. Only writes and syncs of the database file count (an "other files" row shows any others).")
+print(f"A page is scattered when neither neighbour was written in the same commit. Modelled sync cost: each sync costs {base} ms + {scat} ms per run of adjacent pages written since the previous sync + {adj} ms per further page of a run. Only writes and syncs of the database file count (an 'other files' row shows any others).")
 EOF
