@@ -75,6 +75,12 @@ fn try_main() -> Result<(), BoxError> {
                 locked.join().map_err(|_| "counter thread panicked")??;
                 merged.join().map_err(|_| "counter thread panicked")??;
                 println!("child {n}: counted {} times, from two threads", 2 * INCREMENTS);
+                let b = store.stats().batches;
+                println!(
+                    "child {n}: {} commits held {} writes; {} of its writes committed by \
+                     another process, {} of theirs by this one (shared commits)",
+                    b.commits, b.operations, b.handed_off, b.taken_in
+                );
                 Ok(())
             })
         }
