@@ -7,6 +7,7 @@
 //! Slow (over 70 s of waiting for the prune): real processes, real clock.
 
 #![cfg(unix)]
+#![allow(unsafe_code, reason = "libc: mkfifo, flock, kill")]
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::io::AsRawFd;

@@ -4,6 +4,7 @@
 //! the meantime: it is checked against the time it runs, not only the time of the load.
 
 #![cfg(unix)]
+#![allow(unsafe_code, reason = "libc: mkfifo, flock, kill")]
 
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 //! write transaction and `commit.lock` while it reads the spool.
 
 #![cfg(unix)]
+#![allow(unsafe_code, reason = "libc: mkfifo, flock, kill")]
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
