@@ -86,7 +86,9 @@ fn signal(child: &Child, sig: i32) {
 
 /// `commit.lock` held by this process outside its store: every write of a store, there or
 /// in a child, hands over to the spool meanwhile.
-struct Lead(std::fs::File);
+struct Lead {
+    _held: std::fs::File,
+}
 
 impl Lead {
     fn take(db: &Path) -> Self {
@@ -94,7 +96,7 @@ impl Lead {
         let file = std::fs::File::open(path).expect("commit.lock");
         // SAFETY: flock(2) on an open descriptor.
         assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
-        Self(file)
+        Self { _held: file }
     }
 }
 
@@ -126,8 +128,11 @@ fn a_follower_stopped_past_the_retention_does_not_run_its_write_again() {
     let store = open(&db);
     let s = store.create(b"", b"").expect("create");
     let path = db.display().to_string();
-    let envs =
-        [("SC_PATH", path.clone()), ("SC_ID", s.id.as_str().into()), ("SC_TOKEN", s.token.as_str().into())];
+    let envs = [
+        ("SC_PATH", path.clone()),
+        ("SC_ID", s.id.as_str().into()),
+        ("SC_TOKEN", s.token.as_str().into()),
+    ];
 
     // A logs in (a blind put) and is stopped once its write is in the spool.
     let a = spool_and_stop(&db, "stop_put_child", &envs);
