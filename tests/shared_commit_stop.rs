@@ -81,7 +81,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on a child of this process.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+    assert_eq!(unsafe { libc::kill(i32::try_from(child.id()).unwrap(), sig) }, 0);
 }
 
 /// `commit.lock` held by this process outside its store: every write of a store, there or

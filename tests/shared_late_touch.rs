@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use sessiondb::{Error, SecureToken, SessionId, Store};
 
-const IDLE: Duration = Duration::from_millis(2_000);
+const IDLE: Duration = Duration::from_secs(2);
 
 fn open(path: &Path) -> Store {
     Store::builder(path)

@@ -26,7 +26,8 @@ fn spool_dir(db: &Path) -> PathBuf {
 
 /// A spool file name of now: `{ms:016x}-{nonce:016x}`.
 fn fresh_name(nonce: u64) -> String {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let ms =
+        u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();
     format!("{ms:016x}-{nonce:016x}")
 }
 
@@ -36,7 +37,7 @@ fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
 }
 
-/// Opens the FIFO for writing without blocking, so that a reader stuck in open() goes on.
+/// Opens the FIFO for writing without blocking, so that a reader stuck in `open()` goes on.
 fn unblock(path: &Path) {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: a valid NUL-terminated path.
