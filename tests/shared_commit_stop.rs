@@ -107,8 +107,19 @@ fn spool_and_stop(db: &Path, name: &str, envs: &[(&str, String)]) -> Child {
     let c = child(name, envs);
     wait_for("the child's spool file", || spool_files(db) > before);
     signal(&c, libc::SIGSTOP);
+    // kill(2) returns before the child has stopped: let go of the lock only once it has, or
+    // the child may take the lead and stop holding it (and the write lock) for good.
+    wait_for("the child to stop", || stopped(&c));
     drop(lead);
     c
+}
+
+/// Whether the child is stopped (state `T` in /proc/PID/stat).
+fn stopped(c: &Child) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", c.id()))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
+        .unwrap_or(false)
 }
 
 fn result_of(c: Child) -> String {
