@@ -298,6 +298,17 @@ mod imp {
         Ok(file)
     }
 
+    /// Opens `path` for reading if it is a regular file: never through a symbolic link, and
+    /// never waiting (a FIFO or a device under that name is refused, not opened for good).
+    pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
+        const NONBLOCK: i32 = OFlags::NONBLOCK.bits().cast_signed();
+        let file = OpenOptions::new().read(true).custom_flags(NOFOLLOW | NONBLOCK).open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        Ok(file)
+    }
+
     /// Gives the file `from` the name `to`, which must not exist (`AlreadyExists` if it does);
     /// `from` is gone afterwards if this succeeds. One `renameat2(RENAME_NOREPLACE)` where the
     /// system and file system have it, so the file never has two names (a database with two
@@ -360,6 +371,14 @@ mod imp {
         OpenOptions::new().read(true).write(true).create_new(true).open(path)
     }
 
+    pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
+        let file = OpenOptions::new().read(true).open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        Ok(file)
+    }
+
     pub(crate) fn rename_new(from: &Path, to: &Path) -> io::Result<()> {
         std::fs::hard_link(from, to)?;
         std::fs::remove_file(from)
@@ -398,6 +417,12 @@ pub(crate) fn rename_new(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Creates the lock directory if missing, and checks it and the directory it is in.
 pub(crate) fn prepare_dir(policy: Policy, path: &Path) -> Result<()> {
     imp::prepare_dir(policy, path)
+}
+
+/// Opens an existing regular file for reading (a spool file): never through a symbolic link,
+/// never a FIFO or a device, never blocking in `open`.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
+    imp::open_regular(path)
 }
 
 /// Opens an existing lock file for reading only, unchecked: for read-only stores, which

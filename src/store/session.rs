@@ -72,7 +72,10 @@ impl WriteOp for TouchIfDue {
         };
         // Re-checked here: concurrent loads that all read the old time need one touch.
         let due = now.saturating_sub(rec.last_access) >= c.cfg.touch_resolution();
-        if c.status(&rec, now) != SessionStatus::Live || !due || now <= rec.last_access {
+        // Live when it runs, too: a touch handed over to another process (or delayed) runs
+        // after its load, and must not bring back a session that expired since.
+        let live = c.status(&rec, now.max(c.now())) == SessionStatus::Live;
+        if !live || !due || now <= rec.last_access {
             return Ok(Ok(None));
         }
         let mut rec = c.with_deadlines(SessionRecord { last_access: now, ..rec });

@@ -49,8 +49,15 @@ use crate::id::SecureToken;
 /// Bumped whenever the spool files or the operations change meaning: part of the digest that
 /// names the spool, so builds that differ never share a commit.
 const PROTOCOL: u32 = 1;
-/// How long an outcome stays in `applied`: far longer than any owner waits for it.
-const RETAIN_MS: u64 = 60_000;
+/// How long an outcome stays in `applied` (at least; keyed by the time its write was handed
+/// over): longer than a leader takes spool files ([`Share::stale_ms`], at most 121 s with the
+/// longest `share_wait`), so that an owner that runs its write itself finds the record of a
+/// leader's run of it. An owner past it never runs its write ([`UNSURE_MS`]).
+const RETAIN_MS: u64 = 180_000;
+/// How long after handing a write over its owner may still run it itself: after that, the
+/// record of a leader's run may have been pruned (the owner was stopped, or the clock jumped),
+/// so a write with no record fails as possibly applied instead of running a second time.
+const UNSURE_MS: u64 = RETAIN_MS - 30_000;
 /// Outcomes are pruned once the oldest is this much older than [`RETAIN_MS`], in one range.
 const PRUNE_SLACK_MS: u64 = 10_000;
 /// A follower's first pause between looks, and the longest.
@@ -191,6 +198,19 @@ struct Keyed {
     prune: bool,
     /// Whether its outcome is in `applied` as of its last run: its spool file may go.
     settled: AtomicBool,
+    /// When its owner (this process) handed it over; `None` for another process's write.
+    handed: Option<Instant>,
+}
+
+impl Keyed {
+    /// Whether a write of this process with no record may have been run and its record
+    /// pruned since: too long since it was handed over, by the monotonic or the wall clock.
+    fn unsure(&self, now: u64) -> bool {
+        self.handed.is_some_and(|handed| {
+            handed.elapsed() >= Duration::from_millis(UNSURE_MS)
+                || now.saturating_sub(self.key.0) >= UNSURE_MS
+        })
+    }
 }
 
 impl Pending<Core> for Keyed {
@@ -205,6 +225,19 @@ impl Pending<Core> for Keyed {
                 return Err(Error::Corrupted { table: "applied", key });
             }
             self.settled.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        if self.unsure(core.now()) {
+            // Not run, not recorded: its result is this error, whatever the rest of the batch.
+            self.job.fail(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "a write handed over to another process {} s ago may have been applied, \
+                     and its outcome is no longer recorded: read the session to see, then retry \
+                     if needed",
+                    UNSURE_MS / 1000
+                ),
+            )));
             return Ok(());
         }
         self.job.apply(core, t)?;
@@ -241,6 +274,8 @@ struct Spooled {
     key: Key,
     secret: SecureToken,
     path: PathBuf,
+    /// When it was handed over.
+    handed: Instant,
 }
 
 impl Spooled {
@@ -252,6 +287,7 @@ impl Spooled {
             secret: self.secret,
             prune: false,
             settled: AtomicBool::new(false),
+            handed: Some(self.handed),
         };
         (self.ticket, Arc::new(job))
     }
@@ -340,7 +376,7 @@ impl Share {
             let Some(job) = decode_job(&handed.kind, &handed.op) else { continue };
             let prune = taken.is_empty();
             let settled = AtomicBool::new(false);
-            let keyed = Keyed { job, key, secret: handed.secret, prune, settled };
+            let keyed = Keyed { job, key, secret: handed.secret, prune, settled, handed: None };
             taken.push((path, Arc::new(keyed)));
         }
         taken
@@ -352,7 +388,7 @@ impl Share {
     }
 
     fn read(&self, path: &Path) -> Option<Handed> {
-        let file = files::open_existing(path).ok()?;
+        let file = files::open_regular(path).ok()?;
         let mut bytes = Vec::new();
         file.take(self.max_file).read_to_end(&mut bytes).ok()?;
         codec::decode(&bytes).ok()
@@ -373,7 +409,7 @@ impl Share {
             return None;
         }
         let job = Arc::clone(job);
-        Some(Spooled { ticket, job, key, secret: handed.secret, path })
+        Some(Spooled { ticket, job, key, secret: handed.secret, path, handed: Instant::now() })
     }
 
     /// Hands `batch` over to the process leading, and waits for the outcomes; what is left
