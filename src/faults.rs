@@ -355,8 +355,8 @@ impl StorageBackend for FaultyBackend {
 /// prints `at PHASE` and waits until a file named PHASE exists in the directory
 /// `SESSIONDB_TEST_GO`. Phases:
 /// `lead` (holds `commit.lock`, before its transaction begins), `taken` (in its transaction,
-/// the spool read), `before-commit`, `after-commit` (the spool files not yet removed) and
-/// `after-settle` (removed, `commit.lock` still held).
+/// the spool read), `before-commit`, `after-commit` (`commit.lock` still held, the spool files
+/// not yet removed) and `after-release` (`commit.lock` let go, the files not yet removed).
 pub(crate) fn phase(name: &str) {
     use std::io::Write;
     let listed = |var: &str| std::env::var(var).is_ok_and(|v| v.split(',').any(|p| p == name));

@@ -264,8 +264,8 @@ fn leader_killed_after_its_commit_before_removing_the_files() {
 }
 
 #[test]
-fn leader_killed_after_removing_the_files_still_holding_the_lock() {
-    leader_meets("after-settle", AtPhase::Kill);
+fn leader_killed_after_letting_the_lock_go_before_removing_the_files() {
+    leader_meets("after-release", AtPhase::Kill);
 }
 
 #[test]

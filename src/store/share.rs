@@ -7,8 +7,8 @@
 //!   `commit.lock` ([`LockDir::try_lead`]). Holding it, the process begins its write
 //!   transaction, takes its own batch, and then the writes other processes handed over: the
 //!   files of its spool directory. Each of those runs with its *key* checked and recorded in
-//!   the `applied` table, in the same transaction. After the commit it removes the files of
-//!   the writes it settled, then lets the lock go.
+//!   the `applied` table, in the same transaction. After the commit it lets the lock go, then
+//!   removes the files of the writes it settled.
 //! - **Handing over.** A leader that finds `commit.lock` taken writes each job of its batch to
 //!   a file of the spool (its operation, its key, a secret for sealing tokens) and waits,
 //!   polling: once the file is gone, a leader committed it, and the outcome waits under its key
@@ -198,6 +198,8 @@ struct Keyed {
     prune: bool,
     /// Whether its outcome is in `applied` as of its last run: its spool file may go.
     settled: AtomicBool,
+    /// Whether its last run ran it here (not found recorded by an earlier run).
+    ran: AtomicBool,
     /// When its owner (this process) handed it over; `None` for another process's write.
     handed: Option<Instant>,
 }
@@ -216,6 +218,7 @@ impl Keyed {
 impl Pending<Core> for Keyed {
     fn apply(&self, core: &Core, t: &mut WriteTables<'_>) -> Result<()> {
         self.settled.store(false, Ordering::Relaxed);
+        self.ran.store(false, Ordering::Relaxed);
         if self.prune {
             prune(t, core.now())?;
         }
@@ -241,6 +244,7 @@ impl Pending<Core> for Keyed {
             return Ok(());
         }
         self.job.apply(core, t)?;
+        self.ran.store(true, Ordering::Relaxed);
         // An error that is not a refusal is not recorded: nothing was written, and the owner
         // runs the write again itself.
         if let Some(outcome) = self.job.outcome(&self.secret) {
@@ -252,6 +256,7 @@ impl Pending<Core> for Keyed {
 
     fn fail(&self, error: Error) {
         self.settled.store(false, Ordering::Relaxed);
+        self.ran.store(false, Ordering::Relaxed);
         self.job.fail(error);
     }
 }
@@ -287,6 +292,7 @@ impl Spooled {
             secret: self.secret,
             prune: false,
             settled: AtomicBool::new(false),
+            ran: AtomicBool::new(false),
             handed: Some(self.handed),
         };
         (self.ticket, Arc::new(job))
@@ -306,7 +312,7 @@ impl Core {
                 crate::faults::phase("lead");
                 let txn = begin(self);
                 let batch = take();
-                share.lead(self, &lead, txn, batch)
+                share.lead(self, lead, txn, batch)
             }
             Ok(None) => share.follow(self, take()),
             // `commit.lock` cannot be used: commit alone.
@@ -321,11 +327,13 @@ impl Core {
 
 impl Share {
     /// Runs `batch` in `txn` with the writes waiting in the spool, holding `commit.lock`; then
-    /// removes the files of the writes it settled.
+    /// lets the lock go, and removes the files of the writes it settled. (Removing them after
+    /// the lock shortens the part only one process at a time can do: a process that leads
+    /// before they are gone finds their outcomes in `applied` and runs none of them again.)
     fn lead(
         &self,
         core: &Core,
-        _lead: &LeadGuard<'_>,
+        lead: LeadGuard<'_>,
         txn: Result<super::open::Writing>,
         mut batch: Batch<Core>,
     ) -> Done {
@@ -342,14 +350,17 @@ impl Share {
         let mut done = run(core, txn, batch);
         #[cfg(feature = "testing")]
         crate::faults::phase("after-commit");
+        drop(lead);
+        #[cfg(feature = "testing")]
+        crate::faults::phase("after-release");
         for (path, job) in &taken {
             if job.settled.load(Ordering::Relaxed) {
                 let _ = fs::remove_file(path);
+            }
+            if job.ran.load(Ordering::Relaxed) {
                 done.taken_in += 1;
             }
         }
-        #[cfg(feature = "testing")]
-        crate::faults::phase("after-settle");
         done
     }
 
@@ -375,8 +386,15 @@ impl Share {
             let Some(handed) = self.read(&path) else { continue };
             let Some(job) = decode_job(&handed.kind, &handed.op) else { continue };
             let prune = taken.is_empty();
-            let settled = AtomicBool::new(false);
-            let keyed = Keyed { job, key, secret: handed.secret, prune, settled, handed: None };
+            let keyed = Keyed {
+                job,
+                key,
+                secret: handed.secret,
+                prune,
+                settled: AtomicBool::new(false),
+                ran: AtomicBool::new(false),
+                handed: None,
+            };
             taken.push((path, Arc::new(keyed)));
         }
         taken
@@ -429,13 +447,18 @@ impl Share {
         let mut pause = FIRST_PAUSE;
         let lead = loop {
             if waiting.iter().any(|s| !s.path.exists()) {
-                handed_off += collect(core, &mut waiting, &mut rest);
+                handed_off += collect(core, &mut waiting, &mut rest, false);
             }
             if waiting.is_empty() {
                 break None;
             }
             match core.locks.try_lead() {
-                Ok(Some(lead)) => break Some(lead),
+                Ok(Some(lead)) => {
+                    // The last leader may have committed these and let the lock go before
+                    // removing their files: their outcomes are in `applied` already.
+                    handed_off += collect(core, &mut waiting, &mut rest, true);
+                    break Some(lead);
+                }
                 Ok(None) if start.elapsed() < self.wait => {}
                 _ => break None,
             }
@@ -451,7 +474,7 @@ impl Share {
             Done::default()
         } else {
             let txn = begin(core);
-            match &lead {
+            match lead {
                 Some(lead) => self.lead(core, lead, txn, rest),
                 None => run(core, txn, rest),
             }
@@ -461,11 +484,13 @@ impl Share {
     }
 }
 
-/// For the waiting jobs whose file is gone: sets the result recorded by the leader that took
-/// it. A job with no record (its file was removed as stale, or `applied` could not be read)
-/// moves to `rest`, to run here, checked against `applied`. Returns how many got a result.
-fn collect(core: &Core, waiting: &mut Vec<Spooled>, rest: &mut Batch<Core>) -> u64 {
-    let (gone, still): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|s| !s.path.exists());
+/// For the waiting jobs whose file is gone (with `all`, every waiting job: this process holds
+/// `commit.lock`, no leader is at work): sets the result recorded by the leader that ran it,
+/// and removes its file if still there. A job with no record (its file was removed as stale,
+/// `applied` could not be read, or no leader took it) moves to `rest`, its file removed, to run
+/// here, checked against `applied`. Returns how many got a result.
+fn collect(core: &Core, waiting: &mut Vec<Spooled>, rest: &mut Batch<Core>, all: bool) -> u64 {
+    let (gone, still): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|s| all || !s.path.exists());
     *waiting = still;
     let read = core.read().and_then(|txn| match schema::read_applied(&txn) {
         Ok(table) => {
@@ -481,6 +506,9 @@ fn collect(core: &Core, waiting: &mut Vec<Spooled>, rest: &mut Batch<Core>) -> u
     let found = read.unwrap_or_else(|_| vec![None; gone.len()]);
     let mut got = 0;
     for (spooled, recorded) in gone.into_iter().zip(found) {
+        if all {
+            let _ = fs::remove_file(&spooled.path);
+        }
         match recorded {
             Some(bytes) if spooled.job.set_outcome(&bytes, &spooled.secret) => got += 1,
             _ => rest.push_back(spooled.keyed()),
