@@ -100,6 +100,9 @@ pub(crate) trait Pending<C>: Send + Sync {
 /// A queued job: shared with the writer that queued it, which reads its result.
 pub(crate) type Job<C> = Arc<dyn Pending<C>>;
 
+/// Turns the bytes of an operation of one kind, from another process, into a job.
+pub(crate) type Decoder<C> = fn(&[u8]) -> Option<Job<C>>;
+
 /// How batches were formed, since the store was opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -194,6 +197,9 @@ pub(crate) struct Committer<C> {
     finished: Condvar,
     /// Wakes a leader waiting for company.
     arrived: Condvar,
+    /// The kinds of operation this process can run for another (a shared commit, `share.rs`):
+    /// each registers when first submitted here, so no module has to list them all.
+    decoders: Mutex<Vec<(&'static str, Decoder<C>)>>,
 }
 
 impl<C: Context> Committer<C> {
@@ -205,7 +211,25 @@ impl<C: Context> Committer<C> {
             queue: Mutex::new(Queue::default()),
             finished: Condvar::new(),
             arrived: Condvar::new(),
+            decoders: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Registers the decoder of operations of `kind`, once.
+    pub(crate) fn register(&self, kind: &'static str, decoder: Decoder<C>) {
+        let mut decoders = self.decoders.lock().unwrap_or_else(PoisonError::into_inner);
+        if !decoders.iter().any(|(k, _)| *k == kind) {
+            decoders.push((kind, decoder));
+        }
+    }
+
+    /// Another process's operation of `kind` as a job, if this process registered the kind.
+    pub(crate) fn decode(&self, kind: &str, bytes: &[u8]) -> Option<Job<C>> {
+        let decoder = {
+            let decoders = self.decoders.lock().unwrap_or_else(PoisonError::into_inner);
+            decoders.iter().find(|(k, _)| *k == kind).map(|(_, d)| *d)?
+        };
+        decoder(bytes)
     }
 
     /// Our own code never panics while holding the queue lock, so a poisoned lock is safe to

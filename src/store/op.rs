@@ -85,7 +85,7 @@ impl<O: WriteOp> Pending<Core> for Slot<O> {
     }
 }
 
-impl<O: WriteOp + Sync> Slot<O> {
+impl<O: WriteOp> Slot<O> {
     /// A job of the operation another process encoded ([`Pending::encode_op`]), or `None` if
     /// the bytes are not one.
     pub(crate) fn decoded(bytes: &[u8]) -> Option<Job<Core>> {
@@ -99,6 +99,9 @@ impl Core {
     /// transaction committed (or failed).
     pub(crate) fn submit<O: WriteOp>(&self, op: O) -> Result<O::Output> {
         self.rw()?; // refuse a forked child or a read-only store before touching the queue
+        if let Some(kind) = O::KIND {
+            self.committer.register(kind, Slot::<O>::decoded);
+        }
         let slot = Arc::new(Slot(Mutex::new(Filled { op, result: None })));
         self.committer.submit(self, Arc::clone(&slot) as Arc<dyn Pending<Core>>);
         let result = slot.0.lock().unwrap_or_else(PoisonError::into_inner).result.take();

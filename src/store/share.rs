@@ -20,6 +20,11 @@
 //!   after their transaction committed, or by their owner before it begins its own. So any
 //!   two runs of one write are serialised by redb, and the second finds the first's record.
 //!
+//! A leader runs another process's write only if it knows its kind: each kind of operation
+//! registers with the group committer when this process first submits one (`op.rs`), so that
+//! this module names no operation and no module lists them all (`scripts/module-cycles.py`). A
+//! write of a kind the leader has not run stays in the spool: its owner leads next.
+//!
 //! Processes share commits only with processes of the same settings (the spool directory's
 //! name is a digest of them) and the same build: a write is run by the settings of the process
 //! that commits it.
@@ -35,15 +40,13 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::commit::{Batch, Done, Job, Pending, begin, run};
+use super::commit::{Batch, Context, Done, Job, Pending, begin, run};
 use super::config::{Config, Sharing};
 use super::files::{self, Policy};
 use super::lock::{LeadGuard, LockDir};
-use super::op::{Slot, text};
-use super::shared::Core;
 use crate::error::{Error, Result};
 use crate::format::codec;
-use crate::format::schema::{self, WriteTables};
+use crate::format::schema::WriteTables;
 use crate::id::SecureToken;
 
 /// Bumped whenever the spool files or the operations change meaning: part of the digest that
@@ -64,36 +67,22 @@ const PRUNE_SLACK_MS: u64 = 10_000;
 const FIRST_PAUSE: Duration = Duration::from_micros(100);
 const MAX_PAUSE: Duration = Duration::from_millis(1);
 
-/// The writes this build hands over, by name: `WriteOp::KIND` of each.
-macro_rules! registry {
-    ($($kind:literal => $op:ty,)*) => {
-        /// The job of a handed-over operation, or `None` if `kind` is unknown or the bytes do
-        /// not decode.
-        fn decode_job(kind: &str, bytes: &[u8]) -> Option<Job<Core>> {
-            match kind {
-                $($kind => Slot::<$op>::decoded(bytes),)*
-                _ => None,
-            }
-        }
-
-        #[cfg(test)]
-        const KINDS: &[(&str, Option<&str>)] =
-            &[$(($kind, <$op as super::op::WriteOp>::KIND),)*];
-    };
-}
-
-registry! {
-    "create" => super::session::Create,
-    "touch-if-due" => super::session::TouchIfDue,
-    "touch" => super::session::Touch,
-    "delete" => super::session::Delete,
-    "save" => super::save::StoreState,
-    "regenerate" => super::rotate::Regenerate,
-    "revoke" => super::rotate::Revoke,
-    "revoke-as" => super::rotate::RevokeAs,
-    "create-under" => super::adopt::CreateUnder,
-    "put" => super::adopt::Put,
-    "revoke-user" => super::users::RevokeUser,
+/// What the shared commit needs of the store it runs in (the store's core): kept to a trait
+/// so that this module names neither the core nor the operations.
+pub(crate) trait Host: Context + 'static {
+    /// The time, ms since the epoch.
+    fn now(&self) -> u64;
+    /// The lock files (`commit.lock`).
+    fn locks(&self) -> &LockDir;
+    /// The job of another process's operation of `kind`, or `None` if this process does not
+    /// know the kind (it has not run one: operations register when first submitted) or the
+    /// bytes do not decode.
+    fn decode_job(&self, kind: &str, bytes: &[u8]) -> Option<Job<Self>>;
+    /// The recorded outcome of each key, in a read transaction (`None`: no record).
+    ///
+    /// # Errors
+    /// The read's.
+    fn recorded(&self, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>>;
 }
 
 /// A spool file's content: one handed-over write.
@@ -101,14 +90,14 @@ registry! {
 struct Handed {
     kind: String,
     /// Seals any token in the outcome, so that only the owner reads it.
-    #[serde(with = "text")]
-    secret: SecureToken,
+    /// As its text.
+    secret: String,
     #[serde(with = "codec::bytes")]
     op: Vec<u8>,
 }
 
 /// A write's key in `applied`: when it was handed over (ms), and a random nonce.
-type Key = (u64, u64);
+pub(crate) type Key = (u64, u64);
 
 /// The spool file name of `key`.
 fn file_name((at, nonce): Key) -> String {
@@ -190,8 +179,8 @@ fn digest(cfg: &Config) -> String {
 /// A write run with its key: checked against `applied` first (run already: its recorded
 /// outcome is its result), recorded there once run. Another process's write (taken from the
 /// spool), or this process's own once handed over (it may have been run by a leader since).
-struct Keyed {
-    job: Job<Core>,
+struct Keyed<C> {
+    job: Job<C>,
     key: Key,
     secret: SecureToken,
     /// Prunes old outcomes before it runs: the first write of a batch taken from the spool.
@@ -204,7 +193,7 @@ struct Keyed {
     handed: Option<Instant>,
 }
 
-impl Keyed {
+impl<C> Keyed<C> {
     /// Whether a write of this process with no record may have been run and its record
     /// pruned since: too long since it was handed over, by the monotonic or the wall clock.
     fn unsure(&self, now: u64) -> bool {
@@ -215,8 +204,8 @@ impl Keyed {
     }
 }
 
-impl Pending<Core> for Keyed {
-    fn apply(&self, core: &Core, t: &mut WriteTables<'_>) -> Result<()> {
+impl<C: Host> Pending<C> for Keyed<C> {
+    fn apply(&self, core: &C, t: &mut WriteTables<'_>) -> Result<()> {
         self.settled.store(false, Ordering::Relaxed);
         self.ran.store(false, Ordering::Relaxed);
         if self.prune {
@@ -273,9 +262,9 @@ fn prune(t: &mut WriteTables<'_>, now: u64) -> Result<()> {
 }
 
 /// A job of this process handed over: its file, its key and secret.
-struct Spooled {
+struct Spooled<C> {
     ticket: u64,
-    job: Job<Core>,
+    job: Job<C>,
     key: Key,
     secret: SecureToken,
     path: PathBuf,
@@ -283,9 +272,9 @@ struct Spooled {
     handed: Instant,
 }
 
-impl Spooled {
+impl<C: Host> Spooled<C> {
     /// The job to run here, checked against `applied`.
-    fn keyed(self) -> (u64, Job<Core>) {
+    fn keyed(self) -> (u64, Job<C>) {
         let job = Keyed {
             job: self.job,
             key: self.key,
@@ -299,27 +288,28 @@ impl Spooled {
     }
 }
 
-impl Core {
-    /// [`Context::commit_batch`](super::commit::Context::commit_batch) with the shared commit.
-    pub(super) fn commit_shared(
+impl Share {
+    /// [`Context::commit_batch`] with the shared commit: leads if it can take `commit.lock`,
+    /// hands the batch over otherwise.
+    pub(crate) fn commit_batch<C: Host>(
         &self,
-        share: &Share,
-        take: &mut dyn FnMut() -> Batch<Self>,
+        core: &C,
+        take: &mut dyn FnMut() -> Batch<C>,
     ) -> Done {
-        match self.locks.try_lead() {
+        match core.locks().try_lead() {
             Ok(Some(lead)) => {
                 #[cfg(feature = "testing")]
                 crate::faults::phase("lead");
-                let txn = begin(self);
+                let txn = begin(core);
                 let batch = take();
-                share.lead(self, lead, txn, batch)
+                self.lead(core, lead, txn, batch)
             }
-            Ok(None) => share.follow(self, take()),
+            Ok(None) => self.follow(core, take()),
             // `commit.lock` cannot be used: commit alone.
             Err(_) => {
-                let txn = begin(self);
+                let txn = begin(core);
                 let batch = take();
-                run(self, txn, batch)
+                run(core, txn, batch)
             }
         }
     }
@@ -330,18 +320,18 @@ impl Share {
     /// lets the lock go, and removes the files of the writes it settled. (Removing them after
     /// the lock shortens the part only one process at a time can do: a process that leads
     /// before they are gone finds their outcomes in `applied` and runs none of them again.)
-    fn lead(
+    fn lead<C: Host>(
         &self,
-        core: &Core,
+        core: &C,
         lead: LeadGuard<'_>,
         txn: Result<super::open::Writing>,
-        mut batch: Batch<Core>,
+        mut batch: Batch<C>,
     ) -> Done {
         let taken = self.take_spool(core, self.max_batch.saturating_sub(batch.len()));
         #[cfg(feature = "testing")]
         crate::faults::phase("taken");
         for (_, job) in &taken {
-            batch.push_back((u64::MAX, Arc::clone(job) as Job<Core>));
+            batch.push_back((u64::MAX, Arc::clone(job) as Job<C>));
         }
         if batch.is_empty() {
             drop(txn);
@@ -366,7 +356,7 @@ impl Share {
 
     /// The writes waiting in the spool, oldest first, at most `room`. Files older than any
     /// owner waits are removed unread (their owner is gone, or will run its write itself).
-    fn take_spool(&self, core: &Core, room: usize) -> Vec<(PathBuf, Arc<Keyed>)> {
+    fn take_spool<C: Host>(&self, core: &C, room: usize) -> Vec<(PathBuf, Arc<Keyed<C>>)> {
         let Ok(entries) = fs::read_dir(&self.dir) else { return Vec::new() };
         let mut keys: Vec<Key> =
             entries.flatten().filter_map(|e| e.file_name().to_str().and_then(key_of)).collect();
@@ -384,12 +374,13 @@ impl Share {
             }
             // A file being written, or not one of ours: its owner deals with it.
             let Some(handed) = self.read(&path) else { continue };
-            let Some(job) = decode_job(&handed.kind, &handed.op) else { continue };
+            let Ok(secret) = SecureToken::parse(&handed.secret) else { continue };
+            let Some(job) = core.decode_job(&handed.kind, &handed.op) else { continue };
             let prune = taken.is_empty();
             let keyed = Keyed {
                 job,
                 key,
-                secret: handed.secret,
+                secret,
                 prune,
                 settled: AtomicBool::new(false),
                 ran: AtomicBool::new(false),
@@ -414,10 +405,10 @@ impl Share {
 
     /// Writes `job` to the spool; `None` if it stays in this process (it does not travel, or
     /// its file could not be written).
-    fn spool(&self, core: &Core, ticket: u64, job: &Job<Core>) -> Option<Spooled> {
+    fn spool<C: Host>(&self, core: &C, ticket: u64, job: &Job<C>) -> Option<Spooled<C>> {
         let (kind, op) = job.encode_op()?;
         let secret = SecureToken::generate().ok()?;
-        let handed = Handed { kind: kind.to_owned(), secret, op };
+        let handed = Handed { kind: kind.to_owned(), secret: secret.as_str().to_owned(), op };
         let bytes = codec::encode(&handed).ok()?;
         let key = (core.now(), rand::random::<u64>());
         let path = self.dir.join(file_name(key));
@@ -427,13 +418,13 @@ impl Share {
             return None;
         }
         let job = Arc::clone(job);
-        Some(Spooled { ticket, job, key, secret: handed.secret, path, handed: Instant::now() })
+        Some(Spooled { ticket, job, key, secret, path, handed: Instant::now() })
     }
 
     /// Hands `batch` over to the process leading, and waits for the outcomes; what is left
     /// (not handed over, or not taken in time) runs here, after this process took the lead or
     /// its wait ran out.
-    fn follow(&self, core: &Core, batch: Batch<Core>) -> Done {
+    fn follow<C: Host>(&self, core: &C, batch: Batch<C>) -> Done {
         let mut rest = Batch::new();
         let mut waiting = Vec::new();
         for (ticket, job) in batch {
@@ -452,7 +443,7 @@ impl Share {
             if waiting.is_empty() {
                 break None;
             }
-            match core.locks.try_lead() {
+            match core.locks().try_lead() {
                 Ok(Some(lead)) => {
                     // The last leader may have committed these and let the lock go before
                     // removing their files: their outcomes are in `applied` already.
@@ -489,20 +480,16 @@ impl Share {
 /// and removes its file if still there. A job with no record (its file was removed as stale,
 /// `applied` could not be read, or no leader took it) moves to `rest`, its file removed, to run
 /// here, checked against `applied`. Returns how many got a result.
-fn collect(core: &Core, waiting: &mut Vec<Spooled>, rest: &mut Batch<Core>, all: bool) -> u64 {
+fn collect<C: Host>(
+    core: &C,
+    waiting: &mut Vec<Spooled<C>>,
+    rest: &mut Batch<C>,
+    all: bool,
+) -> u64 {
     let (gone, still): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|s| all || !s.path.exists());
     *waiting = still;
-    let read = core.read().and_then(|txn| match schema::read_applied(&txn) {
-        Ok(table) => {
-            let mut found = Vec::with_capacity(gone.len());
-            for spooled in &gone {
-                found.push(table.get(spooled.key)?.map(|v| v.value().to_vec()));
-            }
-            Ok(found)
-        }
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(vec![None; gone.len()]),
-        Err(e) => Err(e.into()),
-    });
+    let keys: Vec<Key> = gone.iter().map(|s| s.key).collect();
+    let read = core.recorded(&keys);
     let found = read.unwrap_or_else(|_| vec![None; gone.len()]);
     let mut got = 0;
     for (spooled, recorded) in gone.into_iter().zip(found) {
@@ -519,18 +506,7 @@ fn collect(core: &Core, waiting: &mut Vec<Spooled>, rest: &mut Batch<Core>, all:
 
 #[cfg(test)]
 mod tests {
-    use super::{KINDS, file_name, key_of};
-
-    #[test]
-    fn every_registered_kind_is_the_name_its_operation_gives() {
-        for (kind, named) in KINDS {
-            assert_eq!(Some(*kind), *named, "the registry and WriteOp::KIND disagree");
-        }
-        let mut names: Vec<_> = KINDS.iter().map(|(k, _)| k).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), KINDS.len(), "a kind is registered twice");
-    }
+    use super::{file_name, key_of};
 
     #[test]
     fn spool_names_round_trip_and_nothing_else_parses() {

@@ -8,13 +8,14 @@ use std::sync::{Mutex, PoisonError, RwLock};
 
 use redb::ReadTransaction;
 
-use super::commit::{Batch, Committer, Context, Done, begin, panic_message, run};
+use super::commit::{Batch, Committer, Context, Done, Job, begin, panic_message, run};
 use super::config::Config;
 use super::lock::LockDir;
 use super::open::{self, Db, Writing};
+use super::share::{Host, Key};
 use super::stats::CleanupStats;
 use crate::error::{Error, Result};
-use crate::format::schema::WriteTables;
+use crate::format::schema::{self, WriteTables};
 
 /// Runs a read in the caller's thread, turning a panic inside it (redb on a damaged page, or a
 /// bug) into [`Error::Panicked`] at `place`: no input reaches the caller as a panic.
@@ -257,11 +258,35 @@ impl Context for Core {
 
     fn commit_batch(&self, take: &mut dyn FnMut() -> Batch<Self>) -> Done {
         if let Some(share) = &self.share {
-            return self.commit_shared(share, take);
+            return share.commit_batch(self, take);
         }
         let txn = begin(self);
         let batch = take();
         run(self, txn, batch)
+    }
+}
+
+impl Host for Core {
+    fn now(&self) -> u64 {
+        Core::now(self)
+    }
+
+    fn locks(&self) -> &LockDir {
+        &self.locks
+    }
+
+    fn decode_job(&self, kind: &str, bytes: &[u8]) -> Option<Job<Self>> {
+        self.committer.decode(kind, bytes)
+    }
+
+    fn recorded(&self, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>> {
+        let txn = self.read()?;
+        let table = match schema::read_applied(&txn) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![None; keys.len()]),
+            Err(e) => return Err(e.into()),
+        };
+        keys.iter().map(|key| Ok(table.get(*key)?.map(|v| v.value().to_vec()))).collect()
     }
 }
 
