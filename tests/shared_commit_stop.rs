@@ -138,6 +138,9 @@ fn a_follower_stopped_past_the_retention_does_not_run_its_write_again() {
     let db = dir.path().join("stop.redb");
     let store = open(&db);
     let s = store.create(b"", b"").expect("create");
+    // This process leads below: it runs another's `put` only once it ran one itself (each
+    // kind of operation registers with its group committer when first submitted).
+    store.put(&s.id, &s.token, b"", None).expect("a first put here");
     let path = db.display().to_string();
     let envs = [
         ("SC_PATH", path.clone()),
