@@ -8,13 +8,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use sessiondb::{Created, Error, Save, SecureToken, SessionId, Store};
 
 mod common;
+use common::spool::{child, spool_files, var, wait_for};
 
 /// Opens the store the way every process of these tests does: no clean-up thread, and the
 /// follower's bound from the environment (milliseconds), 10 s by default.
@@ -25,10 +26,6 @@ fn open(path: &Path) -> Store {
         .shared_commit(Some(Duration::from_millis(wait)))
         .open()
         .expect("open")
-}
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name}: run by the parent test"))
 }
 
 /// One save at version 1 of the session given in the environment; prints `ack VERSION` once
@@ -81,15 +78,6 @@ fn parse(bytes: &[u8]) -> u64 {
     std::str::from_utf8(bytes).unwrap().parse().unwrap()
 }
 
-fn child(name: &str, envs: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--ignored", "--exact", name, "--nocapture", "--test-threads=1"]);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.stdout(Stdio::piped()).spawn().expect("spawn")
-}
-
 /// The lines of a child's stdout, read on a thread of their own.
 fn lines(out: ChildStdout) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -119,16 +107,6 @@ fn expect_line(rx: &mpsc::Receiver<String>, prefix: &str) -> String {
     }
 }
 
-/// The spool directory of the store at `db` (there is one: every process has the same settings).
-fn spool_files(db: &Path) -> usize {
-    let locks = PathBuf::from(format!("{}.locks", db.display()));
-    let Ok(dirs) = std::fs::read_dir(locks) else { return 0 };
-    dirs.flatten()
-        .filter(|d| d.file_name().to_string_lossy().starts_with("spool-"))
-        .map(|d| std::fs::read_dir(d.path()).map_or(0, Iterator::count))
-        .sum()
-}
-
 /// The spool directories and their files, with their permission bits.
 fn spool_modes(db: &Path) -> Vec<(PathBuf, u32)> {
     use std::os::unix::fs::PermissionsExt;
@@ -145,14 +123,6 @@ fn spool_modes(db: &Path) -> Vec<(PathBuf, u32)> {
     }
     assert!(out.len() > FOLLOWERS, "the spool and its files: {out:?}");
     out
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 const FOLLOWERS: usize = 3;

@@ -12,10 +12,13 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use sessiondb::{Error, SecureToken, SessionId, Store};
+
+mod common;
+use common::spool::{child, spool_files, var, wait_for};
 
 fn open(path: &Path) -> Store {
     Store::builder(path)
@@ -23,10 +26,6 @@ fn open(path: &Path) -> Store {
         .shared_commit(Some(Duration::from_secs(120)))
         .open()
         .expect("open")
-}
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name}: run by the parent test"))
 }
 
 /// A blind write of the session in the environment; prints its result.
@@ -50,32 +49,6 @@ fn stop_create_child() {
     match store.create(b"", b"") {
         Ok(_) => println!("result ok"),
         Err(e) => println!("result err {e}"),
-    }
-}
-
-fn child(name: &str, envs: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--ignored", "--exact", name, "--nocapture", "--test-threads=1"]);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.stdout(Stdio::piped()).spawn().expect("spawn")
-}
-
-fn spool_files(db: &Path) -> usize {
-    let locks = PathBuf::from(format!("{}.locks", db.display()));
-    let Ok(dirs) = std::fs::read_dir(locks) else { return 0 };
-    dirs.flatten()
-        .filter(|d| d.file_name().to_string_lossy().starts_with("spool-"))
-        .map(|d| std::fs::read_dir(d.path()).map_or(0, Iterator::count))
-        .sum()
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -7,11 +7,14 @@
 #![allow(unsafe_code, reason = "libc: mkfifo, flock, kill")]
 
 use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sessiondb::{Error, SecureToken, SessionId, Store};
+
+mod common;
+use common::spool::{spool_files, var};
 
 const IDLE: Duration = Duration::from_secs(2);
 
@@ -22,10 +25,6 @@ fn open(path: &Path) -> Store {
         .shared_commit(Some(Duration::from_secs(30)))
         .open()
         .expect("open")
-}
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name}: run by the parent test"))
 }
 
 /// Loads the session in the environment (its touch is due); prints the result.
@@ -39,15 +38,6 @@ fn late_touch_child() {
         Ok(_) => println!("result ok"),
         Err(e) => println!("result err {e}"),
     }
-}
-
-fn spool_files(db: &Path) -> usize {
-    let locks = PathBuf::from(format!("{}.locks", db.display()));
-    let Ok(dirs) = std::fs::read_dir(locks) else { return 0 };
-    dirs.flatten()
-        .filter(|d| d.file_name().to_string_lossy().starts_with("spool-"))
-        .map(|d| std::fs::read_dir(d.path()).map_or(0, Iterator::count))
-        .sum()
 }
 
 #[test]
