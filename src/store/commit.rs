@@ -123,8 +123,9 @@ pub struct BatchStats {
     /// Writes of this process that another process committed for it (a shared commit,
     /// docs/concurrency.md); they are in the other process's `operations`, not in these.
     pub handed_off: u64,
-    /// Writes of other processes that this process committed for them; they are in
-    /// `operations`.
+    /// Writes of other processes that this process ran and committed for them; they are in
+    /// `operations`, as are the (rare) ones it found already run by an earlier commit, whose
+    /// spool file was not yet removed, and ran no more.
     pub taken_in: u64,
 }
 

@@ -99,7 +99,9 @@ impl Core {
     /// transaction committed (or failed).
     pub(crate) fn submit<O: WriteOp>(&self, op: O) -> Result<O::Output> {
         self.rw()?; // refuse a forked child or a read-only store before touching the queue
-        if let Some(kind) = O::KIND {
+        // Only a store that shares commits runs other processes' writes: the others skip the
+        // registry's lock on every write.
+        if let (Some(kind), Some(_)) = (O::KIND, &self.share) {
             self.committer.register(kind, Slot::<O>::decoded);
         }
         let slot = Arc::new(Slot(Mutex::new(Filled { op, result: None })));
