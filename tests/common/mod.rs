@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod redis;
 pub mod spool;
 
 use std::collections::HashMap;
