@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::thread;
 
 use common::redis::{RedisServer, redis_available, shared_cluster, shared_server};
-use sessiondb::{
-    Engine, Error, ManualClock, NewSession, RedisEngine, Save, ServerErrorKind,
-};
+use sessiondb::{Engine, Error, ManualClock, NewSession, RedisEngine, Save, ServerErrorKind};
 
 /// An engine on the shared standalone server, under a prefix of its own.
 fn engine(prefix: &str) -> RedisEngine {
@@ -149,7 +147,8 @@ fn addresses_and_prefixes_are_checked() -> Result<(), Error> {
     let cluster = shared_cluster().urls();
     let nodes: Vec<&str> = cluster.iter().map(|u| u.trim_start_matches("redis://")).collect();
     for url in [shared_server().url(), format!("redis+cluster://{}", nodes.join(","))] {
-        let e = RedisEngine::builder_from_url(&url)?.prefix("from-url").clock(clock.clone()).open()?;
+        let e =
+            RedisEngine::builder_from_url(&url)?.prefix("from-url").clock(clock.clone()).open()?;
         let c = e.create_with(NewSession::new(b"here", b""))?;
         assert_eq!(e.load(&c.id, &c.token)?.session_data, b"here", "{url}");
     }

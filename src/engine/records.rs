@@ -107,7 +107,6 @@ pub(crate) struct StateRecord {
     pub(crate) data: Vec<u8>,
 }
 
-
 /// How long after a rotation (after its forwarding window) a request with the old id's token is
 /// taken for one that raced the log-in (`moved_recently`): it was sent before the browser had
 /// the new cookie. Longer than a request's own bound (5 s by default); short, since a browser
@@ -241,7 +240,8 @@ pub(crate) fn decode_session_bytes(bytes: &[u8]) -> Option<SessionRecord> {
         }
         Err(_) => return None,
     };
-    let sane =
-        rec.oldest_state <= rec.latest_state && rec.latest_state < u64::MAX && rec.version < u64::MAX;
+    let sane = rec.oldest_state <= rec.latest_state
+        && rec.latest_state < u64::MAX
+        && rec.version < u64::MAX;
     sane.then_some(rec)
 }

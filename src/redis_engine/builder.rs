@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::config::Config;
 use super::conn::{Pool, Target};
-use super::engine::{Config, RedisEngine};
+use super::engine::RedisEngine;
 use super::keys::Keys;
+use crate::engine::rules::CapPolicy;
 use crate::engine::rules::Rules;
 use crate::error::{Error, Result};
 use crate::id::IdSpec;
-use crate::store::CapPolicy;
 use crate::time::{Clock, SystemClock};
 
 fn millis(d: Duration) -> u64 {
@@ -136,11 +137,12 @@ impl RedisBuilder {
             Error::InvalidInput(format!("Redis address {:?}: {e}", self.nodes))
         };
         let target = if self.cluster {
-            let client = redis::cluster::ClusterClient::builder(self.nodes.iter().map(String::as_str))
-                .connection_timeout(Duration::from_secs(5))
-                .response_timeout(Duration::from_secs(5))
-                .build()
-                .map_err(bad)?;
+            let client =
+                redis::cluster::ClusterClient::builder(self.nodes.iter().map(String::as_str))
+                    .connection_timeout(Duration::from_secs(5))
+                    .response_timeout(Duration::from_secs(5))
+                    .build()
+                    .map_err(bad)?;
             Target::Cluster(client)
         } else {
             let [node] = self.nodes.as_slice() else {
@@ -151,5 +153,52 @@ impl RedisBuilder {
         let pool = Pool::new(target);
         pool.run(|c| redis::cmd("PING").query::<String>(c))?;
         Ok(RedisEngine::new(pool, keys, self.cfg))
+    }
+}
+
+impl RedisEngine {
+    /// A builder for an engine on the standalone server at `url` (`redis://host:port`, with
+    /// `/db`, user and password as the redis crate takes them).
+    pub fn builder(url: &str) -> RedisBuilder {
+        RedisBuilder::new(vec![url.to_owned()], false)
+    }
+
+    /// A builder for an engine on the Cluster that `urls` (some of its nodes) belong to.
+    pub fn cluster_builder(urls: &[&str]) -> RedisBuilder {
+        RedisBuilder::new(urls.iter().map(|u| (*u).to_owned()).collect(), true)
+    }
+
+    /// An engine with the default settings on `url`: `redis://host:port` for a standalone
+    /// server, `redis+cluster://host1:port1,host2:port2,...` for a Cluster.
+    ///
+    /// # Errors
+    /// As [`RedisBuilder::open`]; [`Error::InvalidInput`] for another scheme.
+    pub fn from_url(url: &str) -> Result<Self> {
+        Self::builder_from_url(url)?.open()
+    }
+
+    /// A builder for `url`, as [`RedisEngine::from_url`] reads it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a scheme other than `redis://` or `redis+cluster://`.
+    pub fn builder_from_url(url: &str) -> Result<RedisBuilder> {
+        if let Some(nodes) = url.strip_prefix("redis+cluster://") {
+            let urls: Vec<String> = nodes
+                .split(',')
+                .filter(|n| !n.is_empty())
+                .map(|n| format!("redis://{n}"))
+                .collect();
+            if urls.is_empty() {
+                return Err(Error::InvalidInput(format!("no Cluster node in {url:?}")));
+            }
+            Ok(RedisBuilder::new(urls, true))
+        } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+            Ok(Self::builder(url))
+        } else {
+            Err(Error::InvalidInput(format!(
+                "{url:?} is not a Redis address: use redis://host:port or \
+                 redis+cluster://host1:port1,host2:port2"
+            )))
+        }
     }
 }

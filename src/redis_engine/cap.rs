@@ -10,8 +10,8 @@ use super::engine::RedisEngine;
 use super::record::{MAX_RETRIES, Raw, Want, contended, decode_record, score};
 use crate::engine::CleanupReport;
 use crate::engine::records::SessionRecord;
+use crate::engine::rules::CapPolicy;
 use crate::error::{Error, Result};
-use crate::store::CapPolicy;
 
 /// The most early cap entries one eviction re-indexes before it evicts by indexed time.
 const MAX_EVICTION_REINDEX: usize = 64;
@@ -92,7 +92,12 @@ impl RedisEngine {
         if late || rec.remove_at == u64::MAX {
             let key = self.keys.cap();
             self.pool.run(|c| {
-                redis::cmd("ZADD").arg(&key).arg("XX").arg(score(rec.remove_at)).arg(sid).query::<i64>(c)
+                redis::cmd("ZADD")
+                    .arg(&key)
+                    .arg("XX")
+                    .arg(score(rec.remove_at))
+                    .arg(sid)
+                    .query::<i64>(c)
             })?;
         }
         let _ = now;

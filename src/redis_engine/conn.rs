@@ -26,14 +26,14 @@ pub(super) enum Target {
 /// One connection of either kind.
 enum Conn {
     Single(redis::Connection),
-    Cluster(redis::cluster::ClusterConnection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
 }
 
 impl Conn {
     fn like(&mut self) -> &mut dyn ConnectionLike {
         match self {
             Conn::Single(c) => c,
-            Conn::Cluster(c) => c,
+            Conn::Cluster(c) => &mut **c,
         }
     }
 }
@@ -63,13 +63,14 @@ impl Pool {
     fn connect(&self) -> Result<Conn> {
         match &self.target {
             Target::Single(client) => {
-                let conn = client.get_connection_with_timeout(TIMEOUT).map_err(server_error)?;
-                conn.set_read_timeout(Some(TIMEOUT)).map_err(server_error)?;
-                conn.set_write_timeout(Some(TIMEOUT)).map_err(server_error)?;
+                let conn =
+                    client.get_connection_with_timeout(TIMEOUT).map_err(|e| server_error(&e))?;
+                conn.set_read_timeout(Some(TIMEOUT)).map_err(|e| server_error(&e))?;
+                conn.set_write_timeout(Some(TIMEOUT)).map_err(|e| server_error(&e))?;
                 Ok(Conn::Single(conn))
             }
             Target::Cluster(client) => {
-                Ok(Conn::Cluster(client.get_connection().map_err(server_error)?))
+                Ok(Conn::Cluster(Box::new(client.get_connection().map_err(|e| server_error(&e))?)))
             }
         }
     }
@@ -113,19 +114,17 @@ impl Pool {
             }
             Err(e) => {
                 // A server's answer leaves the connection usable; anything else may not.
-                if !matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) {
-                    drop(conn);
-                } else {
+                if matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) {
                     self.give_back(conn);
                 }
-                Err(server_error(e))
+                Err(server_error(&e))
             }
         }
     }
 }
 
 /// The one mapping of the redis crate's errors to [`Error::Server`], by what to do about them.
-pub(super) fn server_error(e: RedisError) -> Error {
+pub(super) fn server_error(e: &RedisError) -> Error {
     let code = e.code().unwrap_or_default().to_owned();
     let kind = match e.kind() {
         _ if code == "OOM" => ServerErrorKind::OutOfMemory,

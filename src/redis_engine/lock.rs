@@ -36,7 +36,13 @@ impl RedisEngine {
         let mut pause = Duration::from_millis(2);
         loop {
             let set: Option<String> = self.pool.run(|c| {
-                redis::cmd("SET").arg(&key).arg(&owner).arg("NX").arg("PX").arg(self.cfg.lock_ttl).query(c)
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(self.cfg.lock_ttl)
+                    .query(c)
             })?;
             if set.is_some() {
                 return Ok(RedisLock { engine: self, key, owner });
@@ -45,7 +51,7 @@ impl RedisEngine {
             if waited >= max_wait {
                 return Err(Error::LockTimeout { waited });
             }
-            std::thread::sleep(pause.min(max_wait - waited));
+            std::thread::sleep(pause.min(max_wait.saturating_sub(waited)));
             pause = (pause * 2).min(Duration::from_millis(50));
         }
     }

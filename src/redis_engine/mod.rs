@@ -12,6 +12,7 @@
 
 mod builder;
 mod cap;
+mod config;
 mod conn;
 mod engine;
 mod keys;
@@ -19,6 +20,7 @@ mod lock;
 mod record;
 mod rotate;
 mod scripts;
+mod seam;
 mod session;
 mod users;
 

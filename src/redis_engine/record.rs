@@ -102,9 +102,8 @@ impl RedisEngine {
             Want::All => "*".to_owned(),
         };
         let (hash, tomb) = (self.keys.session(sid), self.keys.tombstone(sid));
-        let reply: Vec<Option<Vec<u8>>> = self.pool.run(|c| {
-            scripts::FETCH.key(&hash).key(&tomb).arg(&arg).invoke(c)
-        })?;
+        let reply: Vec<Option<Vec<u8>>> =
+            self.pool.run(|c| scripts::FETCH.key(&hash).key(&tomb).arg(&arg).invoke(c))?;
         let mut it = reply.into_iter();
         let kind = it.next().flatten().unwrap_or_default();
         match kind.as_slice() {
@@ -264,7 +263,13 @@ impl RedisEngine {
         let key = self.keys.cap();
         self.pool
             .run(|c| {
-                redis::cmd("ZADD").arg(&key).arg("XX").arg("LT").arg(score(remove_at)).arg(sid).query::<i64>(c)
+                redis::cmd("ZADD")
+                    .arg(&key)
+                    .arg("XX")
+                    .arg("LT")
+                    .arg(score(remove_at))
+                    .arg(sid)
+                    .query::<i64>(c)
             })
             .map(drop)
     }

@@ -193,11 +193,11 @@ impl RedisEngine {
 
     /// As [`Engine::revoke_named`](crate::Engine::revoke_named): every pair is checked before
     /// any is revoked, so a call whose pairs are all refused writes nothing.
-    pub(super) fn revoke_named(&self, named: Vec<Named>) -> Result<u64> {
+    pub(super) fn revoke_named(&self, named: &[Named]) -> Result<u64> {
         let now = self.now();
         let mut to_revoke = Vec::new();
         let mut refused = 0;
-        for (id, token, fp) in &named {
+        for (id, token, fp) in named {
             let fp = fp.as_deref().map(fingerprint_hash);
             match self.holds(id.as_str(), token, fp.as_ref(), now)? {
                 Hold::Refused => refused += 1,

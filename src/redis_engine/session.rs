@@ -6,10 +6,10 @@
 use super::engine::RedisEngine;
 use super::record::{Live, MAX_RETRIES, Raw, Want, contended, decode_record, decode_state};
 use super::record::{decode_tombstone, encode_state};
+use crate::engine::SessionStatus;
 use crate::engine::records::SessionRecord;
 use crate::engine::rules::{Rules, check_size, check_user_key};
 use crate::engine::{Created, Fetched, NewSession, Save, Stored, UserChange};
-use crate::engine::SessionStatus;
 use crate::error::{Error, Result};
 use crate::id::{SecureToken, SessionId, fingerprint_hash};
 
@@ -25,10 +25,10 @@ impl RedisEngine {
     /// Creates `rec` (with state 0 holding `state0`) under a new random id; files it in the
     /// user's and the cap index. The new id.
     fn create_drawn(&self, rec: &SessionRecord, state0: &[u8], now: u64) -> Result<SessionId> {
-        let states = [(0, encode_state(state0)?)];
+        let first = [(0, encode_state(state0)?)];
         for _ in 0..ID_ATTEMPTS {
             let id = self.cfg.id_spec.generate()?;
-            if self.create_raw(id.as_str(), rec, &states, b"", now)? {
+            if self.create_raw(id.as_str(), rec, &first, b"", now)? {
                 self.filed(id.as_str(), rec, now)?;
                 return Ok(id);
             }
@@ -65,7 +65,13 @@ impl RedisEngine {
     }
 
     /// A new session record under the caller's token and deadline, at `now`.
-    fn adopted(&self, token: &SecureToken, data: &[u8], deadline: Option<u64>, now: u64) -> SessionRecord {
+    fn adopted(
+        &self,
+        token: &SecureToken,
+        data: &[u8],
+        deadline: Option<u64>,
+        now: u64,
+    ) -> SessionRecord {
         self.cfg.rules.with_deadlines(SessionRecord {
             deadline,
             ..SessionRecord::fresh(now, token.hash(), data.to_vec())
@@ -110,10 +116,8 @@ impl RedisEngine {
             return Err(Error::StateEvicted { requested: state_id, oldest: rec.oldest_state });
         }
         let bytes = states.into_iter().find(|(n, _)| *n == state_id).map(|(_, b)| b);
-        let bytes = bytes.ok_or_else(|| Error::Corrupted {
-            table: "states",
-            key: format!("{id}/{state_id}"),
-        })?;
+        let bytes = bytes
+            .ok_or_else(|| Error::Corrupted { table: "states", key: format!("{id}/{state_id}") })?;
         let state_data = decode_state(id.as_str(), state_id, &bytes)?;
         let mut expires_at = self.cfg.rules.effective_expiry(&rec);
         if Rules::touch_due(&rec, now, self.cfg.touch_resolution()) {
@@ -242,13 +246,17 @@ impl RedisEngine {
                         Error::NotFound => {}
                         refused => return Err(refused),
                     }
-                    if let Some(stored) = self.put_new(sid, token, session_data, deadline, &bytes, now)? {
+                    if let Some(stored) =
+                        self.put_new(sid, token, session_data, deadline, &bytes, now)?
+                    {
                         return Ok(stored);
                     }
                     continue;
                 }
                 Raw::Missing => {
-                    if let Some(stored) = self.put_new(sid, token, session_data, deadline, b"", now)? {
+                    if let Some(stored) =
+                        self.put_new(sid, token, session_data, deadline, b"", now)?
+                    {
                         return Ok(stored);
                     }
                     continue;

@@ -16,9 +16,9 @@ impl RedisEngine {
     pub(super) fn user_sessions(&self, user: &[u8]) -> Result<Vec<SessionId>> {
         let now = self.now();
         let key = self.keys.user(user);
-        let entries: Vec<(String, f64)> = self.pool.run(|c| {
-            redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).arg("WITHSCORES").query(c)
-        })?;
+        let entries: Vec<(String, f64)> = self
+            .pool
+            .run(|c| redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).arg("WITHSCORES").query(c))?;
         let mut out = Vec::new();
         for (sid, filed) in entries {
             #[expect(clippy::cast_precision_loss, reason = "ms times are exact in an f64")]
@@ -26,10 +26,10 @@ impl RedisEngine {
             if due && !self.refile_user(user, &sid, now)? {
                 continue;
             }
-            out.push(SessionId::parse(&sid).map_err(|_| Error::Corrupted {
-                table: "users",
-                key: sid.clone(),
-            })?);
+            out.push(
+                SessionId::parse(&sid)
+                    .map_err(|_| Error::Corrupted { table: "users", key: sid.clone() })?,
+            );
         }
         out.sort();
         Ok(out)
@@ -45,7 +45,12 @@ impl RedisEngine {
             && rec.user.as_deref() == Some(user)
         {
             self.pool.run(|c| {
-                redis::cmd("ZADD").arg(&key).arg("XX").arg(score(rec.remove_at)).arg(sid).query::<i64>(c)
+                redis::cmd("ZADD")
+                    .arg(&key)
+                    .arg("XX")
+                    .arg(score(rec.remove_at))
+                    .arg(sid)
+                    .query::<i64>(c)
             })?;
             return Ok(true);
         }

@@ -30,19 +30,7 @@ pub enum Sharing {
     SingleProcess,
 }
 
-/// What `create` does when `max_sessions` is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CapPolicy {
-    /// Refuse the new session with [`Error::MaxSessionsExceeded`](crate::error::Error::MaxSessionsExceeded).
-    /// The default.
-    #[default]
-    Reject,
-    /// Delete the session closest to removal (the end of its grace window; ties: by id) to make
-    /// room. With one grace period for all processes that is the session closest to expiry.
-    /// Found through the lazy expiry index, which may file a used session early: see
-    /// "Eviction order" in `docs/format.md`.
-    EvictOldest,
-}
+pub use crate::engine::rules::CapPolicy;
 
 /// The settings a store runs with. Durations compared with stored timestamps are in
 /// milliseconds.

@@ -124,8 +124,13 @@ impl WriteOp for StoreState {
         }
         let overwrite = use_same_state || !c.cfg.states_history;
         let limits = (c.cfg.max_states(), c.cfg.touch_resolution());
-        let (state_id, evicted) =
-            c.cfg.rules().save_into(&mut rec, session_data, state_data.as_ref().map(|_| overwrite), limits, now);
+        let (state_id, evicted) = c.cfg.rules().save_into(
+            &mut rec,
+            session_data,
+            state_data.as_ref().map(|_| overwrite),
+            limits,
+            now,
+        );
         if let Some(state_data) = state_data {
             put_state(t, sid, state_id, state_data)?;
         }

@@ -269,7 +269,9 @@ impl Subject for Redis {
     fn open(&self, s: &Settings, place: &Path) -> sessiondb::RedisEngine {
         let builder = if self.cluster {
             let urls = servers::shared_cluster().urls();
-            sessiondb::RedisEngine::cluster_builder(&urls.iter().map(String::as_str).collect::<Vec<_>>())
+            sessiondb::RedisEngine::cluster_builder(
+                &urls.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
         } else {
             sessiondb::RedisEngine::builder(&servers::shared_server().url())
         };
