@@ -2,6 +2,7 @@
 //! or Cluster), dropped when they fail or when the process forked, and the one place where the
 //! crate's errors become [`Error::Server`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ impl Conn {
 pub(super) struct Pool {
     target: Target,
     idle: Mutex<(u32, Vec<Conn>)>,
+    /// Calls made through [`Pool::run`]: one round trip each (two more when a script had to
+    /// be loaded, more when a Cluster redirected).
+    calls: AtomicU64,
 }
 
 impl std::fmt::Debug for Pool {
@@ -57,7 +61,16 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// A pool for `target`; connects nothing yet.
     pub(super) fn new(target: Target) -> Self {
-        Self { target, idle: Mutex::new((std::process::id(), Vec::new())) }
+        Self {
+            target,
+            idle: Mutex::new((std::process::id(), Vec::new())),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// How many calls were made through [`Pool::run`].
+    pub(super) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     fn connect(&self) -> Result<Conn> {
@@ -107,6 +120,7 @@ impl Pool {
         f: impl FnOnce(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
     ) -> Result<T> {
         let mut conn = self.take()?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
         match f(conn.like()) {
             Ok(out) => {
                 self.give_back(conn);

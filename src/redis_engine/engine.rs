@@ -36,6 +36,13 @@ impl RedisEngine {
         Self { pool, keys, cfg, last_cleanup: AtomicU64::new(0) }
     }
 
+    /// How many round trips to the server this engine has made (one per command or script
+    /// call; a script loaded again after a server restart, or a Cluster redirection, adds
+    /// some the count does not see). For benchmarks and `docs/redis.md`'s table.
+    pub fn round_trips(&self) -> u64 {
+        self.pool.calls()
+    }
+
     /// The engine's time, ms since the epoch.
     pub(super) fn now(&self) -> u64 {
         self.cfg.clock.now_ms()

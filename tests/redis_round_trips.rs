@@ -1,0 +1,69 @@
+//! Round trips per operation of the Redis engine (feature `redis`), counted by the engine
+//! ([`RedisEngine::round_trips`]), as docs/redis.md's table states them: a load is one round
+//! trip, a save two (read, compare-and-set), a touch two, a create one (two with a user).
+//! The times printed are for information; nothing here asserts a speed.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::redis::{redis_available, shared_server};
+use sessiondb::{Engine, Error, ManualClock, NewSession, RedisEngine, Save};
+
+fn counted<T>(e: &RedisEngine, f: impl FnOnce() -> Result<T, Error>) -> Result<(T, u64), Error> {
+    let before = e.round_trips();
+    let out = f()?;
+    Ok((out, e.round_trips() - before))
+}
+
+#[test]
+fn round_trips_per_operation() -> Result<(), Error> {
+    if !redis_available() {
+        return Ok(());
+    }
+    let clock = ManualClock::new(common::T0);
+    let e = RedisEngine::builder(&shared_server().url())
+        .prefix("round-trips")
+        .clock(Arc::new(clock.clone()))
+        .open()?;
+    let (c, create) = counted(&e, || e.create_with(NewSession::new(b"data", b"state")))?;
+    let (_, create_user) =
+        counted(&e, || e.create_with(NewSession::new(b"data", b"state").user(b"ann")))?;
+    let (got, load) = counted(&e, || e.load(&c.id, &c.token))?;
+    let (s, save) =
+        counted(&e, || e.store_state(&c.id, &c.token, Save::new(got.version, b"d2", b"s2")))?;
+    let ((), touch) = counted(&e, || e.touch(&c.id, &c.token))?;
+    clock.advance(60_000); // past the touch resolution: the load writes the access time
+    let (_, load_touching) = counted(&e, || e.load(&c.id, &c.token))?;
+    let (_, regenerate) =
+        counted(&e, || e.regenerate(&c.id, &c.token, std::time::Duration::from_secs(5)))?;
+    println!(
+        "round trips: create {create}, create with user {create_user}, load {load}, \
+         load that touches {load_touching}, save {save}, touch {touch}, regenerate {regenerate}"
+    );
+    assert_eq!(
+        (create, create_user, load, load_touching, save, touch),
+        (1, 2, 1, 2, 2, 2),
+        "docs/redis.md states these"
+    );
+    assert_eq!(s.version, 2);
+
+    // Times on this machine's server, for information.
+    let c = e.create_with(NewSession::new(b"data", b"state"))?;
+    let n = 2000;
+    let start = Instant::now();
+    for _ in 0..n {
+        e.load(&c.id, &c.token)?;
+    }
+    let load_us = start.elapsed().as_micros() / n;
+    let mut version = e.load(&c.id, &c.token)?.version;
+    let start = Instant::now();
+    for _ in 0..n {
+        version = e.store_state(&c.id, &c.token, Save::session_only(version, b"d"))?.version;
+    }
+    let save_us = start.elapsed().as_micros() / n;
+    println!("mean over {n}: load {load_us} µs, save {save_us} µs");
+    Ok(())
+}
