@@ -95,8 +95,11 @@ impl Pool {
         let reused = {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             if idle.0 != pid {
-                // Closing the child's copies of the sockets leaves the parent's open.
-                idle.1.clear();
+                // Forgotten, not dropped: whatever a connection's drop may do to its socket
+                // (a shutdown would end the parent's too) is not the child's to do.
+                for conn in std::mem::take(&mut idle.1) {
+                    std::mem::forget(conn);
+                }
                 idle.0 = pid;
             }
             idle.1.pop()
