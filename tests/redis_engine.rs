@@ -154,3 +154,35 @@ fn addresses_and_prefixes_are_checked() -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[test]
+fn a_full_or_read_only_server_says_what_to_do() -> Result<(), Error> {
+    if !redis_available() {
+        return Ok(());
+    }
+    // Out of memory: a server at its maxmemory that may evict nothing.
+    let full = RedisServer::start(&[("maxmemory", "2mb"), ("maxmemory-policy", "noeviction")]);
+    let e = RedisEngine::builder(&full.url()).open()?;
+    let big = vec![7u8; 200 << 10];
+    let res = (0..40).try_for_each(|_| e.create_with(NewSession::new(&big, b"")).map(drop));
+    match res {
+        Err(err @ Error::Server { kind: ServerErrorKind::OutOfMemory, .. }) => {
+            assert!(err.to_string().contains("maxmemory"), "{err}");
+        }
+        other => panic!("expected OutOfMemory, got {other:?}"),
+    }
+
+    // Read-only: a replica of another server.
+    let master = RedisServer::start(&[]);
+    let replica = RedisServer::start(&[]);
+    let e = RedisEngine::builder(&replica.url()).open()?;
+    replica.cli(&["replicaof", "127.0.0.1", &master.port().to_string()]);
+    let res = e.create_with(NewSession::new(b"", b""));
+    match res {
+        Err(err @ Error::Server { kind: ServerErrorKind::ReadOnly, .. }) => {
+            assert!(err.to_string().contains("master"), "{err}");
+        }
+        other => panic!("expected ReadOnly, got {other:?}"),
+    }
+    Ok(())
+}

@@ -161,6 +161,28 @@ impl Rules {
         (state_id, evicted)
     }
 
+    /// Applies a blind write of `data` with `deadline` at `now` to `rec` (`put`, the token
+    /// already checked): a live session is overwritten, an expired one (its data would be lost
+    /// anyway) starts again, with its creation and last-access times now; either way its
+    /// version goes up by one. Then the deadlines.
+    pub(crate) fn put_into(
+        &self,
+        rec: &mut SessionRecord,
+        data: &[u8],
+        deadline: Option<u64>,
+        now: u64,
+    ) {
+        if self.status(rec, now) != SessionStatus::Live {
+            rec.created = now;
+            rec.last_access = now;
+        }
+        rec.version += 1;
+        data.clone_into(&mut rec.data);
+        rec.deadline = deadline;
+        rec.last_access = rec.last_access.max(now);
+        (rec.expires_at, rec.remove_at) = self.deadlines(rec);
+    }
+
     /// Whether an access at `now` should be written: the last one written is at least
     /// `resolution` ms old (touch coalescing).
     pub(crate) fn touch_due(rec: &SessionRecord, now: u64, resolution: u64) -> bool {

@@ -267,16 +267,7 @@ impl RedisEngine {
                 return Err(Error::Security);
             }
             let before = (rec.remove_at, rec.user.clone());
-            if self.cfg.rules.status(&rec, now) != SessionStatus::Live {
-                // Expired: it starts again, as a new session would.
-                rec.created = now;
-                rec.last_access = now;
-            }
-            rec.version += 1;
-            session_data.clone_into(&mut rec.data);
-            rec.deadline = deadline;
-            rec.last_access = rec.last_access.max(now);
-            let rec = self.cfg.rules.with_deadlines(rec);
+            self.cfg.rules.put_into(&mut rec, session_data, deadline, now);
             if self.commit(sid, &g, &rec, &[], std::iter::empty(), now)? {
                 self.refiled(sid, &rec, before, now)?;
                 return Ok(Stored { state_id: rec.latest_state, version: rec.version });

@@ -10,7 +10,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::admin::SessionStatus;
 use super::handle::Store;
 use super::op::{WriteOp, text};
 use super::record::{
@@ -174,17 +173,8 @@ impl WriteOp for Put {
         if !token.matches(&rec.token_hash) {
             return Ok(Err(Error::Security));
         }
-        if c.status(&rec, now) != SessionStatus::Live {
-            // Expired: it starts again, as a new session would.
-            rec.created = now;
-            rec.last_access = now;
-        }
-        rec.version += 1;
-        rec.data.clone_from(data);
-        rec.deadline = deadline;
-        rec.last_access = rec.last_access.max(now);
+        c.cfg.rules().put_into(&mut rec, data, deadline, now);
         // An earlier deadline moves the `expiry` entry; a later one leaves it (lazy filing).
-        let mut rec = c.with_deadlines(rec);
         put_session(t, sid, Filing::Lazy, &mut rec)?;
         Ok(Ok(Stored { state_id: rec.latest_state, version: rec.version }))
     }
