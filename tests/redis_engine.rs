@@ -45,10 +45,15 @@ fn a_damaged_record_state_or_tombstone_is_corrupted_never_a_panic() -> Result<()
     server.cli(&["hset", &key, "s:0", "not a state"]);
     let res = e.load(&c.id, &c.token);
     assert!(matches!(res, Err(Error::Corrupted { table: "states", .. })), "{res:?}");
-    // A counter that is not a number.
+    // A counter that is not a number, or missing.
     server.cli(&["hset", &key, "l", "many"]);
     let res = e.load(&c.id, &c.token);
     assert!(matches!(res, Err(Error::Corrupted { .. })), "{res:?}");
+    server.cli(&["hset", &key, "l", "0", "s:0", ""]);
+    server.cli(&["hdel", &key, "g"]);
+    let res = e.touch(&c.id, &c.token);
+    assert!(matches!(res, Err(Error::Corrupted { table: "sessions", .. })), "{res:?}");
+    assert!(e.revoke(&c.id)?, "removed, damaged as it is");
 
     // A damaged tombstone.
     let c = e.create_with(NewSession::new(b"data", b"state"))?;

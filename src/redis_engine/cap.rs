@@ -75,7 +75,7 @@ impl RedisEngine {
                 return Ok(Settled::Stale);
             }
         };
-        let Ok(rec) = decode_record(sid, &r) else {
+        let Some(rec) = decode_record(sid, &r).ok().filter(|_| !g.is_empty()) else {
             let states = self.delete_session(sid, None)?.unwrap_or(0);
             self.unfile_cap(sid)?;
             return Ok(Settled::Corrupted(states));

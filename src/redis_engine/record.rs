@@ -156,6 +156,9 @@ impl RedisEngine {
             Raw::Missing => Err(Error::NotFound),
             Raw::Retired(bytes) => Err(decode_tombstone(id, &bytes)?.refusal(token, now)?),
             Raw::Live { r, g, states } => {
+                if g.is_empty() {
+                    return Err(corrupted("sessions", id)); // no generation: no write can succeed
+                }
                 let rec = decode_record(id, &r)?;
                 self.cfg.rules.admit(&rec, token, now)?;
                 Ok(Live { rec, g, states })

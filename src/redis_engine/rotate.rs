@@ -98,7 +98,8 @@ impl RedisEngine {
             match self.read_raw(&cur, Want::Nothing)? {
                 Raw::Missing => return Ok(false),
                 Raw::Live { r, g, .. } => {
-                    let Ok(rec) = decode_record(&cur, &r) else {
+                    let rec = decode_record(&cur, &r).ok().filter(|_| !g.is_empty());
+                    let Some(rec) = rec else {
                         // Damaged: removed, with no tombstone (its token hash is unknown).
                         self.delete_session(&cur, None)?;
                         self.unfile_cap(&cur)?;
