@@ -191,3 +191,40 @@ fn a_full_or_read_only_server_says_what_to_do() -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// The tower-sessions adapter runs on the Redis engine unchanged.
+#[cfg(feature = "tower-sessions")]
+#[test]
+fn the_tower_sessions_adapter_runs_on_redis() -> Result<(), Box<dyn std::error::Error>> {
+    use sessiondb::web::tower::SessionDbStore;
+    use tower_sessions_core::session::{Id, Record};
+    use tower_sessions_core::session_store::SessionStore;
+
+    if !redis_available() {
+        return Ok(());
+    }
+    let clock = ManualClock::new(common::T0);
+    let engine = RedisEngine::builder(&shared_server().url())
+        .prefix("tower")
+        .clock(Arc::new(clock.clone()))
+        .open()?;
+    let store = SessionDbStore::new(engine);
+    let expiry = time::OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(common::T0 + 60_000) * 1_000_000,
+    )?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let data = std::collections::HashMap::from([("n".to_owned(), serde_json::json!(1))]);
+        let mut rec = Record { id: Id(7), data, expiry_date: expiry };
+        store.create(&mut rec).await?;
+        assert_eq!(store.load(&rec.id).await?, Some(rec.clone()));
+        rec.data.insert("n".to_owned(), serde_json::json!(2));
+        store.save(&rec).await?;
+        assert_eq!(store.load(&rec.id).await?, Some(rec.clone()));
+        store.delete(&rec.id).await?;
+        assert_eq!(store.load(&rec.id).await?, None);
+        store.save(&rec).await?; // a save racing the log-out does not revive it
+        assert_eq!(store.load(&rec.id).await?, None);
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })
+}
