@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::values::Fetched;
 use crate::error::{Error, Result};
 use crate::format::codec;
 use crate::id::{SecureToken, SessionId};
@@ -64,6 +65,37 @@ impl SessionRecord {
             user: None,
             data,
             deadline: None,
+        }
+    }
+
+    /// `state` (the latest for `None`) if the session keeps it: else
+    /// [`Error::StateNotFound`] for a state never stored, [`Error::StateEvicted`] for one no
+    /// longer kept.
+    pub(crate) fn kept_state(&self, state: Option<u64>) -> Result<u64> {
+        let state = state.unwrap_or(self.latest_state);
+        if state > self.latest_state {
+            return Err(Error::StateNotFound { requested: state, latest: self.latest_state });
+        }
+        if state < self.oldest_state {
+            return Err(Error::StateEvicted { requested: state, oldest: self.oldest_state });
+        }
+        Ok(state)
+    }
+
+    /// What a read of state `state_id` holding `state_data` returns, the session expiring at
+    /// `expires_at`.
+    pub(crate) fn fetched(self, state_id: u64, state_data: Vec<u8>, expires_at: u64) -> Fetched {
+        Fetched {
+            state_id,
+            latest_state_id: self.latest_state,
+            oldest_state_id: self.oldest_state,
+            version: self.version,
+            session_data: self.data,
+            state_data,
+            created: self.created,
+            expires_at,
+            user: self.user,
+            fingerprint: self.fingerprint,
         }
     }
 

@@ -88,6 +88,15 @@ impl RedisEngine {
     ) -> Result<Created> {
         self.check_size("session data", session_data)?;
         let now = self.now();
+        if self.cfg.max_sessions.is_some() {
+            // A taken id is refused before anything is evicted for it (the create checks again).
+            let (hash, tomb) = (self.keys.session(id.as_str()), self.keys.tombstone(id.as_str()));
+            let in_use: u64 =
+                self.pool.run(|c| redis::cmd("EXISTS").arg(&hash).arg(&tomb).query(c))?;
+            if in_use > 0 {
+                return Err(Error::IdTaken);
+            }
+        }
         self.make_room(now)?;
         let rec = self.adopted(token, session_data, deadline, now);
         if !self.create_raw(id.as_str(), &rec, &[(0, encode_state(b"")?)], b"", now)? {
@@ -108,13 +117,7 @@ impl RedisEngine {
         let now = self.now();
         let want = state_id.map_or(Want::Latest, Want::Id);
         let Live { rec, g, states } = self.read_admitted(id, token, want, now)?;
-        let state_id = state_id.unwrap_or(rec.latest_state);
-        if state_id > rec.latest_state {
-            return Err(Error::StateNotFound { requested: state_id, latest: rec.latest_state });
-        }
-        if state_id < rec.oldest_state {
-            return Err(Error::StateEvicted { requested: state_id, oldest: rec.oldest_state });
-        }
+        let state_id = rec.kept_state(state_id)?;
         let bytes = states.into_iter().find(|(n, _)| *n == state_id).map(|(_, b)| b);
         let bytes = bytes
             .ok_or_else(|| Error::Corrupted { table: "states", key: format!("{id}/{state_id}") })?;
@@ -123,18 +126,7 @@ impl RedisEngine {
         if Rules::touch_due(&rec, now, self.cfg.touch_resolution()) {
             expires_at = self.touch_if_due(id.as_str(), rec.clone(), g, now)?.unwrap_or(expires_at);
         }
-        Ok(Fetched {
-            state_id,
-            latest_state_id: rec.latest_state,
-            oldest_state_id: rec.oldest_state,
-            version: rec.version,
-            session_data: rec.data,
-            state_data,
-            created: rec.created,
-            expires_at,
-            user: rec.user,
-            fingerprint: rec.fingerprint,
-        })
+        Ok(rec.fetched(state_id, state_data, expires_at))
     }
 
     /// Moves a live session's access time to `now` if it is due; retried if another write

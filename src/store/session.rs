@@ -230,13 +230,7 @@ impl Store {
                 return Err(missing(&schema::read_tombstones(&txn)?, sid, token, now)?);
             };
             c.admit(&rec, token, now)?;
-            let state_id = state_id.unwrap_or(rec.latest_state);
-            if state_id > rec.latest_state {
-                return Err(Error::StateNotFound { requested: state_id, latest: rec.latest_state });
-            }
-            if state_id < rec.oldest_state {
-                return Err(Error::StateEvicted { requested: state_id, oldest: rec.oldest_state });
-            }
+            let state_id = rec.kept_state(state_id)?;
             let state_data = get_state(&schema::read_sessions(&txn)?, sid, state_id)?;
             Ok((rec, state_id, state_data))
         })?;
@@ -244,18 +238,7 @@ impl Store {
         if !c.cfg.read_only && Rules::touch_due(&rec, now, c.cfg.touch_resolution()) {
             expires_at = c.persist_touch(id, now)?.unwrap_or(expires_at);
         }
-        Ok(Fetched {
-            state_id,
-            latest_state_id: rec.latest_state,
-            oldest_state_id: rec.oldest_state,
-            version: rec.version,
-            session_data: rec.data,
-            state_data,
-            created: rec.created,
-            expires_at,
-            user: rec.user,
-            fingerprint: rec.fingerprint,
-        })
+        Ok(rec.fetched(state_id, state_data, expires_at))
     }
 
     /// Reads the latest state: `fetch_state(id, token, None)`.
