@@ -64,6 +64,24 @@ fn round_trips_per_operation() -> Result<(), Error> {
         version = e.store_state(&c.id, &c.token, Save::session_only(version, b"d"))?.version;
     }
     let save_us = start.elapsed().as_micros() / n;
-    println!("mean over {n}: load {load_us} µs, save {save_us} µs");
+    // A bare GET and SET of a value as large, on a connection of the redis crate, for the
+    // engine's overhead.
+    let client = redis::Client::open(shared_server().url()).expect("client");
+    let mut con = client.get_connection().expect("connection");
+    let value = vec![0u8; 200];
+    redis::cmd("SET").arg("round-trips:bare").arg(&value).exec(&mut con).expect("SET");
+    let start = Instant::now();
+    for _ in 0..n {
+        let _: Vec<u8> = redis::cmd("GET").arg("round-trips:bare").query(&mut con).expect("GET");
+    }
+    let get_us = start.elapsed().as_micros() / n;
+    let start = Instant::now();
+    for _ in 0..n {
+        redis::cmd("SET").arg("round-trips:bare").arg(&value).exec(&mut con).expect("SET");
+    }
+    let set_us = start.elapsed().as_micros() / n;
+    println!(
+        "mean over {n}: load {load_us} µs, save {save_us} µs; bare GET {get_us} µs, SET {set_us} µs"
+    );
     Ok(())
 }
