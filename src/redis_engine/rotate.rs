@@ -45,7 +45,7 @@ impl RedisEngine {
             let live = self.read_admitted(id, token, Want::All, now)?;
             let rec = SessionRecord { token_hash: new_token.hash(), ..live.rec.clone() };
             // Step 1, the successor's slot.
-            let new_id = self.create_successor(&rec, &live.states, now)?;
+            let new_id = self.create_drawn(&rec, &live.states, now)?;
             // Step 2, the old id's slot: only if nothing was written since the read.
             let stone = Tombstone::rotated(&live.rec, &new_id, &sealed, now, forward_ms);
             if !self.retire(sid, &live.g, &stone, now)? {
@@ -62,22 +62,6 @@ impl RedisEngine {
             });
         }
         Err(contended())
-    }
-
-    /// Creates `rec` with `states` under a new random id, not yet filed in any index.
-    fn create_successor(
-        &self,
-        rec: &SessionRecord,
-        states: &[(u64, Vec<u8>)],
-        now: u64,
-    ) -> Result<SessionId> {
-        for _ in 0..8 {
-            let id = self.cfg.id_spec.generate()?;
-            if self.create_raw(id.as_str(), rec, states, b"", now)? {
-                return Ok(id);
-            }
-        }
-        Err(Error::GenerateId { reason: "8 random ids were all in use: use longer ids".into() })
     }
 
     /// As [`Store::revoke`](crate::Store::revoke).

@@ -22,14 +22,17 @@ impl RedisEngine {
         check_size(what, data, self.cfg.max_data_size)
     }
 
-    /// Creates `rec` (with state 0 holding `state0`) under a new random id; files it in the
-    /// user's and the cap index. The new id.
-    fn create_drawn(&self, rec: &SessionRecord, state0: &[u8], now: u64) -> Result<SessionId> {
-        let first = [(0, encode_state(state0)?)];
+    /// Creates `rec` with its `states` (id, stored bytes) under a new random id, not yet filed
+    /// in any index. The new id.
+    pub(super) fn create_drawn(
+        &self,
+        rec: &SessionRecord,
+        states: &[(u64, Vec<u8>)],
+        now: u64,
+    ) -> Result<SessionId> {
         for _ in 0..ID_ATTEMPTS {
             let id = self.cfg.id_spec.generate()?;
-            if self.create_raw(id.as_str(), rec, &first, b"", now)? {
-                self.filed(id.as_str(), rec, now)?;
+            if self.create_raw(id.as_str(), rec, states, b"", now)? {
                 return Ok(id);
             }
         }
@@ -60,7 +63,8 @@ impl RedisEngine {
             user: user.map(<[u8]>::to_vec),
             ..SessionRecord::fresh(now, token.hash(), session_data.to_vec())
         });
-        let id = self.create_drawn(&rec, state_data, now)?;
+        let id = self.create_drawn(&rec, &[(0, encode_state(state_data)?)], now)?;
+        self.filed(id.as_str(), &rec, now)?;
         Ok(Created { id, token, state_id: 0, version: 1 })
     }
 
