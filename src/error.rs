@@ -152,8 +152,10 @@ pub enum Error {
     Io(std::io::Error),
     /// The request could not be stored in time: other requests of its session kept it busy
     /// past [`RunConfig`](crate::web::RunConfig)'s lock wait or overall bound
-    /// ([`SessionManager::handle`](crate::web::SessionManager::handle)). Nothing of the
-    /// request was stored. A web program answers `503 Service Unavailable` with `Retry-After`.
+    /// ([`SessionManager::handle`](crate::web::SessionManager::handle)), or, on the Redis
+    /// engine, a write met another write of its session at every one of its attempts
+    /// (docs/redis.md). Nothing of the request was stored. A web program answers
+    /// `503 Service Unavailable` with `Retry-After`.
     Busy {
         /// How long the client should wait before trying again.
         retry_after: std::time::Duration,

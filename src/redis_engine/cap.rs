@@ -66,7 +66,6 @@ impl RedisEngine {
         sid: &str,
         filed: f64,
         remove: impl FnOnce(&SessionRecord) -> bool,
-        now: u64,
     ) -> Result<Settled> {
         let (r, g) = match self.read_raw(sid, Want::Nothing)? {
             Raw::Live { r, g, .. } => (r, g),
@@ -88,8 +87,8 @@ impl RedisEngine {
             return Ok(Settled::Session(states));
         }
         #[expect(clippy::cast_precision_loss, reason = "ms times are exact in an f64")]
-        let late = rec.remove_at as f64 > filed;
-        if late || rec.remove_at == u64::MAX {
+        let early = rec.remove_at as f64 > filed; // the session was used since it was filed
+        if early || rec.remove_at == u64::MAX {
             let key = self.keys.cap();
             self.pool.run(|c| {
                 redis::cmd("ZADD")
@@ -100,7 +99,6 @@ impl RedisEngine {
                     .query::<i64>(c)
             })?;
         }
-        let _ = now;
         Ok(Settled::Reindexed)
     }
 
@@ -110,7 +108,7 @@ impl RedisEngine {
         let due = self.cap_due(&now.to_string(), limit)?;
         let more = due.len() >= limit;
         for (sid, filed) in due {
-            match self.settle(&sid, filed, |rec| rec.remove_at <= now, now)? {
+            match self.settle(&sid, filed, |rec| rec.remove_at <= now)? {
                 Settled::Session(states) => {
                     report.sessions += 1;
                     report.states += states;
@@ -151,7 +149,7 @@ impl RedisEngine {
             let evict = |rec: &SessionRecord| {
                 exhausted || rec.remove_at as f64 <= filed || rec.remove_at <= now
             };
-            match self.settle(&sid, filed, evict, now)? {
+            match self.settle(&sid, filed, evict)? {
                 Settled::Reindexed => reindexed += 1,
                 Settled::Raced => {
                     raced += 1;
