@@ -1,6 +1,7 @@
 //! Round trips per operation of the Redis engine (feature `redis`), counted by the engine
 //! ([`RedisEngine::round_trips`]), as docs/redis.md's table states them: a load is one round
-//! trip, a save two (read, compare-and-set), a touch two, a create one (two with a user).
+//! trip, a save after a load one (the compare-and-set on what the load read), a save without
+//! one two (read, compare-and-set), a touch two, a create one (two with a user).
 //! The times printed are for information; nothing here asserts a speed.
 #![cfg(feature = "redis")]
 
@@ -39,16 +40,43 @@ fn round_trips_per_operation() -> Result<(), Error> {
     let (_, load_touching) = counted(&e, || e.load(&c.id, &c.token))?;
     let (_, regenerate) =
         counted(&e, || e.regenerate(&c.id, &c.token, std::time::Duration::from_secs(5)))?;
+    // A save that no load of this engine read before: it reads first.
+    let other = RedisEngine::builder(&shared_server().url())
+        .prefix("round-trips")
+        .clock(Arc::new(clock.clone()))
+        .open()?;
+    let c2 = e.create_with(NewSession::new(b"data", b"state"))?;
+    let (_, cold_save) =
+        counted(&other, || other.store_state(&c2.id, &c2.token, Save::new(1, b"d2", b"s2")))?;
     println!(
         "round trips: create {create}, create with user {create_user}, load {load}, \
-         load that touches {load_touching}, save {save}, touch {touch}, regenerate {regenerate}"
+         load that touches {load_touching}, save after a load {save}, save without one \
+         {cold_save}, touch {touch}, regenerate {regenerate}"
     );
     assert_eq!(
-        (create, create_user, load, load_touching, save, touch),
-        (1, 2, 1, 2, 2, 2),
+        (create, create_user, load, load_touching, save, cold_save, touch),
+        (1, 2, 1, 2, 1, 2, 2),
         "docs/redis.md states these"
     );
     assert_eq!(s.version, 2);
+
+    // What a load remembered is only a hint: another process's save in between makes the
+    // compare-and-set fail, and the save reads again and is refused as stale.
+    let got = e.load(&c2.id, &c2.token)?; // remembers version 2
+    other.store_state(&c2.id, &c2.token, Save::new(got.version, b"theirs", b""))?;
+    let (res, stale) =
+        counted(&e, || Ok(e.store_state(&c2.id, &c2.token, Save::new(got.version, b"mine", b""))))?;
+    assert!(matches!(res, Err(Error::Conflict { expected: 2, found: 3 })), "{res:?}");
+    assert_eq!(stale, 2, "the failed compare-and-set, then the read");
+    assert_eq!(e.load(&c2.id, &c2.token)?.session_data, b"theirs");
+    // A touch by another process in between (no new version): the save goes through.
+    let got = e.load(&c2.id, &c2.token)?;
+    clock.advance(120_000);
+    other.touch(&c2.id, &c2.token)?;
+    let (res, after_touch) =
+        counted(&e, || e.store_state(&c2.id, &c2.token, Save::new(got.version, b"mine", b"")))?;
+    assert_eq!((res.version, after_touch), (got.version + 1, 3), "CAS, read, CAS");
+    assert_eq!(e.load(&c2.id, &c2.token)?.session_data, b"mine");
 
     // Times on this machine's server, for information.
     let c = e.create_with(NewSession::new(b"data", b"state"))?;

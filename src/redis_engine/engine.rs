@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU64;
 use super::config::Config;
 use super::conn::Pool;
 use super::keys::Keys;
+use super::recent::Recent;
 
 /// A session engine on a Redis server or Cluster (feature `redis`): every process (and every
 /// machine) that opens one on the same server and prefix shares the sessions, with the redb
@@ -19,6 +20,8 @@ pub struct RedisEngine {
     pub(super) cfg: Config,
     /// When this engine last ran a clean-up step, by its clock (`cleanup_if_due`).
     pub(super) last_cleanup: AtomicU64,
+    /// Sessions read or written a moment ago: a save after a load skips its read.
+    pub(super) recent: Recent,
 }
 
 impl std::fmt::Debug for RedisEngine {
@@ -33,7 +36,7 @@ impl std::fmt::Debug for RedisEngine {
 
 impl RedisEngine {
     pub(super) fn new(pool: Pool, keys: Keys, cfg: Config) -> Self {
-        Self { pool, keys, cfg, last_cleanup: AtomicU64::new(0) }
+        Self { pool, keys, cfg, last_cleanup: AtomicU64::new(0), recent: Recent::default() }
     }
 
     /// How many round trips to the server this engine has made (one per command or script

@@ -17,6 +17,7 @@ mod conn;
 mod engine;
 mod keys;
 mod lock;
+mod recent;
 mod record;
 mod rotate;
 mod scripts;

@@ -216,6 +216,7 @@ impl RedisEngine {
     /// Replaces the session under `sid` by `stone` if its generation is still `g`. `false`:
     /// another write came first.
     pub(super) fn retire(&self, sid: &str, g: &[u8], stone: &Tombstone, now: u64) -> Result<bool> {
+        self.recent.forget(sid);
         let bytes = encode_record(stone)?;
         let (hash, tomb) = (self.keys.session(sid), self.keys.tombstone(sid));
         let mut inv = scripts::RETIRE.key(&hash);
@@ -227,6 +228,7 @@ impl RedisEngine {
     /// Deletes the session under `sid` if its generation is still `g` (`None`: whatever it
     /// is). How many states it held; `None`: another write came first.
     pub(super) fn delete_session(&self, sid: &str, g: Option<&[u8]>) -> Result<Option<u64>> {
+        self.recent.forget(sid);
         let hash = self.keys.session(sid);
         let g = g.unwrap_or(b"*");
         let n: i64 = self.pool.run(|c| scripts::DELETE.key(&hash).arg(g).invoke(c))?;

@@ -121,6 +121,7 @@ impl RedisEngine {
         let now = self.now();
         let want = state_id.map_or(Want::Latest, Want::Id);
         let Live { rec, g, states } = self.read_admitted(id, token, want, now)?;
+        self.recent.remember(id.as_str(), g.clone(), rec.clone());
         let state_id = rec.kept_state(state_id)?;
         let bytes = states.into_iter().find(|(n, _)| *n == state_id).map(|(_, b)| b);
         let bytes = bytes
@@ -151,7 +152,9 @@ impl RedisEngine {
             }
             let touched = self.cfg.rules.with_deadlines(SessionRecord { last_access: now, ..rec });
             if self.commit(sid, &g, &touched, &[], std::iter::empty(), now)? {
-                return Ok(Some(touched.expires_at));
+                let expires_at = touched.expires_at;
+                self.recent.written(sid, &g, touched);
+                return Ok(Some(expires_at));
             }
             match self.read_raw(sid, Want::Nothing)? {
                 Raw::Live { r, g: again, .. } => (rec, g) = (decode_record(sid, &r)?, again),
@@ -174,9 +177,20 @@ impl RedisEngine {
             check_user_key(user)?;
         }
         let sid = id.as_str();
+        // What a load of this process read a moment ago: tried first, read again if stale.
+        let mut hint = self.recent.take(sid);
         for _ in 0..MAX_RETRIES {
             let now = self.now();
-            let Live { mut rec, g, .. } = self.read_admitted(id, token, Want::Nothing, now)?;
+            let hinted = hint.take().filter(|(_, rec)| {
+                rec.version == save.version && self.cfg.rules.admit(rec, token, now).is_ok()
+            });
+            let (mut rec, g) = match hinted {
+                Some((g, rec)) => (rec, g),
+                None => {
+                    let Live { rec, g, .. } = self.read_admitted(id, token, Want::Nothing, now)?;
+                    (rec, g)
+                }
+            };
             if save.version != rec.version {
                 return Err(Error::Conflict { expected: save.version, found: rec.version });
             }
@@ -194,7 +208,9 @@ impl RedisEngine {
                 continue;
             }
             self.refiled(sid, &rec, before, now)?;
-            return Ok(Stored { state_id, version: rec.version });
+            let stored = Stored { state_id, version: rec.version };
+            self.recent.written(sid, &g, rec);
+            return Ok(stored);
         }
         Err(contended())
     }
