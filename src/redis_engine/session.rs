@@ -184,12 +184,11 @@ impl RedisEngine {
             let hinted = hint.take().filter(|(_, rec)| {
                 rec.version == save.version && self.cfg.rules.admit(rec, token, now).is_ok()
             });
-            let (mut rec, g) = match hinted {
-                Some((g, rec)) => (rec, g),
-                None => {
-                    let Live { rec, g, .. } = self.read_admitted(id, token, Want::Nothing, now)?;
-                    (rec, g)
-                }
+            let (mut rec, g) = if let Some((g, rec)) = hinted {
+                (rec, g)
+            } else {
+                let Live { rec, g, .. } = self.read_admitted(id, token, Want::Nothing, now)?;
+                (rec, g)
             };
             if save.version != rec.version {
                 return Err(Error::Conflict { expected: save.version, found: rec.version });
