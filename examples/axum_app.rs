@@ -23,7 +23,7 @@
 //! - `--redis URL` (or the environment variable `SESSIONDB_URL`), instead of `--db`: the
 //!   sessions are on this Redis server (`redis://127.0.0.1:6379`) or Cluster
 //!   (`redis+cluster://host1:port1,host2:port2`), so that servers on several machines share
-//!   them (docs/redis.md). The serving code is the same, generic over [`Engine`]. Needs
+//!   them (`docs/redis.md`). The serving code is the same, generic over [`Engine`]. Needs
 //!   `--features tower-sessions,redis`; built without `redis`, the server refuses to start
 //!   rather than use a file. Giving both `--db` and a Redis URL is an error.
 //! - `--workers N` (default 2), `--port P` (default 3000; 0 picks a free port).

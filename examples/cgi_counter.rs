@@ -49,7 +49,7 @@
 //! - `SESSIONDB_URL`: the sessions are on this Redis server (`redis://127.0.0.1:6379`) or
 //!   Cluster (`redis+cluster://host1:port1,host2:port2`) instead of a file, and
 //!   `SESSIONDB_PATH` is not used; several machines' web servers then share them
-//!   (docs/redis.md). The serving code is the same, generic over [`Engine`]. Needs the program
+//!   (`docs/redis.md`). The serving code is the same, generic over [`Engine`]. Needs the program
 //!   built with `--features redis`; without it, every request that would use the sessions is
 //!   answered `500` saying so, never served from a file. Unset or empty: the file.
 //! - `SESSIONDB_COOKIE_SECURE`: `true`/`yes`/`1` mark the cookie `Secure`; `false`/`no`/`0`
@@ -305,6 +305,7 @@ fn serve<E: Engine>(
 /// The expiry settings of the environment (`SESSIONDB_IDLE_TIMEOUT`, `SESSIONDB_GRACE`,
 /// `SESSIONDB_CLEANUP_INTERVAL`), each `None` when unset.
 #[derive(Debug, Default)]
+#[allow(clippy::option_option, reason = "each is unset (the default), off, or a duration")]
 struct Expiry {
     idle: Option<Option<std::time::Duration>>,
     grace: Option<std::time::Duration>,
@@ -362,7 +363,7 @@ fn open_redis(
     let url = url.to_str().ok_or("SESSIONDB_URL is not UTF-8")?;
     let mut builder = sessiondb::RedisEngine::builder_from_url(url)?.max_states(MAX_STATES);
     // `SESSIONDB_CLEANUP_INTERVAL` is checked but has no use here: the server removes expired
-    // sessions by their keys' TTLs (docs/redis.md, "Expiry and clean-up").
+    // sessions by their keys' TTLs (`docs/redis.md`, "Expiry and clean-up").
     let expiry = Expiry::from_env()?;
     if let Some(idle) = expiry.idle {
         builder = builder.idle_timeout(idle);

@@ -2,10 +2,10 @@
 //! the request in CGI/1.1 environment variables, the response read from its output. Simulated
 //! browsers keep their cookies (and drop them on `Max-Age=0`) as real ones do.
 //!
-//! The browsers and the parsed responses are in tests/common/cgi.rs, shared with
-//! tests/cgi_redis.rs (the same program on Redis). The example is built once per test binary with `cargo build --example cgi_counter` (the same
-//! cargo, the same target directory: `CARGO_TARGET_DIR` is inherited), and found through
-//! cargo's JSON messages.
+//! The browsers and the parsed responses are in `tests/common/cgi.rs`, shared with
+//! `tests/cgi_redis.rs` (the same program on Redis). The example is built once per test binary
+//! with `cargo build --example cgi_counter` (the same cargo, the same target directory:
+//! `CARGO_TARGET_DIR` is inherited), and found through cargo's JSON messages.
 //!
 //! The last test runs `scripts/lighttpd-cgi.sh`, the same program under a real web server.
 
@@ -143,7 +143,7 @@ fn login_rotates_the_cookie_and_the_old_cookie_is_refused() {
     // The pre-login cookie does not follow the log-in: no forwarding window. For the few
     // seconds in which a request with it may have raced the log-in, it is answered `503` with
     // nothing stored and no cookie sent (so that a racing request of the same browser does not
-    // replace the new cookie); after them it gets a fresh session (tests/run.rs,
+    // replace the new cookie); after them it gets a fresh session (`tests/run.rs`,
     // `a_request_racing_a_login_never_replaces_the_login_cookie`).
     let mut attacker = planted.clone();
     let r = attacker.get("");

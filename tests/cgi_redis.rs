@@ -1,8 +1,8 @@
 //! `examples/cgi_counter` on Redis: `SESSIONDB_URL` set, the same program serves the same
 //! pages from a Redis server or Cluster instead of the file, run as a web server runs a CGI
-//! program (tests/common/cgi.rs), then under lighttpd (`scripts/lighttpd-cgi.sh`, with
+//! program (`tests/common/cgi.rs`), then under lighttpd (`scripts/lighttpd-cgi.sh`, with
 //! `REDIS=1` and with a Cluster's `SESSIONDB_URL`). The servers are real ones
-//! (tests/common/redis.rs); without `redis-server` these tests return early, unless
+//! (`tests/common/redis.rs`); without `redis-server` these tests return early, unless
 //! `SESSIONDB_REQUIRE_REDIS` is set (as in CI).
 //!
 //! Each check also asserts that the file named by `SESSIONDB_PATH`, which the browsers still
@@ -25,7 +25,7 @@ fn browser(url: &str, unused: &Path, n: usize) -> Browser {
     b
 }
 
-/// The demo's checks, as on the file (tests/cgi.rs): the counter counts and the back button
+/// The demo's checks, as on the file (`tests/cgi.rs`): the counter counts and the back button
 /// shows, log-in moves the session to a new cookie and the old one is refused, log-out ends
 /// the session, a forged cookie gets a fresh session.
 fn the_demo_on(url: &str) {
@@ -68,11 +68,11 @@ fn the_demo_on(url: &str) {
 
     // A cookie that was never issued gets a fresh session, never its id.
     let mut forger = browser(url, &unused, 2);
-    let forged = format!("{}.{}", "A".repeat(32), "B".repeat(43));
-    forger.jar.insert(COOKIE.into(), forged.clone());
+    let fake_cookie = format!("{}.{}", "A".repeat(32), "B".repeat(43));
+    forger.jar.insert(COOKIE.into(), fake_cookie.clone());
     let r = forger.get("");
     assert_eq!((r.outcome(), r.counter()), ("Unknown", 1), "{}", r.body);
-    assert!(forger.cookie().is_some_and(|c| id_of(c) != id_of(&forged)));
+    assert!(forger.cookie().is_some_and(|c| id_of(c) != id_of(&fake_cookie)));
     assert_ne!(r.session(), "A".repeat(32));
     assert_eq!(forger.get("").counter(), 2, "the fresh session counts on");
 

@@ -1,5 +1,5 @@
-//! The CGI side of the tests of `examples/cgi_counter` (tests/cgi.rs, on the file, and
-//! tests/cgi_redis.rs, on Redis): its responses, parsed, and simulated browsers that run it as
+//! The CGI side of the tests of `examples/cgi_counter` (`tests/cgi.rs`, on the file, and
+//! `tests/cgi_redis.rs`, on Redis): its responses, parsed, and simulated browsers that run it as
 //! a web server runs a CGI program, keeping their cookies as real ones do.
 #![allow(dead_code)]
 
