@@ -35,8 +35,9 @@
 //!
 //! The first process binds 127.0.0.1:P with `SO_REUSEPORT`, then starts N-1 copies of itself
 //! (`--worker`) that bind the same port the same way, so that the kernel spreads connections
-//! over all N; each process opens the sessions file itself. When every worker has said it
-//! listens, the first prints `listening on http://127.0.0.1:PORT with N workers` and serves too.
+//! over all N; each process opens the sessions (the file, or Redis) itself. When every worker
+//! has said it listens, the first prints `listening on http://127.0.0.1:PORT with N workers`
+//! and serves too.
 //! A worker's standard input is a pipe from the first process: when that closes (the first
 //! process exited or was killed) the worker exits at once, which loses nothing (every session
 //! write was committed before its response was sent). Ctrl-C stops them all.
@@ -176,6 +177,10 @@ impl Args {
                     .into());
             }
         };
+        if matches!(sessions, Sessions::Redis(_)) && !cfg!(feature = "redis") {
+            // Before any worker starts.
+            return Err(NO_REDIS.into());
+        }
         Ok(Args { workers, port, sessions, origins, lockless, worker })
     }
 }
@@ -225,12 +230,16 @@ fn run_on_redis(args: &Args, started: Started, url: &str) -> Result<()> {
     run(args, started, store, RedisEngine::from_url(url)?)
 }
 
-/// Without the `redis` feature a Redis URL is an error, never a fallback to a file.
+/// The error for a Redis URL in a build without the `redis` feature: never a fallback to a
+/// file.
+const NO_REDIS: &str = "a Redis URL is given (--redis or SESSIONDB_URL), but this program was \
+                        built without Redis support: build it with --features \
+                        tower-sessions,redis";
+
+/// Without the `redis` feature a Redis URL is an error (`Args::parse` says so first).
 #[cfg(not(feature = "redis"))]
 fn run_on_redis(_args: &Args, _started: Started, _url: &str) -> Result<()> {
-    Err("a Redis URL is given (--redis or SESSIONDB_URL), but this program was built without \
-         Redis support: build it with --features tower-sessions,redis"
-        .into())
+    Err(NO_REDIS.into())
 }
 
 /// What `try_main` set up before opening the sessions.
