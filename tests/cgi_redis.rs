@@ -8,6 +8,9 @@
 //! Each check also asserts that the file named by `SESSIONDB_PATH`, which the browsers still
 //! pass, was never created: the sessions went to Redis. And a build without the `redis`
 //! feature answers `500` to a request with `SESSIONDB_URL`, never serving it from the file.
+//!
+//! Needs the `redis` feature (the example is built with the tests' features).
+#![cfg(feature = "redis")]
 
 use std::path::Path;
 use std::process::Command;
