@@ -74,7 +74,7 @@ impl Verified {
         self.problem_count == 0
     }
 
-    fn problem(&mut self, table: &'static str, key: String, what: impl Into<String>) {
+    pub(crate) fn problem(&mut self, table: &'static str, key: String, what: impl Into<String>) {
         self.problem_count += 1;
         if self.problems.len() < MAX_LISTED_PROBLEMS {
             self.problems.push(Problem { table, key, what: what.into() });

@@ -164,6 +164,9 @@ pub fn example(name: &str) -> PathBuf {
     if cfg!(feature = "tower-sessions") {
         cargo.args(["--features", "tower-sessions"]);
     }
+    if cfg!(feature = "redis") {
+        cargo.args(["--features", "redis"]);
+    }
     let out = cargo.arg("--manifest-path").arg(&manifest).output().expect("run cargo");
     assert!(
         out.status.success(),
