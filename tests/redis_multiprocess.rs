@@ -50,7 +50,6 @@ fn increment(
             Err(other) => panic!("save: {other:?}"),
         }
     }
-    None
 }
 
 /// A worker process (run by `processes_in_their_own_directories_lose_no_update`).
