@@ -1,5 +1,5 @@
 //! Read-only administration of the sessions on a Redis server or Cluster, for admin tools
-//! (`examples/dump.rs`): which keys the prefix holds (`SCAN` on the server, or on every master
+//! (`examples/dump/`): which keys the prefix holds (`SCAN` on the server, or on every master
 //! of a Cluster), one session in full, and the counts. These are the engine's own calls, not
 //! the [`Engine`](crate::Engine) trait's (docs/engines.md says why). They need no tokens:
 //! whoever can read the server can read the sessions.

@@ -353,7 +353,7 @@ impl Store {
     /// beside live writers; its memory does not grow with the file.
     ///
     /// Problems are reported in [`Verified`], not as errors: a damaged table is reported and
-    /// the walk goes on with the next (`examples/dump.rs --verify` prints them).
+    /// the walk goes on with the next (`examples/dump/main.rs --verify` prints them).
     ///
     /// # Errors
     /// Only when no read transaction can be begun: [`Error::Storage`](crate::error::Error::Storage),
