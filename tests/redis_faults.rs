@@ -17,8 +17,7 @@ fn retry<T>(limit: Duration, mut f: impl FnMut() -> Result<T, Error>) -> Result<
     let start = Instant::now();
     loop {
         match f() {
-            Err(e) if start.elapsed() < limit => {
-                let _ = e;
+            Err(_) if start.elapsed() < limit => {
                 std::thread::sleep(Duration::from_millis(50));
             }
             other => return other,
@@ -34,10 +33,7 @@ fn a_standalone_engine_on_one_cluster_node_is_told_to_use_the_cluster() -> Resul
     let cluster = RedisCluster::start();
     let e = RedisEngine::builder(&cluster.urls()[0]).open()?;
     // A drawn id lands on another node's slot two times in three.
-    let moved = (0..40).find_map(|_| match e.create_with(NewSession::new(b"x", b"")) {
-        Ok(_) => None,
-        Err(err) => Some(err),
-    });
+    let moved = (0..40).find_map(|_| e.create_with(NewSession::new(b"x", b"")).err());
     match moved {
         Some(err @ Error::Server { kind: ServerErrorKind::Moved, .. }) => {
             assert!(!err.is_refusal());
