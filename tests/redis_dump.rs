@@ -129,6 +129,14 @@ fn dump_on_a_standalone_server() -> Result<(), Error> {
     }
     let server = RedisServer::start(&[]);
     the_dump_reads_verifies_and_repairs(&Target { url: server.url(), port: server.port() })?;
+    // A prefix that begins with this one is not this one's problem, only counted.
+    let other = RedisEngine::builder(&server.url()).prefix("dumped:v2").open()?;
+    other.create_with(NewSession::new(b"elsewhere", b"").user(b"bob"))?;
+    let (code, out, err) = dump(&["--prefix", "dumped", "--verify", &server.url()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = dump(&["--prefix", "dumped", "--summary", &server.url()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("other keys      2"), "{out}");
     // Another prefix is empty and clean.
     let (code, out, err) = dump(&["--prefix", "nothing", "--summary", &server.url()]);
     assert_eq!(code, 0, "{out}{err}");

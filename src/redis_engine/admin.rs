@@ -29,7 +29,8 @@ pub struct RedisInfo {
     pub user_entries: u64,
     /// Entries in the cap index (`P:x`); `None` when there is none (no cap in use, or empty).
     pub cap_entries: Option<u64>,
-    /// Keys under the prefix that the engine does not write.
+    /// Keys under the prefix that the engine does not write: those of another prefix that
+    /// starts with this one and `:`, or foreign ones. Not a problem for `verify`.
     pub other_keys: u64,
 }
 
@@ -101,8 +102,10 @@ impl RedisEngine {
             let rest = key.strip_prefix(&head).unwrap_or_default();
             if rest == "x" {
                 out.cap = true;
-            } else if let Some(hex) = rest.strip_prefix("u:{").and_then(|r| r.strip_suffix('}')) {
-                out.users.insert((unhex(hex), key.clone()));
+            } else if let Some(user) =
+                rest.strip_prefix("u:{").and_then(|r| r.strip_suffix('}')).and_then(unhex)
+            {
+                out.users.insert((Some(user), key.clone()));
             } else if let Some(inner) = rest.strip_prefix('{') {
                 match inner.split_once('}') {
                     Some((sid, "")) => drop(out.sessions.insert(sid.to_owned())),

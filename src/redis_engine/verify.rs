@@ -47,7 +47,8 @@ impl RedisEngine {
     /// user's index is a session of that user; with a cap index (the engine has a cap, or
     /// `P:x` exists) every session has an entry, no later than its removal time, and every
     /// entry is a session. Each problem is reported with its table (`sessions`, `states`,
-    /// `tombstones`, `users`, `cap`, `keys`) and key. Writes nothing.
+    /// `tombstones`, `users`, `cap`) and key. Keys under the prefix that the engine does not
+    /// write (another prefix that starts with this one and `:`) are left alone. Writes nothing.
     ///
     /// # Errors
     /// [`Error::Server`](crate::Error::Server) from the server; what it finds is in the report.
@@ -83,9 +84,6 @@ impl RedisEngine {
         w.user_indexes(&layout)?;
         if w.cap {
             w.cap_index()?;
-        }
-        for key in &layout.other {
-            w.report.problem("keys", key.clone(), "not a key the engine writes");
         }
         Ok(Repaired { found: w.report, fixed: w.fixed })
     }
@@ -227,10 +225,7 @@ impl Walk<'_> {
 
     fn user_indexes(&mut self, layout: &Layout) -> Result<()> {
         for (user, key) in &layout.users {
-            let Some(user) = user else {
-                self.report.problem("users", key.clone(), "index key does not name a user in hex");
-                continue;
-            };
+            let Some(user) = user else { continue }; // not an index of this prefix
             let sids: Vec<String> =
                 self.e.pool.run(|c| redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).query(c))?;
             for sid in sids {
