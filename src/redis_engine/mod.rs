@@ -10,6 +10,7 @@
 //! # Ok::<_, sessiondb::Error>(())
 //! ```
 
+mod admin;
 mod builder;
 mod cap;
 mod config;
@@ -24,7 +25,10 @@ mod scripts;
 mod seam;
 mod session;
 mod users;
+mod verify;
 
+pub use admin::{RedisInfo, RetiredInfo};
 pub use builder::RedisBuilder;
 pub use engine::RedisEngine;
 pub use lock::RedisLock;
+pub use verify::Repaired;
