@@ -191,6 +191,10 @@ pub enum ServerErrorKind {
     Moved,
     /// The Cluster is down, or a master of it is.
     ClusterDown,
+    /// The server refused the engine's credentials (no password, a wrong one, an unknown ACL
+    /// user) or the ACL user lacks a permission the engine needs: fix the URL's user and
+    /// password, or the user's ACL (docs/redis.md, "Security").
+    Denied,
     /// Any other error of the server or of the protocol.
     Other,
 }
@@ -216,6 +220,11 @@ impl ServerErrorKind {
             }
             ServerErrorKind::ClusterDown => {
                 "the session Cluster is down or lost a master: retry once it is whole again"
+            }
+            ServerErrorKind::Denied => {
+                "the session server refused the engine's credentials or permissions: give the \
+                 engine the server's password (redis://:PASSWORD@host:port) or an ACL user's \
+                 (redis://USER:PASSWORD@host:port) with the permissions in docs/redis.md, \"Security\""
             }
             ServerErrorKind::Other => "the session server refused the request",
         }
