@@ -23,6 +23,7 @@ mod rotate;
 mod scripts;
 mod seam;
 mod session;
+mod url;
 mod users;
 
 pub use builder::RedisBuilder;
