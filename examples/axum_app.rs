@@ -6,6 +6,8 @@
 //! mkdir -m 700 -p "$XDG_RUNTIME_DIR/axum-demo"        # or any directory only you can write
 //! cargo run --features tower-sessions --example axum_app -- \
 //!     --db "$XDG_RUNTIME_DIR/axum-demo/sessions.redb" --workers 4 --port 3000
+//! # or, sessions on Redis:
+//! # cargo run --features tower-sessions,redis --example axum_app -- --redis redis://127.0.0.1:6379
 //! curl -c jar -b jar 127.0.0.1:3000/             # count 1, count 2, ... (tower-sessions)
 //! curl -c jar -b jar 127.0.0.1:3000/exact        # count 1, count 2, ... (handle: exact)
 //! curl -c jar -b jar -X POST '127.0.0.1:3000/login?user=ann'   # a new session id
@@ -18,6 +20,12 @@
 //!   then refuses it (`Error::UnsafeFile`), so the server would not start. Put it in a directory
 //!   of its own that no other user can write (`$XDG_RUNTIME_DIR/...`, `~/.local/state/...`, a
 //!   service's state directory); missing directories of the path are created `0700`.
+//! - `--redis URL` (or the environment variable `SESSIONDB_URL`), instead of `--db`: the
+//!   sessions are on this Redis server (`redis://127.0.0.1:6379`) or Cluster
+//!   (`redis+cluster://host1:port1,host2:port2`), so that servers on several machines share
+//!   them (`docs/redis.md`). The serving code is the same, generic over [`Engine`]. Needs
+//!   `--features tower-sessions,redis`; built without `redis`, the server refuses to start
+//!   rather than use a file. Giving both `--db` and a Redis URL is an error.
 //! - `--workers N` (default 2), `--port P` (default 3000; 0 picks a free port).
 //! - `--origin URL` (repeatable): the origins (`scheme://host[:port]`) whose pages may post to
 //!   `/login` and `/logout`. Default: `http://127.0.0.1:P` and `http://localhost:P`. Behind a
@@ -27,8 +35,9 @@
 //!
 //! The first process binds 127.0.0.1:P with `SO_REUSEPORT`, then starts N-1 copies of itself
 //! (`--worker`) that bind the same port the same way, so that the kernel spreads connections
-//! over all N; each process opens the sessions file itself. When every worker has said it
-//! listens, the first prints `listening on http://127.0.0.1:PORT with N workers` and serves too.
+//! over all N; each process opens the sessions (the file, or Redis) itself. When every worker
+//! has said it listens, the first prints `listening on http://127.0.0.1:PORT with N workers`
+//! and serves too.
 //! A worker's standard input is a pipe from the first process: when that closes (the first
 //! process exited or was killed) the worker exits at once, which loses nothing (every session
 //! write was committed before its response was sent). Ctrl-C stops them all.
@@ -93,10 +102,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the sessions are.
+#[derive(Clone)]
+enum Sessions {
+    /// `--db PATH`: a sessiondb file.
+    File(PathBuf),
+    /// `--redis URL` or `SESSIONDB_URL`: a Redis server or Cluster.
+    Redis(String),
+}
+
 struct Args {
     workers: usize,
     port: u16,
-    db: PathBuf,
+    sessions: Sessions,
     /// `--origin` values, as given (passed on to the workers).
     origins: Vec<String>,
     /// `--lockless-attempts`: `RunConfig::lockless_attempts` of `GET /exact`.
@@ -113,6 +131,7 @@ impl Args {
     fn parse() -> Result<Self> {
         let (mut workers, mut port, mut db, mut origins, mut lockless, mut worker) =
             (2, 3000, None, Vec::new(), None, false);
+        let mut redis = None;
         let mut it = std::env::args_os().skip(1);
         while let Some(arg) = it.next() {
             let arg = arg.into_string().map_err(|a| format!("unknown argument {a:?}"))?;
@@ -122,6 +141,7 @@ impl Args {
                 "--workers" => workers = text()?.parse()?,
                 "--port" => port = text()?.parse()?,
                 "--db" => db = Some(PathBuf::from(value()?)),
+                "--redis" => redis = Some(text()?),
                 "--origin" => origins.push(text()?),
                 "--lockless-attempts" => lockless = Some(text()?.parse()?),
                 "--worker" => worker = true,
@@ -131,12 +151,37 @@ impl Args {
         if workers == 0 {
             return Err("--workers must be at least 1".into());
         }
-        let db = db.ok_or(
-            "--db PATH is required: the sessions file, in a directory no other user can write \
-             (e.g. --db \"$XDG_RUNTIME_DIR/axum-demo/sessions.redb\"); there is no default, \
-             as another local user could create a shared name in /tmp first",
-        )?;
-        Ok(Args { workers, port, db, origins, lockless, worker })
+        if redis.is_none() {
+            redis = match std::env::var("SESSIONDB_URL") {
+                Ok(url) => Some(url).filter(|url| !url.is_empty()),
+                Err(std::env::VarError::NotPresent) => None,
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err("SESSIONDB_URL is not UTF-8".into());
+                }
+            };
+        }
+        let sessions = match (db, redis) {
+            (Some(db), None) => Sessions::File(db),
+            (None, Some(url)) => Sessions::Redis(url),
+            (Some(_), Some(_)) => {
+                return Err("both --db and a Redis URL (--redis, or SESSIONDB_URL) are given: \
+                            the sessions are in one place, give one of them"
+                    .into());
+            }
+            (None, None) => {
+                return Err("--db PATH or --redis URL is required: the sessions file, in a \
+                            directory no other user can write (e.g. --db \
+                            \"$XDG_RUNTIME_DIR/axum-demo/sessions.redb\"; there is no default, \
+                            as another local user could create a shared name in /tmp first), \
+                            or a Redis server (--redis redis://127.0.0.1:6379, or SESSIONDB_URL)"
+                    .into());
+            }
+        };
+        if matches!(sessions, Sessions::Redis(_)) && !cfg!(feature = "redis") {
+            // Before any worker starts.
+            return Err(NO_REDIS.into());
+        }
+        Ok(Args { workers, port, sessions, origins, lockless, worker })
     }
 }
 
@@ -144,8 +189,10 @@ fn try_main() -> Result<()> {
     let args = Args::parse()?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let _entered = runtime.enter(); // binding a Tokio socket needs the runtime
-    let listener = bind(args.port)?;
+    let listener = {
+        let _entered = runtime.enter(); // binding a Tokio socket needs the runtime
+        bind(args.port)?
+    };
     let port = listener.local_addr()?.port();
     let origins = if args.origins.is_empty() {
         vec![format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}")]
@@ -156,15 +203,64 @@ fn try_main() -> Result<()> {
         .iter()
         .map(|o| parse_origin(o).ok_or_else(|| format!("--origin {o:?}: not scheme://host[:port]")))
         .collect::<Result<Vec<_>, _>>()?;
-    if !args.worker {
-        create_private_parent(&args.db)?;
+    if let (false, Sessions::File(db)) = (args.worker, &args.sessions) {
+        create_private_parent(db)?;
     }
     // Kept until this process exits: dropping a `Child` would close its stdin, stopping it.
-    let mut workers = if args.worker { Vec::new() } else { start_workers(&args, port)? };
-    let store = SessionDbStore::new(Store::open(&args.db)?);
-    // `SessionManager` owns its `Store`: a second handle on the same file, without a second
-    // clean-up thread (the first one sweeps the whole file).
-    let exact = Store::builder(&args.db).cleanup_interval(None).open()?;
+    let workers = if args.worker { Vec::new() } else { start_workers(&args, port)? };
+    let started = Started { runtime, listener, port, origins, workers };
+    match &args.sessions {
+        Sessions::File(db) => {
+            let store = SessionDbStore::new(Store::open(db)?);
+            // `SessionManager` owns its `Store`: a second handle on the same file, without a
+            // second clean-up thread (the first one sweeps the whole file).
+            let exact = Store::builder(db).cleanup_interval(None).open()?;
+            run(&args, started, store, exact)
+        }
+        Sessions::Redis(url) => run_on_redis(&args, started, url),
+    }
+}
+
+/// On Redis: one engine for tower-sessions and one for `GET /exact` (a `SessionManager` owns
+/// its engine), each with its own few connections.
+#[cfg(feature = "redis")]
+fn run_on_redis(args: &Args, started: Started, url: &str) -> Result<()> {
+    use sessiondb::RedisEngine;
+    let store = SessionDbStore::new(RedisEngine::from_url(url)?);
+    run(args, started, store, RedisEngine::from_url(url)?)
+}
+
+/// The error for a Redis URL in a build without the `redis` feature: never a fallback to a
+/// file.
+const NO_REDIS: &str = "a Redis URL is given (--redis or SESSIONDB_URL), but this program was \
+                        built without Redis support: build it with --features \
+                        tower-sessions,redis";
+
+/// Without the `redis` feature a Redis URL is an error (`Args::parse` says so first).
+#[cfg(not(feature = "redis"))]
+fn run_on_redis(_args: &Args, _started: Started, _url: &str) -> Result<()> {
+    Err(NO_REDIS.into())
+}
+
+/// What `try_main` set up before opening the sessions.
+struct Started {
+    runtime: tokio::runtime::Runtime,
+    listener: TcpListener,
+    port: u16,
+    origins: Vec<Origin>,
+    /// The other workers (first process only).
+    workers: Vec<(Child, ChildStdout)>,
+}
+
+/// Serves on any session engine: `store` for tower-sessions, `exact` for `GET /exact`.
+fn run<E: Engine + 'static>(
+    args: &Args,
+    started: Started,
+    store: SessionDbStore<E>,
+    exact: E,
+) -> Result<()> {
+    let Started { runtime, listener, port, origins, mut workers } = started;
+    let _entered = runtime.enter();
     let mut config = ManagerConfig::default();
     config.cookie.secure = false; // plain HTTP on 127.0.0.1; behind HTTPS leave it on
     if let Some(n) = args.lockless {
@@ -213,7 +309,11 @@ fn start_workers(args: &Args, port: u16) -> Result<Vec<(Child, ChildStdout)>> {
     let mut workers = Vec::new();
     for _ in 1..args.workers {
         let mut command = Command::new(&exe);
-        command.args(["--worker", "--port", &port.to_string(), "--db"]).arg(&args.db);
+        command.args(["--worker", "--port", &port.to_string()]);
+        match &args.sessions {
+            Sessions::File(db) => command.arg("--db").arg(db),
+            Sessions::Redis(url) => command.args(["--redis", url]),
+        };
         for origin in &args.origins {
             command.args(["--origin", origin]);
         }
@@ -239,28 +339,35 @@ fn wait_ready(child: &mut Child, stdout: &mut ChildStdout) -> Result<()> {
 }
 
 /// What the handlers share.
-#[derive(Clone)]
-struct App {
+struct App<E: Engine> {
     /// The web layer of `GET /exact`.
-    exact: Arc<SessionManager>,
+    exact: Arc<SessionManager<E>>,
     /// The origins whose pages may log in and out.
     origins: Arc<Vec<Origin>>,
 }
 
-/// Serves the app on any session engine ([`Engine`]): `main` opens the embedded [`Store`].
+// Not derived: a derive would ask for `E: Clone`, and engines are not.
+impl<E: Engine> Clone for App<E> {
+    fn clone(&self) -> Self {
+        Self { exact: Arc::clone(&self.exact), origins: Arc::clone(&self.origins) }
+    }
+}
+
+/// Serves the app on any session engine ([`Engine`]): `main` opens the embedded [`Store`], or
+/// the Redis engine.
 async fn serve<E: Engine + 'static>(
     listener: TcpListener,
     store: SessionDbStore<E>,
-    app: App,
+    app: App<E>,
 ) -> Result<()> {
     let sessions = SessionManagerLayer::new(store)
         .with_secure(false) // plain HTTP on 127.0.0.1; behind HTTPS leave the default (true)
         .with_expiry(Expiry::OnInactivity(Duration::minutes(30)));
     let router = Router::new()
         .route("/", get(counter))
-        .route("/exact", get(exact_counter))
-        .route("/login", post(login))
-        .route("/logout", post(logout))
+        .route("/exact", get(exact_counter::<E>))
+        .route("/login", post(login::<E>))
+        .route("/logout", post(logout::<E>))
         .route("/health", get(|| async { "ok\n" }))
         .layer(sessions)
         .with_state(app);
@@ -331,7 +438,11 @@ async fn counter(session: Session) -> Result<String, (StatusCode, String)> {
 }
 
 /// Counts this session's visits through `SessionManager::handle`: exact under any overlap.
-async fn exact_counter(State(app): State<App>, headers: HeaderMap, uri: Uri) -> Response {
+async fn exact_counter<E: Engine + 'static>(
+    State(app): State<App<E>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     let mut client = ClientInfo::default();
     // Cookie headers as bytes (a byte that is not UTF-8 spoils only its own pair), joined as
     // one (HTTP/2 may split them).
@@ -395,8 +506,8 @@ struct Login {
 }
 
 /// Logs in (no password: a demo): a new session id, then the user in the session.
-async fn login(
-    State(app): State<App>,
+async fn login<E: Engine>(
+    State(app): State<App<E>>,
     headers: HeaderMap,
     session: Session,
     Query(Login { user }): Query<Login>,
@@ -413,8 +524,8 @@ async fn login(
 }
 
 /// Logs out: the session is deleted and its cookie removed.
-async fn logout(
-    State(app): State<App>,
+async fn logout<E: Engine>(
+    State(app): State<App<E>>,
     headers: HeaderMap,
     session: Session,
 ) -> Result<String, (StatusCode, String)> {

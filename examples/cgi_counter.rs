@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo build --release --example cgi_counter
+//! # (with --features redis for sessions on Redis: SESSIONDB_URL below)
 //! # then install target/release/examples/cgi_counter as a CGI script, e.g. counter.cgi, with
 //! # SESSIONDB_PATH set to a file in a directory only the web server's user can write:
 //! bash scripts/lighttpd-cgi.sh          # does all of it under lighttpd on 127.0.0.1
@@ -41,10 +42,16 @@
 //! `Retry-After`, and nothing was stored.
 //!
 //! Environment (besides the CGI variables the server sets):
-//! - `SESSIONDB_PATH` (required): the session file. The web server's user must be able to
-//!   create it and the lock directory beside it; put it in a directory of its own that no other
-//!   user can write, outside the document root. There is no default: a shared name in `/tmp`
-//!   could be created first by another local user.
+//! - `SESSIONDB_PATH` (required unless `SESSIONDB_URL` is set): the session file. The web
+//!   server's user must be able to create it and the lock directory beside it; put it in a
+//!   directory of its own that no other user can write, outside the document root. There is
+//!   no default: a shared name in `/tmp` could be created first by another local user.
+//! - `SESSIONDB_URL`: the sessions are on this Redis server (`redis://127.0.0.1:6379`) or
+//!   Cluster (`redis+cluster://host1:port1,host2:port2`) instead of a file, and
+//!   `SESSIONDB_PATH` is not used; several machines' web servers then share them
+//!   (`docs/redis.md`). The serving code is the same, generic over [`Engine`]. Needs the program
+//!   built with `--features redis`; without it, every request that would use the sessions is
+//!   answered `500` saying so, never served from a file. Unset or empty: the file.
 //! - `SESSIONDB_COOKIE_SECURE`: `true`/`yes`/`1` mark the cookie `Secure`; `false`/`no`/`0`
 //!   (or unset) do not; anything else is an error. Off by default, because this demo runs over
 //!   plain HTTP on 127.0.0.1, where a client would drop (or never send back) a `Secure` cookie.
@@ -61,6 +68,8 @@
 //!   - `SESSIONDB_CLEANUP_INTERVAL`: how often the processes sharing the file sweep it between
 //!     them, after their responses (`Builder::cleanup_interval`; default 60 seconds; `off`:
 //!     never, the file keeps every expired session until something else sweeps it).
+//!     On Redis it is checked but unused: the server removes expired sessions by their keys'
+//!     TTLs, and nothing is swept after the response.
 //!
 //! Errors are reported the CGI way: a `500 Internal Server Error` response naming the error
 //! (and a line on stderr, which the server logs), and exit status 0.
@@ -193,7 +202,18 @@ struct Page {
 
 fn main() -> ExitCode {
     let method = std::env::var("REQUEST_METHOD").unwrap_or_else(|_| "GET".into());
-    let (response, manager) = respond(&method);
+    // What to do once the response is out: the file's share of its clean-up; nothing on
+    // Redis, whose keys expire by their TTLs.
+    let (response, after): (String, Option<Box<dyn FnOnce()>>) = match redis_url() {
+        None => {
+            let (response, manager) = respond(&method, open);
+            let after = manager.map(|manager| {
+                Box::new(move || clean_up_after_response(manager.into_store())) as Box<dyn FnOnce()>
+            });
+            (response, after)
+        }
+        Some(url) => (respond(&method, || open_redis(&url)).0, None),
+    };
     // A CGI program's output goes to the server in one piece.
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(response.as_bytes()).and_then(|()| out.flush()) {
@@ -201,8 +221,8 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     drop(out);
-    if let Some(manager) = manager {
-        clean_up_after_response(manager.into_store());
+    if let Some(after) = after {
+        after();
     }
     ExitCode::SUCCESS
 }
@@ -241,8 +261,11 @@ fn clean_up_after_response(store: Store) {
     store.close_for_exit();
 }
 
-/// The response to send, and the manager if the file was opened (to close after the response).
-fn respond(method: &str) -> (String, Option<SessionManager>) {
+/// The response to send, and the manager if `open` opened it (to close after the response).
+fn respond<E: Engine>(
+    method: &str,
+    open: impl FnOnce() -> Result<SessionManager<E>, Box<dyn std::error::Error>>,
+) -> (String, Option<SessionManager<E>>) {
     let head = method == "HEAD";
     let client = ClientInfo::from_cgi_env();
     // `ClientInfo` reads a query string that is not UTF-8 as none, which would count: refuse it.
@@ -262,8 +285,8 @@ fn respond(method: &str) -> (String, Option<SessionManager>) {
     (response, Some(manager))
 }
 
-/// Runs the request on any session engine ([`Engine`]): this program opens the embedded
-/// [`Store`]; the same code serves the sessions of another engine.
+/// Runs the request on any session engine ([`Engine`]): the embedded [`Store`], or a Redis
+/// server or Cluster (`SESSIONDB_URL`); the same code serves both.
 fn serve<E: Engine>(
     manager: &SessionManager<E>,
     client: &ClientInfo,
@@ -279,31 +302,90 @@ fn serve<E: Engine>(
     }
 }
 
+/// The expiry settings of the environment (`SESSIONDB_IDLE_TIMEOUT`, `SESSIONDB_GRACE`,
+/// `SESSIONDB_CLEANUP_INTERVAL`), each `None` when unset.
+#[derive(Debug, Default)]
+#[allow(clippy::option_option, reason = "each is unset (the default), off, or a duration")]
+struct Expiry {
+    idle: Option<Option<std::time::Duration>>,
+    grace: Option<std::time::Duration>,
+    cleanup: Option<Option<std::time::Duration>>,
+}
+
+impl Expiry {
+    fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
+        let setting = |name: &str, off| {
+            std::env::var_os(name).map(|value| duration_setting(name, &value, off)).transpose()
+        };
+        let idle = setting("SESSIONDB_IDLE_TIMEOUT", true)?;
+        if idle == Some(Some(std::time::Duration::ZERO)) {
+            return Err("SESSIONDB_IDLE_TIMEOUT must be more than 0 (off: never)".into());
+        }
+        let grace = setting("SESSIONDB_GRACE", false)?.map(Option::unwrap_or_default);
+        let cleanup = setting("SESSIONDB_CLEANUP_INTERVAL", true)?;
+        Ok(Self { idle, grace, cleanup })
+    }
+}
+
 /// The manager on the session file, as the environment configures it.
 fn open() -> Result<SessionManager, Box<dyn std::error::Error>> {
     let path = std::env::var_os("SESSIONDB_PATH").filter(|p| !p.is_empty()).ok_or(
         "SESSIONDB_PATH is not set: set it to the session file, in a directory only the web \
-         server's user can write, outside the document root",
+         server's user can write, outside the document root (or SESSIONDB_URL to a Redis server)",
     )?;
     // A CGI process lives for one request: no clean-up thread; `main` sweeps after the
     // response when the schedule shared through the file says so (`clean_up_after_response`).
     let mut builder = Store::builder(path).cleanup_thread(false).max_states(MAX_STATES);
-    let setting = |name: &str, off| {
-        std::env::var_os(name).map(|value| duration_setting(name, &value, off)).transpose()
-    };
-    if let Some(idle) = setting("SESSIONDB_IDLE_TIMEOUT", true)? {
-        if idle == Some(std::time::Duration::ZERO) {
-            return Err("SESSIONDB_IDLE_TIMEOUT must be more than 0 (off: never)".into());
-        }
+    let expiry = Expiry::from_env()?;
+    if let Some(idle) = expiry.idle {
         builder = builder.idle_timeout(idle);
     }
-    if let Some(grace) = setting("SESSIONDB_GRACE", false)? {
-        builder = builder.grace_period(grace.unwrap_or_default());
+    if let Some(grace) = expiry.grace {
+        builder = builder.grace_period(grace);
     }
-    if let Some(every) = setting("SESSIONDB_CLEANUP_INTERVAL", true)? {
+    if let Some(every) = expiry.cleanup {
         builder = builder.cleanup_interval(every);
     }
-    let store = builder.open()?;
+    Ok(SessionManager::new(builder.open()?, manager_config()?)?)
+}
+
+/// `SESSIONDB_URL`, when set and not empty: the sessions are on that Redis server or Cluster.
+fn redis_url() -> Option<std::ffi::OsString> {
+    std::env::var_os("SESSIONDB_URL").filter(|url| !url.is_empty())
+}
+
+/// The manager on the Redis server or Cluster at `url` (`redis://host:port`,
+/// `redis+cluster://host1:port1,host2:port2,...`), as the environment configures it.
+#[cfg(feature = "redis")]
+fn open_redis(
+    url: &std::ffi::OsStr,
+) -> Result<SessionManager<sessiondb::RedisEngine>, Box<dyn std::error::Error>> {
+    let url = url.to_str().ok_or("SESSIONDB_URL is not UTF-8")?;
+    let mut builder = sessiondb::RedisEngine::builder_from_url(url)?.max_states(MAX_STATES);
+    // `SESSIONDB_CLEANUP_INTERVAL` is checked but has no use here: the server removes expired
+    // sessions by their keys' TTLs (`docs/redis.md`, "Expiry and clean-up").
+    let expiry = Expiry::from_env()?;
+    if let Some(idle) = expiry.idle {
+        builder = builder.idle_timeout(idle);
+    }
+    if let Some(grace) = expiry.grace {
+        builder = builder.grace_period(grace);
+    }
+    Ok(SessionManager::new(builder.open()?, manager_config()?)?)
+}
+
+/// Without the `redis` feature, `SESSIONDB_URL` is an error (the request is answered `500`):
+/// the program never falls back to a file the operator did not ask for.
+#[cfg(not(feature = "redis"))]
+fn open_redis(_url: &std::ffi::OsStr) -> Result<SessionManager, Box<dyn std::error::Error>> {
+    Err("SESSIONDB_URL is set, but this program was built without Redis support: build it \
+         with `cargo build --release --example cgi_counter --features redis` (or unset \
+         SESSIONDB_URL to use the file at SESSIONDB_PATH)"
+        .into())
+}
+
+/// The web layer's settings, as the environment configures them.
+fn manager_config() -> Result<ManagerConfig, Box<dyn std::error::Error>> {
     let mut config = ManagerConfig::default();
     config.state_param = STATE_PARAM.into();
     // `Secure` cookies are only sent over HTTPS (browsers make an exception for localhost,
@@ -321,7 +403,7 @@ fn open() -> Result<SessionManager, Box<dyn std::error::Error>> {
         )?;
     }
     // `rotation_forward` stays at its default, zero: see the log-in above.
-    Ok(SessionManager::new(store, config)?)
+    Ok(config)
 }
 
 /// A yes/no setting: `true`/`yes`/`1` or `false`/`no`/`0` (any case), unset = no.

@@ -3,6 +3,8 @@
 # with curl and a cookie jar. Exits non-zero if any check fails.
 #
 #   bash scripts/lighttpd-cgi.sh
+#   REDIS=1 bash scripts/lighttpd-cgi.sh                             # sessions on Redis
+#   SESSIONDB_URL=redis://127.0.0.1:6379 bash scripts/lighttpd-cgi.sh # on a server of yours
 #
 # - Installs lighttpd and curl with apt-get if they are missing (as root, or through sudo).
 #   Set NO_INSTALL=1 to fail instead. Note: on a machine with systemd, installing the Debian
@@ -13,6 +15,13 @@
 #   127.0.0.1 only, with a temporary document root holding the program as counter.cgi and a
 #   temporary session file (SESSIONDB_PATH, passed by mod_setenv). Everything is removed at
 #   the end, and the server stopped, whatever happens. KEEP=1 keeps the directory.
+# - Sessions on Redis instead of the file: REDIS=1 starts a redis-server of its own (installed
+#   with apt-get like lighttpd if missing) on a free port of 127.0.0.1, in the temporary
+#   directory, nothing kept on disk, stopped at the end whatever happens; SESSIONDB_URL=URL
+#   (redis://host:port or redis+cluster://host1:port1,...) uses that server or Cluster instead.
+#   The program gets SESSIONDB_URL (and no SESSIONDB_PATH) through mod_setenv, and is built
+#   with `--features redis`; the same checks run. The clean-up observation below is the file's
+#   and is skipped (Redis removes expired sessions by their keys' TTLs).
 # - Last, it prints an observation (not a check): requests timed while a clean-up is due on a
 #   file of expired sessions, the response complete well before the CGI process exits after
 #   its share of the sweep (SWEEP_SESSIONS, default 500, sets how many sessions).
@@ -21,11 +30,17 @@ cd "$(dirname "$0")/.."
 
 say() { printf '== %s\n' "$*"; }
 
+# ---- where the sessions are: the file, a redis-server started here, or SESSIONDB_URL
+redis_url="${SESSIONDB_URL:-}"
+start_redis=no
+if [ -z "$redis_url" ] && [ "${REDIS:-0}" = 1 ]; then start_redis=yes; fi
+
 # ---- lighttpd and curl
 lighttpd_bin() { command -v lighttpd || { [ -x /usr/sbin/lighttpd ] && echo /usr/sbin/lighttpd; }; }
 missing=()
 lighttpd_bin >/dev/null || missing+=(lighttpd)
 command -v curl >/dev/null || missing+=(curl)
+if [ "$start_redis" = yes ]; then command -v redis-server >/dev/null || missing+=(redis-server); fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "${NO_INSTALL:-0}" = 1 ]; then
         echo "missing: ${missing[*]} (NO_INSTALL=1)" >&2
@@ -50,8 +65,10 @@ LIGHTTPD="$(lighttpd_bin)"
 if [ -n "${CGI_COUNTER_BIN:-}" ]; then
     bin="$CGI_COUNTER_BIN"
 else
-    say "cargo build --release --example cgi_counter --example dump"
-    cargo build --release --example cgi_counter --example dump
+    features=()
+    if [ -n "$redis_url" ] || [ "$start_redis" = yes ]; then features=(--features redis); fi
+    say "cargo build --release --example cgi_counter --example dump ${features[*]+${features[*]}}"
+    cargo build --release --example cgi_counter --example dump ${features[@]+"${features[@]}"}
     bin="$(cargo metadata --format-version 1 --no-deps |
         sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/examples/cgi_counter"
 fi
@@ -60,10 +77,15 @@ fi
 # ---- the server
 tmp="$(mktemp -d)"
 pid=""
+redis_pid=""
 cleanup() {
     if [ -n "$pid" ]; then
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
+    fi
+    if [ -n "$redis_pid" ]; then
+        kill "$redis_pid" 2>/dev/null || true
+        wait "$redis_pid" 2>/dev/null || true
     fi
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
 }
@@ -71,6 +93,45 @@ trap cleanup EXIT
 mkdir "$tmp/www"
 cp "$bin" "$tmp/www/counter.cgi"
 db="$tmp/sessions.redb"
+
+# Whether a Redis server answers PING on 127.0.0.1:$1 (bash's /dev/tcp: no redis-cli needed).
+redis_pong() {
+    (
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf 'PING\r\n' >&3
+        read -r -t 2 reply <&3 || exit 1
+        [ "${reply%$'\r'}" = "+PONG" ]
+    ) 2>/dev/null
+}
+if [ "$start_redis" = yes ]; then
+    mkdir -m 700 "$tmp/redis"
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        try=$((20000 + RANDOM % 40000))
+        redis_pong "$try" && continue # something answers there already
+        redis-server --bind 127.0.0.1 --port "$try" --dir "$tmp/redis" --save "" \
+            --appendonly no --logfile "$tmp/redis/redis.log" > /dev/null 2>&1 &
+        redis_pid=$!
+        for _ in $(seq 50); do
+            kill -0 "$redis_pid" 2>/dev/null || break
+            if redis_pong "$try"; then redis_url="redis://127.0.0.1:$try"; break; fi
+            sleep 0.1
+        done
+        [ -n "$redis_url" ] && break
+        kill "$redis_pid" 2>/dev/null || true
+        wait "$redis_pid" 2>/dev/null || true
+        redis_pid=""
+        cat "$tmp/redis/redis.log" 2>/dev/null || true
+    done
+    [ -n "$redis_url" ] || { echo "redis-server did not start" >&2; exit 1; }
+    say "redis-server (pid $redis_pid) on $redis_url"
+fi
+if [ -n "$redis_url" ]; then
+    sessions_env="\"SESSIONDB_URL\" => \"$redis_url\""
+    where="sessions on $redis_url"
+else
+    sessions_env="\"SESSIONDB_PATH\" => \"$db\""
+    where="sessions in $db"
+fi
 
 # A free port: pick one, and try another if lighttpd cannot bind it.
 port=""
@@ -85,7 +146,7 @@ server.port = $try
 server.document-root = "$tmp/www"
 server.errorlog = "$tmp/error.log"
 cgi.assign = ( ".cgi" => "" )
-setenv.add-environment = ( "SESSIONDB_PATH" => "$db" )
+setenv.add-environment = ( $sessions_env )
 EOF
     "$LIGHTTPD" -tt -f "$tmp/lighttpd.conf"
     "$LIGHTTPD" -D -f "$tmp/lighttpd.conf" > "$tmp/lighttpd.out" 2>&1 &
@@ -106,7 +167,7 @@ EOF
 done
 [ -n "$port" ] || { echo "lighttpd did not start" >&2; exit 1; }
 url="http://127.0.0.1:$port/counter.cgi"
-say "lighttpd (pid $pid) serves $url, sessions in $db"
+say "lighttpd (pid $pid) serves $url, $where"
 
 # ---- the checks
 failures=0
@@ -182,6 +243,15 @@ curl -s -S -m 30 -b "$jar" -H "Origin: http://evil.example" -D "$tmp/h" -o "$tmp
     -d action=logout "$url"
 check "cross-site POST: status" 403 "$(status)"
 
+# A cookie that was never issued (well-formed, forged) gets a fresh session, never its id.
+forged="$(printf 'A%.0s' $(seq 32)).$(printf 'B%.0s' $(seq 43))"
+curl -s -S -m 30 -b "sessiondb=$forged" -D "$tmp/h" -o "$tmp/b" "$url"
+check "forged cookie: outcome" Unknown "$(marker outcome)"
+check "forged cookie: a new session" 1 "$(marker counter)"
+fresh="$(header Set-Cookie | sed -n 's/^sessiondb=\([^;]*\);.*/\1/p')"
+check "forged cookie: a new cookie, not the forged id" yes \
+    "$([ -n "$fresh" ] && [ "${fresh%%.*}" != "${forged%%.*}" ] && echo yes || echo no)"
+
 get "$jar" "state=abc"
 check "?state=abc: shows the latest" 6 "$(marker counter)"
 check "?state=abc: does not count" 6 "$(marker total)"
@@ -231,6 +301,22 @@ done
 # fill that file with sessions (clean-up off); 1.5 s later all have expired, the clean-up is
 # turned on (1 s interval, so one is due) and a few requests are timed: curl's time to the
 # whole response against the time the CGI process exited, after its batch of the sweep.
+# The checks' verdict; exits.
+finish() {
+    if [ "$failures" -ne 0 ]; then
+        echo "== lighttpd output and error log"
+        cat "$tmp/lighttpd.out" "$tmp/error.log" 2>/dev/null || true
+        echo "$failures checks failed"
+        exit 1
+    fi
+    echo "all checks passed"
+    exit 0
+}
+if [ -n "$redis_url" ]; then
+    say "the after-response clean-up observation is the file's: skipped on Redis"
+    finish
+fi
+
 say "the response completes before the after-response clean-up (observation)"
 sweep_db="$tmp/sweep/sessions.redb"
 mkdir -m 700 "$tmp/sweep"
@@ -288,10 +374,4 @@ for n in 1 2 3 4 5; do
         "$status" "$termed" "$(sessions_in "$sweep_db")"
 done
 
-if [ "$failures" -ne 0 ]; then
-    echo "== lighttpd output and error log"
-    cat "$tmp/lighttpd.out" "$tmp/error.log" 2>/dev/null || true
-    echo "$failures checks failed"
-    exit 1
-fi
-echo "all checks passed"
+finish

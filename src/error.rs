@@ -216,7 +216,8 @@ impl ServerErrorKind {
                 "the session server is a read-only replica: point the engine at the master"
             }
             ServerErrorKind::Moved => {
-                "a Cluster slot moved: retry; if it persists, give the engine the Cluster's nodes"
+                "a Cluster slot moved: retry; if it persists, the engine was opened on one node of a \
+                 Cluster: open it with RedisEngine::cluster_builder or a redis+cluster:// URL"
             }
             ServerErrorKind::ClusterDown => {
                 "the session Cluster is down or lost a master: retry once it is whole again"

@@ -83,7 +83,7 @@ fn read_write_pass(path: &Path) -> usize {
     failed
 }
 
-/// The `dump` fuzz target's read-only pass, as `examples/dump.rs` opens the file.
+/// The `dump` fuzz target's read-only pass, as `examples/dump/main.rs` opens the file.
 fn read_only_pass(path: &Path) {
     let store = match Store::builder(path).read_only(true).idle_timeout(None).open() {
         Ok(store) => store,

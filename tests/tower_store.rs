@@ -250,13 +250,18 @@ impl Server {
         workers: usize,
         options: &[&str],
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        let mut child = Command::new(app_binary())
+        let mut command = Command::new(app_binary());
+        command
             .args(["--workers", &workers.to_string(), "--port", "0", "--db"])
             .arg(db)
             .args(options)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
+            .env_remove("SESSIONDB_URL");
+        Self::launch(command)
+    }
+
+    /// Starts the example as `command` says, and waits until it listens.
+    fn launch(mut command: Command) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut server = Server { child, port: 0 };
         // The first process prints its address once every worker listens.
@@ -457,6 +462,7 @@ fn the_axum_example_has_no_shared_default_path_and_needs_db() -> TestResult {
     // create first (the server then refused to start: a denial of service).
     let mut child = Command::new(app_binary())
         .args(["--workers", "1", "--port", "0"])
+        .env_remove("SESSIONDB_URL")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -487,6 +493,68 @@ fn the_axum_example_has_no_shared_default_path_and_needs_db() -> TestResult {
         let mode = std::fs::metadata(db.dir.path().join(dir))?.permissions().mode();
         assert_eq!(mode & 0o777, 0o700, "{dir}: {mode:o}");
     }
+    Ok(())
+}
+
+/// The example on Redis (`SESSIONDB_URL`, no `--db`), two workers: both counters count across
+/// the workers, log-in moves the session to a new id and the old cookie starts over, log-out
+/// ends it; the sessions are on the server (and no `--db` file exists to hold them).
+#[cfg(feature = "redis")]
+#[test]
+fn the_axum_example_runs_on_redis() -> TestResult {
+    if !common::redis::redis_available() {
+        return Ok(());
+    }
+    let redis = common::redis::RedisServer::start(&[]);
+    let mut command = Command::new(app_binary());
+    command.args(["--workers", "2", "--port", "0"]).env("SESSIONDB_URL", redis.url());
+    let server = Server::launch(command)?;
+    let mut ann = Browser::new(server.port);
+    let mut workers = BTreeSet::new();
+    for n in 1..=20 {
+        let res = ann.request("GET", "/");
+        assert_eq!((res.status, res.count()), (200, n), "{res:?}");
+        let exact = ann.request("GET", "/exact");
+        assert_eq!((exact.status, exact.count()), (200, n), "{exact:?}");
+        workers.insert(res.field("worker").to_owned());
+        workers.insert(exact.field("worker").to_owned());
+    }
+    assert_eq!(workers.len(), 2, "requests reached only workers {workers:?}");
+    let keys: u64 = redis.cli(&["DBSIZE"]).parse()?;
+    assert!(keys >= 2, "the sessions are on the server: {keys} keys");
+
+    let before = ann.cookie.clone().ok_or("a session cookie")?;
+    let res = ann.request("POST", "/login?user=ann");
+    assert_eq!(res.status, 200, "{res:?}");
+    let after = ann.cookie.clone().ok_or("a session cookie")?;
+    assert_ne!(after, before, "log-in rotates the id");
+    let res = ann.request("GET", "/");
+    assert_eq!((res.count(), res.field("user")), (21, "ann"), "the data moved with it");
+    let mut thief = Browser { cookie: Some(before), ..Browser::new(server.port) };
+    assert_eq!(thief.request("GET", "/").count(), 1, "the old cookie starts over");
+
+    assert_eq!(ann.request("POST", "/logout").status, 200);
+    assert_eq!(ann.cookie, None, "the cookie is removed");
+    let mut replay = Browser { cookie: Some(after), ..Browser::new(server.port) };
+    assert_eq!(replay.request("GET", "/").count(), 1, "the ended session starts over");
+    Ok(())
+}
+
+/// A Redis URL and `--db` at once is refused: the sessions are in one place.
+#[cfg(feature = "redis")]
+#[test]
+fn the_axum_example_refuses_both_db_and_a_redis_url() -> TestResult {
+    let db = temp_db();
+    let out = Command::new(app_binary())
+        .args(["--workers", "1", "--port", "0", "--db"])
+        .arg(&db.path)
+        .args(["--redis", "redis://127.0.0.1:1"])
+        .stdin(Stdio::null())
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("both --db and a Redis URL"), "{err}");
+    assert!(!db.path.exists(), "the file was not opened");
     Ok(())
 }
 

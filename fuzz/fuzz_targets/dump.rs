@@ -1,5 +1,5 @@
 //! Dump on arbitrary file bytes (issue 5, target 4): whatever the file holds, opening it and
-//! reading everything `examples/dump.rs` reads returns values or typed errors, never a panic.
+//! reading everything `examples/dump/main.rs` reads returns values or typed errors, never a panic.
 //!
 //! The bytes are written to a file under `/dev/shm` (fast) and opened read-only exactly as
 //! the dump opens it; then `info()`, `count()`, every `sessions()` item and `inspect()` of each,

@@ -15,6 +15,9 @@ use crate::error::{Error, Result};
 use crate::id::IdSpec;
 use crate::time::{Clock, SystemClock};
 
+/// How many times the Cluster client retries a redirected or refused call before it answers.
+const RETRIES: u32 = 3;
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -155,6 +158,12 @@ impl RedisBuilder {
                 redis::cluster::ClusterClient::builder(cluster_nodes(&self.nodes, &shown)?)
                     .connection_timeout(Duration::from_secs(5))
                     .response_timeout(Duration::from_secs(5))
+                    // The crate's default (16 retries, waits growing to 655 s) holds a call
+                    // for minutes while a Cluster is down; a few short ones follow a moved
+                    // slot or a failover, then the caller gets `ClusterDown` and retries.
+                    .retries(RETRIES)
+                    .min_retry_wait(50)
+                    .max_retry_wait(500)
                     .build()
                     .map_err(bad)?;
             Target::Cluster(client)

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::{ConnectionLike, ErrorKind, RedisError, ServerErrorKind as Kind};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{ConnectionLike, ErrorKind, RedisError, ServerErrorKind as Kind, Value};
 
 use crate::error::{Error, Result, ServerErrorKind};
 
@@ -138,6 +139,79 @@ impl Pool {
             }
         }
     }
+}
+
+impl Pool {
+    /// Every key matching the glob `pattern`: `SCAN` on the server, or on every master of a
+    /// Cluster (their addresses from `CLUSTER SLOTS`). Keys written during the walk may or may
+    /// not be listed; a key may be listed twice (`SCAN`'s guarantee), so callers dedupe.
+    pub(super) fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
+        let mut conn = self.take()?;
+        let out = match &mut conn {
+            Conn::Single(c) => scan_node(c, pattern, |c, cmd| cmd.query(c)),
+            Conn::Cluster(c) => masters(c).and_then(|nodes| {
+                let mut keys = Vec::new();
+                for (host, port) in nodes {
+                    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port,
+                    });
+                    keys.extend(scan_node(c, pattern, |c, cmd| {
+                        redis::from_redis_value(c.route_command(cmd, route.clone())?)
+                            .map_err(RedisError::from)
+                    })?);
+                }
+                Ok(keys)
+            }),
+        };
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        match out {
+            Ok(keys) => {
+                self.give_back(conn);
+                Ok(keys)
+            }
+            Err(e) => Err(server_error(&e)),
+        }
+    }
+}
+
+/// One node's keys matching `pattern`, by `SCAN` cursor; `query` sends one `SCAN` to it.
+fn scan_node<C>(
+    c: &mut C,
+    pattern: &str,
+    query: impl Fn(&mut C, &redis::Cmd) -> redis::RedisResult<(u64, Vec<Vec<u8>>)>,
+) -> redis::RedisResult<Vec<Vec<u8>>> {
+    let mut keys = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+        let (next, batch) = query(c, &cmd)?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
+/// The (host, port) of every master of a Cluster, from `CLUSTER SLOTS`.
+fn masters(c: &mut redis::cluster::ClusterConnection) -> redis::RedisResult<Vec<(String, u16)>> {
+    let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query(c)?;
+    let mut out: Vec<(String, u16)> = Vec::new();
+    for range in slots {
+        // [start, end, [host, port, id, ...], replicas...]
+        let Value::Array(parts) = range else { continue };
+        let Some(Value::Array(master)) = parts.get(2) else { continue };
+        let host: Option<String> = master.first().and_then(|v| redis::from_redis_value_ref(v).ok());
+        let port: Option<u16> = master.get(1).and_then(|v| redis::from_redis_value_ref(v).ok());
+        if let (Some(host), Some(port)) = (host, port)
+            && !out.iter().any(|(h, p)| *h == host && *p == port)
+        {
+            out.push((host, port));
+        }
+    }
+    Ok(out)
 }
 
 /// The one mapping of the redis crate's errors to [`Error::Server`], by what to do about them.

@@ -24,6 +24,11 @@ impl Keys {
         Ok(Self { prefix: prefix.to_owned() })
     }
 
+    /// The prefix.
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The session's hash: `r` record, `g` generation, `l` latest state, `s:<n>` states.
     pub(super) fn session(&self, sid: &str) -> String {
         format!("{}:{{{sid}}}", self.prefix)

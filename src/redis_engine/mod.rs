@@ -10,6 +10,7 @@
 //! # Ok::<_, sessiondb::Error>(())
 //! ```
 
+mod admin;
 mod builder;
 mod cap;
 mod config;
@@ -25,7 +26,10 @@ mod seam;
 mod session;
 mod url;
 mod users;
+mod verify;
 
+pub use admin::{RedisInfo, RetiredInfo};
 pub use builder::RedisBuilder;
 pub use engine::RedisEngine;
 pub use lock::RedisLock;
+pub use verify::Repaired;

@@ -43,7 +43,7 @@ pub struct SessionInfo {
     pub data_len: u64,
     /// Status at the time of reading, judged like a load by this handle: by the stricter of
     /// the stored deadlines and this handle's timeouts. Open with `idle_timeout(None)` (and no
-    /// absolute lifetime) to judge by the stored deadlines alone, as `examples/dump.rs` does.
+    /// absolute lifetime) to judge by the stored deadlines alone, as `examples/dump/main.rs` does.
     pub status: SessionStatus,
 }
 

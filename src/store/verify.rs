@@ -74,7 +74,7 @@ impl Verified {
         self.problem_count == 0
     }
 
-    fn problem(&mut self, table: &'static str, key: String, what: impl Into<String>) {
+    pub(crate) fn problem(&mut self, table: &'static str, key: String, what: impl Into<String>) {
         self.problem_count += 1;
         if self.problems.len() < MAX_LISTED_PROBLEMS {
             self.problems.push(Problem { table, key, what: what.into() });
@@ -353,7 +353,7 @@ impl Store {
     /// beside live writers; its memory does not grow with the file.
     ///
     /// Problems are reported in [`Verified`], not as errors: a damaged table is reported and
-    /// the walk goes on with the next (`examples/dump.rs --verify` prints them).
+    /// the walk goes on with the next (`examples/dump/main.rs --verify` prints them).
     ///
     /// # Errors
     /// Only when no read transaction can be begun: [`Error::Storage`](crate::error::Error::Storage),

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod cgi;
 pub mod redis;
 pub mod spool;
 
@@ -153,21 +154,39 @@ pub mod raw {
 /// cargo, target directory and features as the tests, so that nothing is built twice) and found
 /// through cargo's JSON messages.
 pub fn example(name: &str) -> PathBuf {
+    // The features of this test build that change the examples: `redis` lets them run on the
+    // Redis engine (`SESSIONDB_URL`, `--redis`).
+    let features: Vec<&str> =
+        [("tower-sessions", cfg!(feature = "tower-sessions")), ("redis", cfg!(feature = "redis"))]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect();
+    example_with(name, &features)
+}
+
+/// The executable of example `name` built with `features` (and no others), built on first use.
+/// Each build is copied to a name of its own beside cargo's (`cgi_counter.features-redis`),
+/// since cargo puts every build of one example at the same path.
+pub fn example_with(name: &str, features: &[&str]) -> PathBuf {
     static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let key = format!("{name}.features-{}", features.join("-"));
     let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(path) = built.get_or_insert_with(HashMap::new).get(name) {
+    if let Some(path) = built.get_or_insert_with(HashMap::new).get(&key) {
         return path.clone();
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     let mut cargo = Command::new(env!("CARGO"));
     cargo.args(["build", "--example", name, "--message-format=json-render-diagnostics"]);
-    if cfg!(feature = "tower-sessions") {
-        cargo.args(["--features", "tower-sessions"]);
+    if !features.is_empty() {
+        cargo.args(["--features", &features.join(",")]);
+    }
+    if cfg!(feature = "redis") {
+        cargo.args(["--features", "redis"]);
     }
     let out = cargo.arg("--manifest-path").arg(&manifest).output().expect("run cargo");
     assert!(
         out.status.success(),
-        "cargo build --example {name} failed:\n{}",
+        "cargo build --example {name} --features {features:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -178,6 +197,11 @@ pub fn example(name: &str) -> PathBuf {
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .unwrap_or_else(|| panic!("cargo named no {name} executable"));
     assert!(executable.is_file(), "{} is not a file", executable.display());
-    built.get_or_insert_with(HashMap::new).insert(name.to_owned(), executable.clone());
-    executable
+    let copy = executable.with_file_name(&key);
+    // Through a temporary name, so that a process running an older copy is not disturbed.
+    let partial = executable.with_file_name(format!("{key}.{}", std::process::id()));
+    std::fs::copy(&executable, &partial).expect("copy the example");
+    std::fs::rename(&partial, &copy).expect("rename the copy");
+    built.get_or_insert_with(HashMap::new).insert(key, copy.clone());
+    copy
 }

@@ -76,6 +76,13 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// Starts the server again (after [`RedisServer::kill`]) without waiting for it to answer:
+    /// it may still be loading its data (`LOADING`). [`RedisServer::wait_until_ready`] waits.
+    pub fn start_again_no_wait(&mut self) {
+        assert!(self.child.is_none(), "the server is still running: kill it first");
+        self.spawn_process();
+    }
+
     /// [`RedisServer::kill`] then [`RedisServer::start_again`]: a crash and a restart.
     pub fn restart(&mut self) {
         self.kill();
@@ -88,6 +95,11 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
+        self.spawn_process();
+        self.wait_until_ready();
+    }
+
+    fn spawn_process(&mut self) {
         let mut cmd = Command::new("redis-server");
         cmd.arg("--port").arg(self.port.to_string());
         cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
@@ -105,14 +117,14 @@ impl RedisServer {
         });
         self.watchdog = Some(watchdog(child.id()));
         self.child = Some(child);
-        self.wait_until_ready();
     }
 
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("redis.log")
     }
 
-    fn wait_until_ready(&mut self) {
+    /// Waits until the server answers `PING` with `PONG` (its data loaded).
+    pub fn wait_until_ready(&mut self) {
         let start = Instant::now();
         loop {
             if ping(self.port) {
@@ -154,6 +166,12 @@ impl RedisCluster {
     /// Starts three cluster-enabled servers and joins them into one Cluster; returns once every
     /// node says `cluster_state:ok`.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`RedisCluster::start`] with more settings for every node (they override the
+    /// defaults, `cluster-node-timeout` 5000 among them).
+    pub fn start_with(extra: &[(&str, &str)]) -> Self {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
                 let dir = tempfile::tempdir().expect("a directory for redis-server");
@@ -163,6 +181,8 @@ impl RedisCluster {
                     ("cluster-config-file".to_owned(), conf.to_string_lossy().into_owned()),
                     ("cluster-node-timeout".to_owned(), "5000".to_owned()),
                 ];
+                let mut settings = settings;
+                settings.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
                 let mut server = RedisServer {
                     port: free_port(true),
                     dir,

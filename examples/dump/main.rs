@@ -2,7 +2,16 @@
 //!
 //! ```text
 //! cargo run --example dump -- [--json] [--summary | --session SID | --verify] PATH
+//! cargo run --features redis --example dump -- [--json] [--summary | --session SID | --verify | --repair] redis://HOST:PORT
 //! ```
+//!
+//! With the `redis` feature, PATH may be a Redis server (`redis://HOST:PORT`, with `--prefix P`
+//! when the engine uses another prefix than `sessiondb`) or a Cluster
+//! (`redis+cluster://HOST1:PORT1,HOST2:PORT2,...`): the same modes, through the Redis engine's
+//! administration calls (`RedisEngine::inspect`, `info`, `verify`; `redis.rs` beside this file).
+//! It writes nothing, unless `--repair` asks it to fix the users' and cap indexes
+//! (`RedisEngine::repair`; docs/redis.md says how they come to need it); it then verifies again
+//! and its exit status is that verification's.
 //!
 //! The file is opened read-only, so the dump can run beside live writers (in the default
 //! `Sharing::MultiProcess` mode). It prints the file's format, counts, size and creation time,
@@ -42,10 +51,14 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 use sessiondb::{
-    Clock, SessionId, SessionInfo, StateInfo, Store, StoreInfo, SystemClock, Verified,
+    Clock, Contents, SessionId, SessionInfo, StateInfo, Store, StoreInfo, SystemClock, Verified,
 };
 
-const USAGE: &str = "usage: dump [--json] [--summary | --session SID | --verify] PATH";
+#[cfg(feature = "redis")]
+mod redis;
+
+const USAGE: &str = "usage: dump [--json] [--summary | --session SID | --verify | --repair] \
+                     [--prefix P] PATH|redis://HOST:PORT|redis+cluster://HOST:PORT,...";
 
 /// "Expiring soon": within five minutes, and within an hour.
 const SOON: [u64; 2] = [5 * 60 * 1000, 60 * 60 * 1000];
@@ -113,12 +126,16 @@ enum Mode {
     Session,
     /// The verification report.
     Verify,
+    /// Fix the indexes (Redis), then the verification report.
+    Repair,
 }
 
 struct Args {
     json: bool,
     mode: Mode,
     session: Option<String>,
+    /// The Redis key prefix.
+    prefix: Option<String>,
     path: PathBuf,
 }
 
@@ -127,9 +144,12 @@ fn parse_args() -> Result<Option<Args>, Fail> {
     let mut json = false;
     let mut mode = Mode::All;
     let mut session = None;
+    let mut prefix = None;
     let mut set_mode = |m: Mode| {
         if mode != Mode::All {
-            return Err(Fail::Usage("--summary, --session and --verify exclude each other".into()));
+            return Err(Fail::Usage(
+                "--summary, --session, --verify and --repair exclude each other".into(),
+            ));
         }
         mode = m;
         Ok(())
@@ -142,6 +162,11 @@ fn parse_args() -> Result<Option<Args>, Fail> {
             Some("--json") => json = true,
             Some("--summary") => set_mode(Mode::Summary)?,
             Some("--verify") => set_mode(Mode::Verify)?,
+            Some("--repair") => set_mode(Mode::Repair)?,
+            Some("--prefix") => {
+                let p = args.next().and_then(|p| p.into_string().ok());
+                prefix = Some(p.ok_or(Fail::Usage("--prefix needs a prefix".into()))?);
+            }
             Some("--session") => {
                 set_mode(Mode::Session)?;
                 let sid = args.next().ok_or(Fail::Usage("--session needs an id".into()))?;
@@ -156,7 +181,7 @@ fn parse_args() -> Result<Option<Args>, Fail> {
         }
     }
     let path = path.ok_or(Fail::Usage("no PATH given".into()))?;
-    Ok(Some(Args { json, mode, session, path }))
+    Ok(Some(Args { json, mode, session, prefix, path }))
 }
 
 fn try_main() -> Result<u64, Fail> {
@@ -172,6 +197,22 @@ fn try_main() -> Result<u64, Fail> {
         }
         None => None,
     };
+    let url = args.path.to_str().unwrap_or_default();
+    if ["redis://", "rediss://", "redis+cluster://"].iter().any(|s| url.starts_with(s)) {
+        #[cfg(feature = "redis")]
+        return redis::run(&args, wanted);
+        #[cfg(not(feature = "redis"))]
+        return Err(Fail::Usage(
+            "this dump was built without Redis: cargo run --features redis --example dump".into(),
+        ));
+    }
+    if args.mode == Mode::Repair || args.prefix.is_some() {
+        return Err(Fail::Usage(
+            "--repair and --prefix are for a Redis server; a file repairs itself when opened \
+             read-write"
+                .into(),
+        ));
+    }
     // No timeouts of its own: statuses follow the deadlines stored in the file alone.
     let store =
         Store::builder(&args.path).read_only(true).idle_timeout(None).open().map_err(unusable)?;
@@ -191,11 +232,11 @@ fn try_main() -> Result<u64, Fail> {
         },
         (Mode::Verify, _) => {
             let report = store.verify().map_err(unusable)?;
-            dump.verified(&args.path, &report)?;
+            dump.verified(&args.path, &report, None)?;
         }
         (mode, _) => {
             let info = store.info().map_err(unusable)?;
-            let ages = ages(&store, dump.now);
+            let ages = ages(store.sessions(), dump.now);
             dump.header(&args.path, &info, &ages)?;
             if mode == Mode::All {
                 for item in store.sessions() {
@@ -284,8 +325,13 @@ impl Dump<'_> {
         Ok(())
     }
 
-    /// The report of `--verify`.
-    fn verified(&mut self, path: &std::path::Path, report: &Verified) -> io::Result<()> {
+    /// The report of `--verify` (and of `--repair`, with how many entries it fixed).
+    fn verified(
+        &mut self,
+        path: &std::path::Path,
+        report: &Verified,
+        repaired: Option<u64>,
+    ) -> io::Result<()> {
         for p in &report.problems {
             self.problems.push(p.to_string());
         }
@@ -298,7 +344,7 @@ impl Dump<'_> {
                 .iter()
                 .map(|p| json!({ "table": p.table, "key": p.key, "what": p.what }))
                 .collect();
-            let doc = json!({
+            let mut doc = json!({
                 "path": path.to_string_lossy(),
                 "clean": report.is_clean(),
                 "sessions": report.sessions,
@@ -309,6 +355,9 @@ impl Dump<'_> {
                 "problem_count": report.problem_count,
                 "problems": problems,
             });
+            if let Some(n) = repaired {
+                doc["repaired"] = json!(n);
+            }
             return writeln!(self.out, "{doc}");
         }
         let out = &mut self.out;
@@ -318,6 +367,9 @@ impl Dump<'_> {
         writeln!(out, "expiry entries  {}", report.expiry_entries)?;
         writeln!(out, "tombstones      {}", report.tombstones)?;
         writeln!(out, "user entries    {}", report.user_entries)?;
+        if let Some(n) = repaired {
+            writeln!(out, "repaired        {n} index entries")?;
+        }
         for p in &report.problems {
             writeln!(out, "problem: {p}")?;
         }
@@ -331,7 +383,7 @@ impl Dump<'_> {
         }
     }
 
-    fn session(&mut self, store: &Store, id: &SessionId, alone: bool) -> io::Result<()> {
+    fn session(&mut self, store: &impl Source, id: &SessionId, alone: bool) -> io::Result<()> {
         let (info, states) = match snapshot(store, id) {
             Ok(Some(pair)) => pair,
             Ok(None) => return Ok(()), // deleted during the walk
@@ -435,9 +487,9 @@ struct Ages {
 }
 
 /// One walk over every session's metadata.
-fn ages(store: &Store, now: u64) -> Ages {
+fn ages(sessions: impl Iterator<Item = sessiondb::Result<SessionInfo>>, now: u64) -> Ages {
     let mut a = Ages::default();
-    for item in store.sessions() {
+    for item in sessions {
         let Ok(s) = item else {
             a.unreadable += 1;
             continue;
@@ -457,7 +509,7 @@ fn ages(store: &Store, now: u64) -> Ages {
 /// A session's record and its states, read together in one transaction. `None` if the
 /// session was deleted since the listing read it; a problem if the two disagree.
 fn snapshot(
-    store: &Store,
+    store: &impl Source,
     id: &SessionId,
 ) -> Result<Option<(SessionInfo, Vec<StateInfo>)>, String> {
     let Some((info, states)) = store.inspect(id).map_err(|e| format!("session {id}: {e}"))? else {
@@ -474,6 +526,23 @@ fn snapshot(
         info.latest_state,
         ids.join(", ")
     ))
+}
+
+/// What the dump reads a session from: a file or (feature `redis`) a Redis server.
+trait Source {
+    /// As [`Store::inspect`].
+    fn inspect(&self, id: &SessionId) -> sessiondb::Result<Option<(SessionInfo, Vec<StateInfo>)>>;
+    /// As [`Store::contents`].
+    fn contents(&self, id: &SessionId) -> sessiondb::Result<Option<Contents>>;
+}
+
+impl Source for Store {
+    fn inspect(&self, id: &SessionId) -> sessiondb::Result<Option<(SessionInfo, Vec<StateInfo>)>> {
+        Store::inspect(self, id)
+    }
+    fn contents(&self, id: &SessionId) -> sessiondb::Result<Option<Contents>> {
+        Store::contents(self, id)
+    }
 }
 
 /// Whether the states stored are exactly those the record says are kept.
