@@ -34,7 +34,13 @@ fn dump(prefix: &str) -> Vec<String> {
     keys.iter()
         .map(|k| {
             let content = match server.cli(&["type", k]).as_str() {
-                "hash" => server.cli(&["hgetall", k]),
+                "hash" => {
+                    // The server's order of fields may change without a write (rehashing).
+                    let all = server.cli(&["hgetall", k]);
+                    let mut lines: Vec<&str> = all.lines().collect();
+                    lines.sort_unstable();
+                    format!("g={} {}", server.cli(&["hget", k, "g"]), lines.join("\n"))
+                }
                 "zset" => server.cli(&["zrange", k, "0", "-1", "withscores"]),
                 _ => server.cli(&["get", k]),
             };
