@@ -25,7 +25,10 @@
 //!   (`redis+cluster://host1:port1,host2:port2`), so that servers on several machines share
 //!   them (`docs/redis.md`). The serving code is the same, generic over [`Engine`]. Needs
 //!   `--features tower-sessions,redis`; built without `redis`, the server refuses to start
-//!   rather than use a file. Giving both `--db` and a Redis URL is an error.
+//!   rather than use a file. Giving both `--db` and a Redis URL is an error. A URL with a
+//!   password (`redis://:PASSWORD@host:port`, which a shared host needs: docs/redis.md,
+//!   "Security") belongs in `SESSIONDB_URL`: `--redis` shows it to every local user (`ps`).
+//!   The workers get it through their environment, never their command line.
 //! - `--workers N` (default 2), `--port P` (default 3000; 0 picks a free port).
 //! - `--origin URL` (repeatable): the origins (`scheme://host[:port]`) whose pages may post to
 //!   `/login` and `/logout`. Default: `http://127.0.0.1:P` and `http://localhost:P`. Behind a
@@ -312,7 +315,9 @@ fn start_workers(args: &Args, port: u16) -> Result<Vec<(Child, ChildStdout)>> {
         command.args(["--worker", "--port", &port.to_string()]);
         match &args.sessions {
             Sessions::File(db) => command.arg("--db").arg(db),
-            Sessions::Redis(url) => command.args(["--redis", url]),
+            // Through the environment, never the command line: every local user can read a
+            // process's arguments (`ps`), and the URL may hold the server's password.
+            Sessions::Redis(url) => command.env("SESSIONDB_URL", url),
         };
         for origin in &args.origins {
             command.args(["--origin", origin]);

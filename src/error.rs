@@ -191,6 +191,11 @@ pub enum ServerErrorKind {
     Moved,
     /// The Cluster is down, or a master of it is.
     ClusterDown,
+    /// The server refused the engine's credentials (no password, a wrong one, an unknown ACL
+    /// user), the ACL user lacks a permission the engine needs, or the operating system
+    /// refused this process the server's unix socket: fix the URL's user and password, the
+    /// user's ACL, or the socket's owner (docs/redis.md, "Security").
+    Denied,
     /// Any other error of the server or of the protocol.
     Other,
 }
@@ -217,6 +222,12 @@ impl ServerErrorKind {
             }
             ServerErrorKind::ClusterDown => {
                 "the session Cluster is down or lost a master: retry once it is whole again"
+            }
+            ServerErrorKind::Denied => {
+                "the session server refused the engine's credentials or permissions: give the \
+                 engine the server's password (redis://:PASSWORD@host:port) or an ACL user's \
+                 (redis://USER:PASSWORD@host:port) with the permissions in docs/redis.md, \
+                 \"Security\"; for a unix socket, run as a user that may open it"
             }
             ServerErrorKind::Other => "the session server refused the request",
         }

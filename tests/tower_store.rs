@@ -540,6 +540,56 @@ fn the_axum_example_runs_on_redis() -> TestResult {
     Ok(())
 }
 
+/// The example on a Redis server with a password, given in `SESSIONDB_URL`: the password reaches
+/// every worker (each serves), but no process's command line, which every local user can read
+/// (`ps`, `/proc/PID/cmdline`); a forged `sessiondb` cookie naming a logged-in user's id writes
+/// nothing into that session.
+#[cfg(feature = "redis")]
+#[test]
+fn the_axum_example_keeps_the_redis_password_off_command_lines() -> TestResult {
+    const SECRET: &str = "s3cret-of-the-workers";
+    if !common::redis::redis_available() {
+        return Ok(());
+    }
+    let redis = common::redis::RedisServer::start(&[]);
+    assert_eq!(redis.cli(&["config", "set", "requirepass", SECRET]), "OK");
+    let url = format!("redis://:{SECRET}@127.0.0.1:{}", redis.port());
+    let mut command = Command::new(app_binary());
+    command.args(["--workers", "3", "--port", "0"]).env("SESSIONDB_URL", &url);
+    let server = Server::launch(command)?;
+    let mut ann = Browser::new(server.port);
+    let mut workers = BTreeSet::new();
+    for n in 1..=30 {
+        let res = ann.request("GET", "/exact");
+        assert_eq!((res.status, res.count()), (200, n), "{res:?}");
+        workers.insert(res.field("worker").to_owned());
+    }
+    assert_eq!(workers.len(), 3, "requests reached only workers {workers:?}");
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(cmdline) = std::fs::read(entry?.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(!cmdline.contains(SECRET), "a command line shows the password: {cmdline}");
+    }
+    // A forged cookie on ann's id: a fresh count, and ann's session unchanged.
+    let exact = ann.exact.clone().ok_or("ann's cookie")?;
+    let id = exact.rsplit_once('.').ok_or("id.token")?.0.to_owned();
+    let key = format!("sessiondb:{{{id}}}");
+    let g = |redis: &common::redis::RedisServer| {
+        common::redis::cli(redis.port(), &["-a", SECRET, "--no-auth-warning", "hget", &key, "g"])
+    };
+    let before = g(&redis);
+    assert!(!before.is_empty(), "ann's session is on the server");
+    let mut forger =
+        Browser { exact: Some(format!("{id}.{}", "W".repeat(43))), ..Browser::new(server.port) };
+    for _ in 0..3 {
+        assert_eq!(forger.request("GET", "/exact").count(), 1, "the forged cookie starts over");
+        forger.exact = Some(format!("{id}.{}", "W".repeat(43)));
+    }
+    assert_eq!(g(&redis), before, "a forged cookie wrote into ann's session");
+    assert_eq!(ann.request("GET", "/exact").count(), 31);
+    Ok(())
+}
+
 /// A Redis URL and `--db` at once is refused: the sessions are in one place.
 #[cfg(feature = "redis")]
 #[test]

@@ -8,6 +8,7 @@ use super::config::Config;
 use super::conn::{Pool, Target};
 use super::engine::RedisEngine;
 use super::keys::Keys;
+use super::url::{cluster_nodes, redacted};
 use crate::engine::rules::CapPolicy;
 use crate::engine::rules::Rules;
 use crate::error::{Error, Result};
@@ -22,14 +23,26 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// Builds a [`RedisEngine`]. Start from [`RedisEngine::builder`], [`RedisEngine::cluster_builder`]
-/// or [`RedisEngine::from_url`].
-#[derive(Debug, Clone)]
+/// or [`RedisEngine::from_url`]. Its `Debug` shows the addresses without their passwords.
+#[derive(Clone)]
 #[must_use]
 pub struct RedisBuilder {
     nodes: Vec<String>,
     cluster: bool,
     prefix: String,
     cfg: Config,
+}
+
+impl std::fmt::Debug for RedisBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes: Vec<String> = self.nodes.iter().map(|n| redacted(n)).collect();
+        f.debug_struct("RedisBuilder")
+            .field("nodes", &nodes)
+            .field("cluster", &self.cluster)
+            .field("prefix", &self.prefix)
+            .field("cfg", &self.cfg)
+            .finish()
+    }
 }
 
 impl RedisBuilder {
@@ -136,12 +149,13 @@ impl RedisBuilder {
     /// server does not answer.
     pub fn open(self) -> Result<RedisEngine> {
         let keys = Keys::new(&self.prefix)?;
+        let shown: Vec<String> = self.nodes.iter().map(|n| redacted(n)).collect();
         let bad = |e: redis::RedisError| {
-            Error::InvalidInput(format!("Redis address {:?}: {e}", self.nodes))
+            Error::InvalidInput(format!("Redis address {}: {e}", shown.join(",")))
         };
         let target = if self.cluster {
             let client =
-                redis::cluster::ClusterClient::builder(self.nodes.iter().map(String::as_str))
+                redis::cluster::ClusterClient::builder(cluster_nodes(&self.nodes, &shown)?)
                     .connection_timeout(Duration::from_secs(5))
                     .response_timeout(Duration::from_secs(5))
                     // The crate's default (16 retries, waits growing to 655 s) holds a call
@@ -166,19 +180,28 @@ impl RedisBuilder {
 }
 
 impl RedisEngine {
-    /// A builder for an engine on the standalone server at `url` (`redis://host:port`, with
-    /// `/db`, user and password as the redis crate takes them).
+    /// A builder for an engine on the standalone server at `url`: `redis://host:port`, with
+    /// `/db`, and with credentials `redis://user:password@host:port` (an ACL user) or
+    /// `redis://:password@host:port` (`requirepass`); or a unix socket,
+    /// `unix:///path/redis.sock` (`redis+unix://` too), credentials as `?user=..&pass=..`.
+    /// Passwords are percent-encoded, as in any URL.
     pub fn builder(url: &str) -> RedisBuilder {
         RedisBuilder::new(vec![url.to_owned()], false)
     }
 
-    /// A builder for an engine on the Cluster that `urls` (some of its nodes) belong to.
+    /// A builder for an engine on the Cluster that `urls` (some of its nodes) belong to. The
+    /// credentials of the first URL that has any apply to every node (those the Cluster names
+    /// too); a URL with other credentials is refused when the engine opens.
     pub fn cluster_builder(urls: &[&str]) -> RedisBuilder {
         RedisBuilder::new(urls.iter().map(|u| (*u).to_owned()).collect(), true)
     }
 
-    /// An engine with the default settings on `url`: `redis://host:port` for a standalone
-    /// server, `redis+cluster://host1:port1,host2:port2,...` for a Cluster.
+    /// An engine with the default settings on `url`: `redis://[user]:[password]@host:port`
+    /// for a standalone server, `unix:///path/redis.sock` (or `redis+unix://`, credentials as
+    /// `?user=..&pass=..`) for one on a unix socket,
+    /// `redis+cluster://[user]:[password]@host1:port1,host2:port2,...` for a Cluster (the
+    /// credentials, given once, apply to every node). docs/redis.md, "Security", says what a
+    /// server on a shared host needs.
     ///
     /// # Errors
     /// As [`RedisBuilder::open`]; [`Error::InvalidInput`] for another scheme.
@@ -189,8 +212,10 @@ impl RedisEngine {
     /// A builder for `url`, as [`RedisEngine::from_url`] reads it.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a scheme other than `redis://` or `redis+cluster://`.
+    /// [`Error::InvalidInput`] for a scheme other than `redis://`, `rediss://`, `unix://`,
+    /// `redis+unix://` or `redis+cluster://`. Messages never show a password.
     pub fn builder_from_url(url: &str) -> Result<RedisBuilder> {
+        const SINGLE: [&str; 4] = ["redis://", "rediss://", "unix://", "redis+unix://"];
         if let Some(nodes) = url.strip_prefix("redis+cluster://") {
             let urls: Vec<String> = nodes
                 .split(',')
@@ -198,15 +223,16 @@ impl RedisEngine {
                 .map(|n| format!("redis://{n}"))
                 .collect();
             if urls.is_empty() {
-                return Err(Error::InvalidInput(format!("no Cluster node in {url:?}")));
+                return Err(Error::InvalidInput(format!("no Cluster node in {}", redacted(url))));
             }
             Ok(RedisBuilder::new(urls, true))
-        } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+        } else if SINGLE.iter().any(|scheme| url.starts_with(scheme)) {
             Ok(Self::builder(url))
         } else {
             Err(Error::InvalidInput(format!(
-                "{url:?} is not a Redis address: use redis://host:port or \
-                 redis+cluster://host1:port1,host2:port2"
+                "{} is not a Redis address: use redis://[user]:[password]@host:port, \
+                 unix:///path/redis.sock or redis+cluster://[user]:[password]@host1:port1,host2:port2",
+                redacted(url)
             )))
         }
     }

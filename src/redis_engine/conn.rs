@@ -219,6 +219,15 @@ pub(super) fn server_error(e: &RedisError) -> Error {
     let code = e.code().unwrap_or_default().to_owned();
     let kind = match e.kind() {
         _ if code == "OOM" => ServerErrorKind::OutOfMemory,
+        // No password given (`NOAUTH`), a wrong one or an unknown user (`WRONGPASS`), an ACL
+        // user without a command or key pattern (`NOPERM`).
+        ErrorKind::AuthenticationFailed | ErrorKind::Server(Kind::NoPerm) => {
+            ServerErrorKind::Denied
+        }
+        _ if matches!(code.as_str(), "NOAUTH" | "WRONGPASS" | "NOPERM") => ServerErrorKind::Denied,
+        // A unix socket (or its directory) this process may not open; a Cluster's nodes that
+        // refused the credentials (the crate reports them as one I/O error, codes in the text).
+        _ if io_denied(e) => ServerErrorKind::Denied,
         ErrorKind::Server(Kind::BusyLoading) => ServerErrorKind::Loading,
         ErrorKind::Server(Kind::ReadOnly) => ServerErrorKind::ReadOnly,
         ErrorKind::Server(Kind::Moved | Kind::Ask) => ServerErrorKind::Moved,
@@ -233,4 +242,13 @@ pub(super) fn server_error(e: &RedisError) -> Error {
         _ => ServerErrorKind::Other,
     };
     Error::Server { kind, message: e.to_string() }
+}
+
+/// Whether `e` is an I/O error of the operating system's permissions (`EACCES`, `EPERM`), or a
+/// Cluster's refusal of the credentials: the redis crate keeps the `io::Error` behind an `Arc`
+/// that cannot be downcast, and a Cluster's in a message, so by the codes in its text.
+fn io_denied(e: &RedisError) -> bool {
+    let text = e.to_string();
+    let refused = ["(os error 13)", "(os error 1)", "NOAUTH", "WRONGPASS", "NOPERM"];
+    e.kind() == ErrorKind::Io && refused.iter().any(|r| text.contains(r))
 }

@@ -24,6 +24,7 @@ mod rotate;
 mod scripts;
 mod seam;
 mod session;
+mod url;
 mod users;
 mod verify;
 

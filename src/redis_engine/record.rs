@@ -206,6 +206,7 @@ impl RedisEngine {
         let mut inv = scripts::CREATE.key(&hash);
         inv.key(&tomb);
         inv.arg(bytes).arg(ttl_ms(rec.remove_at, now)).arg(rec.latest_state).arg(replaces);
+        inv.arg(first_generation()?);
         for (id, data) in states {
             inv.arg(*id).arg(data.as_slice());
         }
@@ -295,6 +296,20 @@ impl RedisEngine {
         }
         self.unfile_cap(sid)
     }
+}
+
+/// A new session's first generation, drawn from the OS random source below 2^62 (the script's
+/// increments stay far from `i64::MAX`). Not 1: an id used again (a `put` or `create_under`
+/// after its tombstone's removal, a session evicted and created again) would start where its
+/// predecessor started, and a save on what an engine remembered of the predecessor
+/// (`recent.rs`) would pass the compare-and-set and write the old holder's record into the new
+/// session (`tests/redis_hostile.rs`).
+pub(super) fn first_generation() -> Result<u64> {
+    use rand::TryRngCore;
+    let n = rand::rngs::OsRng
+        .try_next_u64()
+        .map_err(|e| Error::GenerateId { reason: format!("OS random source failed: {e}") })?;
+    Ok((n >> 2).max(1))
 }
 
 /// A removal time as a sorted-set score: `+inf` for never.

@@ -44,15 +44,18 @@ impl RedisEngine {
             let now = self.now();
             let live = self.read_admitted(id, token, Want::All, now)?;
             let rec = SessionRecord { token_hash: new_token.hash(), ..live.rec.clone() };
-            // Step 1, the successor's slot.
+            // Step 1, the successor's slot, and its indexes: filed before the old id is retired,
+            // since a log-out can reach (and unfile) the successor from that moment on; filed
+            // after, a racing log-out left it listed in the user's index, revoked.
             let new_id = self.create_drawn(&rec, &live.states, now)?;
+            self.filed(new_id.as_str(), &rec, now)?;
             // Step 2, the old id's slot: only if nothing was written since the read.
             let stone = Tombstone::rotated(&live.rec, &new_id, &sealed, now, forward_ms);
             if !self.retire(sid, &live.g, &stone, now)? {
                 self.delete_session(new_id.as_str(), None)?;
+                self.unfile(new_id.as_str(), rec.user.as_deref())?;
                 continue;
             }
-            self.filed(new_id.as_str(), &rec, now)?;
             self.unfile(sid, live.rec.user.as_deref())?;
             return Ok(Created {
                 id: new_id,

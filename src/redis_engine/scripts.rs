@@ -67,9 +67,9 @@ return 1
 });
 
 /// Creates a session unless its id is taken: KEYS = hash, tombstone; ARGV = record, TTL in ms
-/// (`0`: none), latest state id, the tombstone this create may replace (`""`: none), then
-/// pairs (state id, bytes). Fails if the hash exists or a tombstone other than that one does.
-/// Returns 1, or 0 (the id is taken).
+/// (`0`: none), latest state id, the tombstone this create may replace (`""`: none), the first
+/// generation (random: see `record::first_generation`), then pairs (state id, bytes). Fails if
+/// the hash exists or a tombstone other than that one does. Returns 1, or 0 (the id is taken).
 pub(super) static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -79,8 +79,8 @@ if t then
   if t ~= ARGV[4] then return 0 end
   redis.call('DEL', KEYS[2])
 end
-redis.call('HSET', KEYS[1], 'r', ARGV[1], 'g', 1, 'l', ARGV[3])
-for i = 5, #ARGV, 2 do
+redis.call('HSET', KEYS[1], 'r', ARGV[1], 'g', ARGV[5], 'l', ARGV[3])
+for i = 6, #ARGV, 2 do
   redis.call('HSET', KEYS[1], 's:' .. ARGV[i], ARGV[i + 1])
 end
 if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end

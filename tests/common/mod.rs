@@ -180,9 +180,6 @@ pub fn example_with(name: &str, features: &[&str]) -> PathBuf {
     if !features.is_empty() {
         cargo.args(["--features", &features.join(",")]);
     }
-    if cfg!(feature = "redis") {
-        cargo.args(["--features", "redis"]);
-    }
     let out = cargo.arg("--manifest-path").arg(&manifest).output().expect("run cargo");
     assert!(
         out.status.success(),
