@@ -161,6 +161,63 @@ pub enum Error {
     /// A session was to be created under an id the caller chose, but the id is in use or
     /// retired ([`Store::create_under`](crate::Store::create_under)). Nothing was written.
     IdTaken,
+    /// The session server (Redis, the `redis` feature) did not do what was asked: it is
+    /// unreachable, loading, out of memory, read-only, moving slots or down. Its `kind` says
+    /// what to do; the request wrote nothing it acknowledged, and a retry once the server is
+    /// back loses nothing.
+    Server {
+        /// What went wrong, by what the operator does about it.
+        kind: ServerErrorKind,
+        /// The server's or the client library's message.
+        message: String,
+    },
+}
+
+/// The kinds of [`Error::Server`], by what to do about them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerErrorKind {
+    /// No connection: the server is down, restarting, or not at the address given.
+    Unreachable,
+    /// The server is loading its data set after a restart.
+    Loading,
+    /// The server refused a write at its `maxmemory`.
+    OutOfMemory,
+    /// The server is a read-only replica.
+    ReadOnly,
+    /// A Cluster slot moved to another node.
+    Moved,
+    /// The Cluster is down, or a master of it is.
+    ClusterDown,
+    /// Any other error of the server or of the protocol.
+    Other,
+}
+
+impl ServerErrorKind {
+    /// What the operator or the caller should do.
+    fn advice(self) -> &'static str {
+        match self {
+            ServerErrorKind::Unreachable => {
+                "the session server is unreachable: is it up, and at this address? retry once it is"
+            }
+            ServerErrorKind::Loading => {
+                "the session server is loading its data after a restart: retry in a moment"
+            }
+            ServerErrorKind::OutOfMemory => {
+                "the session server is out of memory: raise its maxmemory (and use a noeviction policy)"
+            }
+            ServerErrorKind::ReadOnly => {
+                "the session server is a read-only replica: point the engine at the master"
+            }
+            ServerErrorKind::Moved => {
+                "a Cluster slot moved: retry; if it persists, give the engine the Cluster's nodes"
+            }
+            ServerErrorKind::ClusterDown => {
+                "the session Cluster is down or lost a master: retry once it is whole again"
+            }
+            ServerErrorKind::Other => "the session server refused the request",
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -242,6 +299,7 @@ impl fmt::Display for Error {
             Error::Storage(_) => f.write_str("storage engine error"),
             Error::Io(_) => f.write_str("i/o error"),
             Error::IdTaken => f.write_str("session id in use or retired: choose another id"),
+            Error::Server { kind, message } => write!(f, "{} ({message})", kind.advice()),
             Error::Busy { retry_after } => write!(
                 f,
                 "session busy with other requests, nothing stored: answer 503 and retry after {} s",

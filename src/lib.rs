@@ -80,16 +80,20 @@ mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 mod id;
+#[cfg(feature = "redis")]
+pub mod redis_engine;
 mod store;
 mod time;
 pub mod web;
 
 pub use engine::{CleanupReport, Created, Engine, Fetched, Named, NewSession, Save, Stored};
-pub use error::{Error, Result};
+pub use error::{Error, Result, ServerErrorKind};
 pub use id::{BASE64URL, IdSpec, MAX_ID_LEN, MIN_ENTROPY_BITS, SecureToken, SessionId};
 pub use store::{
     BatchStats, Builder, CLEANUP_THREAD_NAME, CapPolicy, CleanupStats, Contents, FileAccess,
     MAX_LISTED_PROBLEMS, Problem, SessionInfo, SessionLock, SessionStatus, Sessions, Sharing,
     StateInfo, Stats, Store, StoreInfo, Verified, decode, encode,
 };
+#[cfg(feature = "redis")]
+pub use redis_engine::RedisEngine;
 pub use time::{Clock, ManualClock, SystemClock};

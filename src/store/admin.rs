@@ -12,35 +12,7 @@ use crate::error::{Error, Result};
 use crate::format::schema::{self, META_CREATED, META_FORMAT, META_SWEPT, RECORD, SESSIONS_NAME};
 use crate::id::SessionId;
 
-/// Where a session stands, as an admin sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SessionStatus {
-    /// Usable.
-    Live,
-    /// Expired, inside the grace window.
-    Expired,
-    /// Past the grace window, awaiting the sweep.
-    Gone,
-}
-
-impl SessionStatus {
-    /// `"live"`, `"expired"` or `"gone"`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionStatus::Live => "live",
-            SessionStatus::Expired => "expired",
-            SessionStatus::Gone => "gone",
-        }
-    }
-}
-
-impl std::fmt::Display for SessionStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::engine::SessionStatus;
 
 /// A session's metadata, without its data.
 #[derive(Debug, Clone, PartialEq, Eq)]

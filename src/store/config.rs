@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use redb::StorageBackend;
 
+use crate::engine::rules::Rules;
 use crate::id::IdSpec;
 use crate::time::{Clock, SystemClock};
 
@@ -160,8 +161,16 @@ impl Config {
     /// The touch resolution in milliseconds: as set but at most 1% of the idle timeout; unset,
     /// 1% of the idle timeout, or 1 minute without one.
     pub(crate) fn touch_resolution(&self) -> u64 {
-        let auto = self.idle_timeout.map_or(60_000, |i| i / 100);
-        self.touch_resolution.map_or(auto, |r| r.min(auto))
+        crate::engine::rules::touch_resolution(self.idle_timeout, self.touch_resolution)
+    }
+
+    /// The expiry settings, for the rules every engine shares.
+    pub(crate) fn rules(&self) -> Rules {
+        Rules {
+            idle_timeout: self.idle_timeout,
+            absolute_lifetime: self.absolute_lifetime,
+            grace: self.grace,
+        }
     }
 
     /// How many numbered states a session keeps: as set, or 1 without `states_history`.

@@ -155,45 +155,21 @@ fn sweep_tombstones(t: &mut WriteTables<'_>, now: u64, limit: usize) -> Result<u
 }
 
 impl Core {
-    /// When `rec` stops being live, and when it may be removed, by this process's settings:
-    /// from its creation and last use, or at the deadline its creator chose (which the idle
-    /// timeout and absolute lifetime do not shorten or extend); the grace window applies to both.
-    fn deadlines(&self, rec: &SessionRecord) -> (u64, u64) {
-        let expires_at = rec.deadline.unwrap_or_else(|| {
-            let idle =
-                self.cfg.idle_timeout.map_or(u64::MAX, |i| rec.last_access.saturating_add(i));
-            let absolute =
-                self.cfg.absolute_lifetime.map_or(u64::MAX, |a| rec.created.saturating_add(a));
-            idle.min(absolute)
-        });
-        (expires_at, expires_at.saturating_add(self.cfg.grace))
-    }
-
     /// When `rec` stops being live for this handle: the stricter of the stored deadline and
     /// this handle's settings.
     pub(crate) fn effective_expiry(&self, rec: &SessionRecord) -> u64 {
-        rec.expires_at.min(self.deadlines(rec).0)
+        self.cfg.rules().effective_expiry(rec)
     }
 
     /// `rec` with its deadlines computed from its times and this process's settings.
-    pub(crate) fn with_deadlines(&self, mut rec: SessionRecord) -> SessionRecord {
-        (rec.expires_at, rec.remove_at) = self.deadlines(&rec);
-        rec
+    pub(crate) fn with_deadlines(&self, rec: SessionRecord) -> SessionRecord {
+        self.cfg.rules().with_deadlines(rec)
     }
 
-    /// Where `rec` stands at `now`. The stored deadlines and this process's settings both
-    /// apply, the stricter winning, so a process with shorter timeouts never returns a session
-    /// it considers expired. Removal, by contrast, follows the stored `remove_at` alone, so
-    /// what a process may destroy does not depend on its own settings.
+    /// Where `rec` stands at `now` by the stored deadlines and this process's settings
+    /// ([`Rules::status`](crate::engine::rules::Rules::status)).
     pub(crate) fn status(&self, rec: &SessionRecord, now: u64) -> SessionStatus {
-        let (expires_at, remove_at) = self.deadlines(rec);
-        if now < expires_at.min(rec.expires_at) {
-            SessionStatus::Live
-        } else if now < remove_at.min(rec.remove_at) {
-            SessionStatus::Expired
-        } else {
-            SessionStatus::Gone
-        }
+        self.cfg.rules().status(rec, now)
     }
 
     /// Makes room for one more session under `max_sessions`: sweeps some dead sessions, then

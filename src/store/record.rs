@@ -2,109 +2,21 @@
 //! reads and writes them and keeps the `expiry` index in step.
 
 use redb::ReadableTable;
-use serde::{Deserialize, Serialize};
 
+pub(crate) use crate::engine::records::{SessionRecord, StateRecord, Tombstone};
+use crate::engine::records::{decode_session_bytes, encode_record, encode_session};
 use crate::error::{Error, Result};
 use crate::format::codec;
 use crate::format::schema::{
     ExpiryKey, RECORD, SESSIONS_NAME, STATES_NAME, TOMBSTONES_NAME, WriteTables,
 };
-use crate::id::{SecureToken, SessionId};
-
-/// One session: everything but its states.
-#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
-pub(crate) struct SessionRecord {
-    /// Creation time, ms.
-    pub(crate) created: u64,
-    /// Last access time persisted, ms. Never moves backwards (except through `adjust_time`).
-    pub(crate) last_access: u64,
-    /// When the session stops being live, ms (`u64::MAX`: never).
-    pub(crate) expires_at: u64,
-    /// When the grace window ends and the sweep may remove the session, ms (`u64::MAX`: never).
-    /// Stored, so that what one process may destroy does not depend on another's settings.
-    pub(crate) remove_at: u64,
-    /// The removal time the session's `expiry` entry is filed under: at most `remove_at` (the
-    /// index is lazy, early and never late; `docs/format.md`). Written by [`put_session`].
-    pub(crate) indexed: u64,
-    /// Incremented by every save of data or state.
-    pub(crate) version: u64,
-    /// The newest state id.
-    pub(crate) latest_state: u64,
-    /// The oldest state id still kept; states `oldest_state..=latest_state` all exist.
-    pub(crate) oldest_state: u64,
-    /// SHA-256 of the secure token.
-    pub(crate) token_hash: [u8; 32],
-    /// Hash of the client fingerprint (web layer), if any.
-    pub(crate) fingerprint: Option<[u8; 32]>,
-    /// The user this session belongs to (web layer), if any.
-    pub(crate) user: Option<Vec<u8>>,
-    /// The session data.
-    #[serde(with = "codec::bytes")]
-    pub(crate) data: Vec<u8>,
-    /// A deadline the caller chose (`Store::create_under`, `Store::put`), ms: the session
-    /// expires then, whatever the idle timeout and absolute lifetime. Not part of the record's
-    /// own encoding: `put_session` appends it after the record, only when set (docs/format.md).
-    #[serde(skip)]
-    pub(crate) deadline: Option<u64>,
-}
+use crate::id::SecureToken;
 
 impl SessionRecord {
-    /// A session created at `now`: version 1, state 0 only, no fingerprint, user or deadline.
-    /// Its deadlines are set by `Core::with_deadlines`.
-    pub(crate) fn fresh(now: u64, token_hash: [u8; 32], data: Vec<u8>) -> Self {
-        SessionRecord {
-            created: now,
-            last_access: now,
-            expires_at: 0,
-            remove_at: 0,
-            indexed: 0,
-            version: 1,
-            latest_state: 0,
-            oldest_state: 0,
-            token_hash,
-            fingerprint: None,
-            user: None,
-            data,
-            deadline: None,
-        }
-    }
-
     /// This record's key in the `expiry` table: where its entry is filed.
     pub(crate) fn expiry_key<'a>(&self, sid: &'a [u8]) -> ExpiryKey<'a> {
         (self.indexed, sid)
     }
-
-    /// How many states the session keeps.
-    pub(crate) fn state_count(&self) -> u64 {
-        self.latest_state - self.oldest_state + 1
-    }
-}
-
-/// Why a session id was retired.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Retired {
-    /// Moved to a new id (`regenerate`).
-    Rotated,
-    /// Ended on purpose (`revoke`: a log-out).
-    Revoked,
-}
-
-/// What remains of a retired session id: enough to forward a client that missed the rotation,
-/// and to tell it apart from an id never issued.
-#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
-pub(crate) struct Tombstone {
-    pub(crate) reason: Retired,
-    /// SHA-256 of the retired id's secure token.
-    pub(crate) token_hash: [u8; 32],
-    /// The new id, for a rotation.
-    pub(crate) successor: Option<String>,
-    /// The new token, sealed with the old one (see `rotate.rs`); empty unless rotated.
-    #[serde(with = "codec::bytes")]
-    pub(crate) sealed_token: Vec<u8>,
-    /// Until when a client holding the old token is forwarded to the successor, ms.
-    pub(crate) forward_until: u64,
-    /// When the sweep removes the tombstone, ms: the retired session's own removal time.
-    pub(crate) remove_at: u64,
 }
 
 /// Reads and decodes a tombstone; `Corrupted` if it does not decode.
@@ -129,26 +41,10 @@ pub(crate) fn missing(
     token: &SecureToken,
     now: u64,
 ) -> Result<Error> {
-    let Some(stone) = get_tombstone(tombstones, sid)? else {
-        return Ok(Error::NotFound);
-    };
-    if now >= stone.remove_at {
-        return Ok(Error::NotFound); // as the session itself would read now; awaiting the sweep
+    match get_tombstone(tombstones, sid)? {
+        Some(stone) => stone.refusal(token, now),
+        None => Ok(Error::NotFound),
     }
-    if !token.matches(&stone.token_hash) {
-        return Ok(Error::Security);
-    }
-    // A rotation without forwarding keeps no sealed token: its old id forwards nobody, even a
-    // process whose clock reads a little behind the rotating one's (`now < forward_until`).
-    if let (Retired::Rotated, Some(successor)) = (stone.reason, &stone.successor)
-        && now < stone.forward_until
-        && !stone.sealed_token.is_empty()
-    {
-        let successor = SessionId::parse(successor)?;
-        let token = token.unseal(&stone.sealed_token)?;
-        return Ok(Error::Rotated { successor, token });
-    }
-    Ok(Error::Revoked)
 }
 
 /// Whether the stored tombstone `bytes` may be swept at `now`: past its `remove_at`, or
@@ -168,16 +64,9 @@ pub(crate) fn shifted_tombstone(bytes: &[u8], shift: impl Fn(u64) -> u64) -> Opt
 
 /// Writes a tombstone.
 pub(crate) fn put_tombstone(t: &mut WriteTables<'_>, sid: &[u8], stone: &Tombstone) -> Result<()> {
-    let bytes = codec::encode(stone).map_err(|e| encode_err(&e))?;
+    let bytes = encode_record(stone)?;
     t.tombstones.insert(sid, bytes.as_slice())?;
     Ok(())
-}
-
-/// One state snapshot.
-#[derive(Serialize, Deserialize, Debug)]
-pub(crate) struct StateRecord {
-    #[serde(with = "codec::bytes")]
-    pub(crate) data: Vec<u8>,
 }
 
 /// A key as text for error messages: itself if printable ASCII, else hex.
@@ -200,23 +89,7 @@ fn corrupted_session(sid: &[u8]) -> Error {
 /// Decodes and sanity-checks a session record: besides the codec's checks, the counters must
 /// leave room to grow, so that no later arithmetic on them can overflow.
 pub(crate) fn decode_session(sid: &[u8], bytes: &[u8]) -> Result<SessionRecord> {
-    let rec = match codec::decode::<SessionRecord>(bytes) {
-        Ok(rec) => rec,
-        // A record with a deadline is the record followed by the deadline (`put_session`).
-        Err(codec::CodecError::TrailingBytes) => {
-            let (rec, deadline): (SessionRecord, u64) =
-                codec::decode(bytes).map_err(|_| corrupted_session(sid))?;
-            SessionRecord { deadline: Some(deadline), ..rec }
-        }
-        Err(_) => return Err(corrupted_session(sid)),
-    };
-    if rec.oldest_state > rec.latest_state
-        || rec.latest_state == u64::MAX
-        || rec.version == u64::MAX
-    {
-        return Err(corrupted_session(sid));
-    }
-    Ok(rec)
+    decode_session_bytes(bytes).ok_or_else(|| corrupted_session(sid))
 }
 
 /// The `sessions` table, read or written: records and states.
@@ -246,10 +119,6 @@ pub(crate) fn get_state(table: &impl SessionsTable, sid: &[u8], state_id: u64) -
     Ok(rec.data)
 }
 
-fn encode_err(e: &codec::CodecError) -> Error {
-    Error::InvalidInput(format!("record does not encode: {e:?}"))
-}
-
 /// Writes a state.
 pub(crate) fn put_state(
     t: &mut WriteTables<'_>,
@@ -257,7 +126,7 @@ pub(crate) fn put_state(
     state_id: u64,
     data: &[u8],
 ) -> Result<()> {
-    let bytes = codec::encode(&StateRecord { data: data.to_vec() }).map_err(|e| encode_err(&e))?;
+    let bytes = encode_record(&StateRecord { data: data.to_vec() })?;
     t.sessions.insert((sid, state_id), bytes.as_slice())?;
     Ok(())
 }
@@ -295,11 +164,7 @@ pub(crate) fn put_session(
         rec.indexed = rec.remove_at;
         t.expiry.insert((rec.indexed, sid), ())?;
     }
-    let bytes = match rec.deadline {
-        None => codec::encode(&*rec),
-        Some(deadline) => codec::encode(&(&*rec, deadline)),
-    }
-    .map_err(|e| encode_err(&e))?;
+    let bytes = encode_session(rec)?;
     t.sessions.insert((sid, RECORD), bytes.as_slice())?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::handle::Store;
 use super::op::{WriteOp, text};
 use super::record::{
-    Filing, Retired, SessionsTable, Tombstone, get_session, get_tombstone, missing, put_session,
+    Filing, SessionsTable, Tombstone, get_session, get_tombstone, missing, put_session,
     put_tombstone, remove_session,
 };
 use super::session::unused_id_from;
@@ -107,15 +107,9 @@ impl Store {
     }
 }
 
-/// How long after a rotation (after its forwarding window) a request with the old id's token is
-/// taken for one that raced the log-in ([`Store::moved_recently`]): it was sent before the
-/// browser had the new cookie. Longer than a request's own bound (5 s by default); short, since
-/// a browser whose log-in response was lost gets `Busy` for that long.
-pub(crate) const MOVE_RACE_WINDOW: u64 = 10 * 1000;
-
 impl Store {
     /// Whether `id` was rotated into another session ([`Store::regenerate`], a log-in) less than
-    /// [`MOVE_RACE_WINDOW`] ago (after its forwarding window), `token` is its token, and the
+    /// [`MOVE_RACE_WINDOW`](crate::engine::records::MOVE_RACE_WINDOW) ago (after its forwarding window), `token` is its token, and the
     /// session it was rotated into still lives: a request that still carries it raced that
     /// log-in (another tab, a parallel request of the page), and must not start a fresh session
     /// whose cookie would replace the logged-in one.
@@ -125,10 +119,7 @@ impl Store {
             let txn = self.core.read()?;
             let tombstones = schema::read_tombstones(&txn)?;
             let Some(stone) = get_tombstone(&tombstones, id.as_bytes())? else { return Ok(false) };
-            let recent = stone.reason == Retired::Rotated
-                && now < stone.forward_until.saturating_add(MOVE_RACE_WINDOW)
-                && token.matches(&stone.token_hash);
-            let Some(next) = stone.successor.filter(|_| recent) else { return Ok(false) };
+            let Some(next) = stone.moved_to(token, now) else { return Ok(false) };
             // The chain's end: a log-out since has left no logged-in cookie to protect.
             let sessions = schema::read_sessions(&txn)?;
             Ok(chain_end(&sessions, &tombstones, next.as_bytes())?.is_some())
@@ -183,22 +174,12 @@ impl WriteOp for Regenerate {
         for (state_id, bytes) in states {
             t.sessions.insert((moved_to, state_id), bytes.as_slice())?;
         }
-        let old_hash = rec.token_hash;
+        let stone = Tombstone::rotated(&rec, &new_id, sealed, now, forward_ms);
         rec.token_hash = new_hash;
         put_session(t, moved_to, Filing::New, &mut rec)?;
         if let Some(user) = &rec.user {
             t.users.insert((user.as_slice(), moved_to), ())?;
         }
-        let forward_until = now.saturating_add(forward_ms);
-        let stone = Tombstone {
-            reason: Retired::Rotated,
-            token_hash: old_hash,
-            successor: Some(new_id.as_str().to_owned()),
-            // No forwarding, no way to forward: the new token is not kept at all.
-            sealed_token: if forward_ms == 0 { Vec::new() } else { sealed.clone() },
-            forward_until,
-            remove_at: rec.remove_at.min(now.saturating_add(TOMBSTONE_LIFE)).max(forward_until),
-        };
         put_tombstone(t, sid, &stone)?;
         Ok(Ok(Rotated { id: new_id, state_id: rec.latest_state, version: rec.version }))
     }
@@ -256,24 +237,19 @@ impl WriteOp for RevokeAs {
     }
 }
 
-/// How long after a rotation (after the end of its forwarding window) the old id's token still
-/// revokes the session it was rotated into: a log-out that raced the log-in ends the logged-in
-/// session, while a pre-log-in cookie kept (or planted) for later cannot end it.
-pub(crate) const LOGOUT_RACE_WINDOW: u64 = 60 * 1000;
-
 /// What a log-out with a client's cookie does to one id ([`holds`]).
 enum Hold {
     /// A wrong token, a session bound to another client, or a damaged record: nothing.
     Refused,
     /// Revoke the id and the chain it was rotated into.
     Revoke,
-    /// Nothing to do: an id unknown here, or one retired before [`LOGOUT_RACE_WINDOW`].
+    /// Nothing to do: an id unknown here, or one retired before [`LOGOUT_RACE_WINDOW`](crate::engine::records::LOGOUT_RACE_WINDOW).
     Settled,
 }
 
 /// Whether `token` opens `sid` (its live session or, retired, its tombstone), and whether the
 /// live session its rotation chain ends in, if any, was created with `fingerprint` (or with
-/// none). An id unknown here, or retired longer ago than [`LOGOUT_RACE_WINDOW`] at `now`, is
+/// none). An id unknown here, or retired longer ago than [`LOGOUT_RACE_WINDOW`](crate::engine::records::LOGOUT_RACE_WINDOW) at `now`, is
 /// [`Hold::Settled`]. A damaged record cannot be checked: [`Hold::Refused`].
 fn holds(
     t: &WriteTables<'_>,
@@ -285,7 +261,7 @@ fn holds(
     let (hash, retired_until) = match get_session(&t.sessions, sid) {
         Ok(Some(rec)) => (rec.token_hash, None),
         Ok(None) => match get_tombstone(&t.tombstones, sid) {
-            Ok(Some(stone)) => (stone.token_hash, Some(stone.forward_until)),
+            Ok(Some(stone)) => (stone.token_hash, Some(stone.logout_reaches(now))),
             Ok(None) => return Ok(Hold::Settled),
             Err(Error::Corrupted { .. }) => return Ok(Hold::Refused),
             Err(e) => return Err(e),
@@ -297,7 +273,7 @@ fn holds(
         return Ok(Hold::Refused);
     }
     // `forward_until` is the rotation's time plus its forwarding window.
-    if retired_until.is_some_and(|until| now >= until.saturating_add(LOGOUT_RACE_WINDOW)) {
+    if retired_until.is_some_and(|reaches| !reaches) {
         return Ok(Hold::Settled);
     }
     let Some(wanted) = fingerprint else { return Ok(Hold::Revoke) };
@@ -311,11 +287,6 @@ fn holds(
         Err(e) => Err(e),
     }
 }
-
-/// The longest a tombstone is kept (after its forwarding window): a week. Past it, a retired id
-/// reads as unknown rather than revoked, which leads clients to the same place (a fresh
-/// session); sessions without expiry would otherwise keep their tombstones for ever.
-pub(crate) const TOMBSTONE_LIFE: u64 = 7 * 24 * 3600 * 1000;
 
 /// The most links of a rotation chain that [`revoke_in`] follows. Ids are never reused, so a
 /// chain has no cycle; the bound only guards against a damaged file.
@@ -353,14 +324,12 @@ pub(crate) fn revoke_in(t: &mut WriteTables<'_>, sid: &[u8], now: u64) -> Result
             Ok(None) => {
                 // A retired id: stop its forwarding and follow it to its successor. A damaged
                 // tombstone ends the walk (its successor is unknown).
-                let Ok(Some(mut stone)) = get_tombstone(&t.tombstones, &cur) else {
+                let Ok(Some(stone)) = get_tombstone(&t.tombstones, &cur) else {
                     return Ok(false);
                 };
                 let next = stone.successor.clone();
-                if stone.reason == Retired::Rotated {
-                    stone.reason = Retired::Revoked;
-                    stone.sealed_token.clear();
-                    put_tombstone(t, &cur, &stone)?;
+                if let Some(stopped) = stone.stopped() {
+                    put_tombstone(t, &cur, &stopped)?;
                 }
                 match next {
                     Some(next) => cur = next.into_bytes(),
@@ -376,15 +345,7 @@ pub(crate) fn revoke_in(t: &mut WriteTables<'_>, sid: &[u8], now: u64) -> Result
             Err(e) => return Err(e),
         };
         remove_session(t, &cur, Some(&rec))?;
-        let stone = Tombstone {
-            reason: Retired::Revoked,
-            token_hash: rec.token_hash,
-            successor: None,
-            sealed_token: Vec::new(),
-            forward_until: 0,
-            remove_at: rec.remove_at.min(now.saturating_add(TOMBSTONE_LIFE)),
-        };
-        put_tombstone(t, &cur, &stone)?;
+        put_tombstone(t, &cur, &Tombstone::revoked(&rec, now))?;
         return Ok(true);
     }
     Ok(false)

@@ -122,23 +122,16 @@ impl WriteOp for StoreState {
         if version != rec.version {
             return Ok(Err(Error::Conflict { expected: version, found: rec.version }));
         }
-        let state_id = match state_data {
-            None => rec.latest_state,
-            Some(state_data) => {
-                let overwrite = use_same_state || !c.cfg.states_history;
-                let state_id = if overwrite { rec.latest_state } else { rec.latest_state + 1 };
-                put_state(t, sid, state_id, state_data)?;
-                rec.latest_state = state_id;
-                if rec.state_count() > c.cfg.max_states() {
-                    let keep_from = rec.latest_state + 1 - c.cfg.max_states();
-                    remove_states(t, sid, rec.oldest_state..=keep_from - 1)?;
-                    rec.oldest_state = keep_from;
-                }
-                state_id
-            }
-        };
-        rec.version += 1;
-        rec.data.clone_from(session_data);
+        let overwrite = use_same_state || !c.cfg.states_history;
+        let limits = (c.cfg.max_states(), c.cfg.touch_resolution());
+        let (state_id, evicted) =
+            c.cfg.rules().save_into(&mut rec, session_data, state_data.as_ref().map(|_| overwrite), limits, now);
+        if let Some(state_data) = state_data {
+            put_state(t, sid, state_id, state_data)?;
+        }
+        if let Some(evicted) = evicted {
+            remove_states(t, sid, evicted)?;
+        }
         if let NewUser::Set(new_user) = user
             && rec.user != *new_user
         {
@@ -150,17 +143,7 @@ impl WriteOp for StoreState {
             }
             rec.user.clone_from(new_user);
         }
-        // With an idle timeout, the access time moves as a load's touch does: only by at
-        // least the touch resolution. Most saves then keep the session's deadlines, and so
-        // its record unchanged but for the data. The bound is the touch bound: a session can
-        // expire up to one resolution early, never late. It never moves backwards (a clock
-        // stepped back). A later deadline leaves the `expiry` entry where it is (lazy filing).
-        let moved = now.saturating_sub(rec.last_access);
-        let coalesce = c.cfg.idle_timeout.is_some() && moved < c.cfg.touch_resolution();
-        if now > rec.last_access && !coalesce {
-            rec.last_access = now;
-        }
-        let mut rec = c.with_deadlines(rec);
+        // A later deadline leaves the `expiry` entry where it is (lazy filing).
         put_session(t, sid, Filing::Lazy, &mut rec)?;
         Ok(Ok(Stored { state_id, version: rec.version }))
     }

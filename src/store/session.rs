@@ -10,6 +10,7 @@ use super::record::{
     remove_session,
 };
 use super::shared::Core;
+use crate::engine::rules::Rules;
 use crate::engine::{Created, Fetched, NewSession};
 use crate::error::{Error, Result};
 use crate::format::schema::{self, WriteTables};
@@ -18,17 +19,7 @@ use crate::id::{SecureToken, SessionId, fingerprint_hash};
 impl Core {
     /// Refuses a session that is gone, a wrong token, and an expired session, in that order.
     pub(crate) fn admit(&self, rec: &SessionRecord, token: &SecureToken, now: u64) -> Result<()> {
-        let status = self.status(rec, now);
-        if status == SessionStatus::Gone {
-            return Err(Error::NotFound);
-        }
-        if !token.matches(&rec.token_hash) {
-            return Err(Error::Security);
-        }
-        if status == SessionStatus::Expired {
-            return Err(Error::Expired { data: rec.data.clone() });
-        }
-        Ok(())
+        self.cfg.rules().admit(rec, token, now)
     }
 
     /// The admitted record of a session, read without recording access.
@@ -71,7 +62,7 @@ impl WriteOp for TouchIfDue {
             return Ok(Ok(None));
         };
         // Re-checked here: concurrent loads that all read the old time need one touch.
-        let due = now.saturating_sub(rec.last_access) >= c.cfg.touch_resolution();
+        let due = Rules::touch_due(&rec, now, c.cfg.touch_resolution());
         // Live when it runs, too: a touch handed over to another process (or delayed) runs
         // after its load, and must not bring back a session that expired since.
         let live = c.status(&rec, now.max(c.now())) == SessionStatus::Live;
@@ -250,7 +241,7 @@ impl Store {
             Ok((rec, state_id, state_data))
         })?;
         let mut expires_at = c.effective_expiry(&rec);
-        if !c.cfg.read_only && now.saturating_sub(rec.last_access) >= c.cfg.touch_resolution() {
+        if !c.cfg.read_only && Rules::touch_due(&rec, now, c.cfg.touch_resolution()) {
             expires_at = c.persist_touch(id, now)?.unwrap_or(expires_at);
         }
         Ok(Fetched {

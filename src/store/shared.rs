@@ -14,6 +14,7 @@ use super::lock::LockDir;
 use super::open::{self, Db, Writing};
 use super::share::{Host, Key};
 use super::stats::CleanupStats;
+use crate::engine::rules;
 use crate::error::{Error, Result};
 use crate::format::schema::{self, WriteTables};
 
@@ -37,9 +38,6 @@ impl std::ops::Deref for Snapshot {
         &self.txn
     }
 }
-
-/// The longest user key accepted.
-pub(crate) const MAX_USER_KEY: usize = 1024;
 
 /// How long a reopen waits for the reads of the old handle to end.
 const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -228,26 +226,14 @@ impl Core {
         }))
     }
 
-    /// Refuses a user key longer than [`MAX_USER_KEY`].
+    /// Refuses a user key longer than [`MAX_USER_KEY`](crate::engine::rules::MAX_USER_KEY).
     pub(super) fn check_user_key(user: Option<&[u8]>) -> Result<()> {
-        if user.is_some_and(|u| u.len() > MAX_USER_KEY) {
-            return Err(Error::InvalidInput(format!(
-                "user key over {MAX_USER_KEY} bytes: use a shorter key, such as a user id"
-            )));
-        }
-        Ok(())
+        rules::check_user_key(user)
     }
 
     /// Refuses data larger than the configured limit.
     pub(super) fn check_size(&self, what: &str, data: &[u8]) -> Result<()> {
-        if data.len() > self.cfg.max_data_size {
-            return Err(Error::InvalidInput(format!(
-                "{what} is {} bytes, over the limit of {}: store less or raise max_data_size",
-                data.len(),
-                self.cfg.max_data_size
-            )));
-        }
-        Ok(())
+        rules::check_size(what, data, self.cfg.max_data_size)
     }
 }
 

@@ -80,6 +80,12 @@ pub trait Subject {
     /// Opens an engine with every field of `settings` applied, keeping its data in `place`
     /// (a fresh directory that outlives the engine).
     fn open(&self, settings: &Settings, place: &Path) -> Self::E;
+
+    /// Whether the engine can run here (a server engine needs its server installed); a case
+    /// on an engine that cannot passes without running, saying so on stderr.
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 /// What the cases vary between engines they open.
@@ -234,11 +240,60 @@ macro_rules! cases {
         $(
             #[test]
             fn $case() -> Result<(), Error> {
-                $crate::$module::$case(&$subject)
+                let subject = $subject;
+                if !subject.available() {
+                    return Ok(());
+                }
+                $crate::$module::$case(&subject)
             }
         )*
     };
 }
 
+#[cfg(feature = "redis")]
+#[path = "../common/redis.rs"]
+mod servers;
+
+/// The Redis engine on a standalone server (one per test binary), or on a 3-master Cluster;
+/// each case's keys apart under a prefix made from its place's name.
+#[cfg(feature = "redis")]
+pub struct Redis {
+    /// On the Cluster rather than the standalone server.
+    pub cluster: bool,
+}
+
+#[cfg(feature = "redis")]
+impl Subject for Redis {
+    type E = sessiondb::RedisEngine;
+
+    fn open(&self, s: &Settings, place: &Path) -> sessiondb::RedisEngine {
+        let builder = if self.cluster {
+            let urls = servers::shared_cluster().urls();
+            sessiondb::RedisEngine::cluster_builder(&urls.iter().map(String::as_str).collect::<Vec<_>>())
+        } else {
+            sessiondb::RedisEngine::builder(&servers::shared_server().url())
+        };
+        let name = place.file_name().expect("a named place").to_string_lossy();
+        builder
+            .prefix(&format!("conformance-{name}"))
+            .clock(Arc::new(s.clock.clone()))
+            .idle_timeout(s.idle_timeout)
+            .grace_period(s.grace)
+            .max_states(s.max_states)
+            .max_sessions(s.max_sessions)
+            .cap_policy(s.cap_policy)
+            .open()
+            .expect("open the Redis engine")
+    }
+
+    fn available(&self) -> bool {
+        servers::redis_available()
+    }
+}
+
 conformance!(redb_multi_process, Redb(Sharing::MultiProcess));
 conformance!(redb_single_process, Redb(Sharing::SingleProcess));
+#[cfg(feature = "redis")]
+conformance!(redis_standalone, Redis { cluster: false });
+#[cfg(feature = "redis")]
+conformance!(redis_cluster, Redis { cluster: true });
