@@ -16,8 +16,7 @@
 # tower-redis and redis-bare, against one redis-server the harness starts (`appendonly yes`,
 # `--redis-fsync always|everysec`, default everysec; cells `--redis-cells`, default
 # 1x4,2x4,4x4,1x1,2x1,4x1). They need redis-server (apt-get install redis-server); nothing
-# else does. sessiondb-redis needs the harness built with the engine:
-# `CARGO_FEATURES=sessiondb-redis benches/compare/run.sh 3 --redis`.
+# else does.
 # Results go to benches/compare/results/: results.md (the tables, ready for BENCHMARKS.md),
 # results.tsv (every cell), compare.svg (the ratio chart), machine.txt (what it ran on).
 set -euo pipefail
@@ -26,7 +25,7 @@ SECS="${1:-3}"
 shift || true
 OUT="results"
 mkdir -p "$OUT"
-cargo build --release --quiet ${CARGO_FEATURES:+--features "$CARGO_FEATURES"}
+cargo build --release --quiet
 ./target/release/sessiondb-compare --secs "$SECS" --estimate "$@"
 TMP="${TMPDIR:-/tmp}"
 {

@@ -296,13 +296,14 @@ fn parent() -> R<()> {
     std::fs::create_dir_all(&o.out)?;
     let show = |cells: &[PxT]| cells.iter().map(|&c| opts::pxt(c)).collect::<Vec<_>>().join(", ");
     eprintln!(
-        "compare: {} s per cell, {} sessions (big: {}), cells P×T {} (sweep {}, scale {}), cgi P {:?}, files in {}",
+        "compare: {} s per cell, {} sessions (big: {}), cells P×T {} (sweep {}, scale {}, redis {}), cgi P {:?}, files in {}",
         o.secs,
         o.sessions,
         o.big,
         show(&o.cells),
         show(&o.sweep_cells),
         show(&o.scale_cells),
+        show(&o.redis_cells),
         o.cgi_procs,
         dir.path().display()
     );

@@ -85,10 +85,7 @@ pub fn parse_opts() -> R<Opts> {
         out: PathBuf::from("results"),
         systems: systems::ALL.to_vec(),
         redis_cells: parse_cells(REDIS_CELLS)?,
-        redis_systems: systems::REDIS
-            .into_iter()
-            .filter(|k| *k != Kind::SdbRedis || crate::redis_sys::has_engine())
-            .collect(),
+        redis_systems: systems::REDIS.to_vec(),
         redis_fsync: "everysec".into(),
         estimate_only: false,
     };

@@ -306,8 +306,6 @@ pub fn run(o: &Opts, dir: &Path) -> R<(Vec<Cell>, String)> {
     if o.redis_systems.is_empty() {
         return Err("no Redis system to run".into());
     }
-    #[cfg(not(feature = "sessiondb-redis"))]
-    eprintln!("  note: {}", redis_sys::NO_ENGINE);
     let server = Server::start(dir, &o.redis_fsync)?;
     let url = server.url();
     eprintln!("  redis-server at {url}: {}", server.about);

@@ -154,22 +154,10 @@ impl System for TowerRedis {
 // ---------------------------------------------------------------------------------------------
 // sessiondb-redis
 
-#[cfg(feature = "sessiondb-redis")]
 fn sdb_redis(url: &str) -> R<Box<dyn System>> {
     Ok(Box::new(sdb::SdbRedis::open(url)?))
 }
 
-#[cfg(not(feature = "sessiondb-redis"))]
-fn sdb_redis(_url: &str) -> R<Box<dyn System>> {
-    Err(NO_ENGINE.into())
-}
-
-/// Why `sessiondb-redis` cannot run in a build without the engine.
-#[cfg(not(feature = "sessiondb-redis"))]
-pub const NO_ENGINE: &str = "sessiondb-redis: this build has no Redis engine; build the harness \
-     with `--features sessiondb-redis` (see REDIS.md)";
-
-#[cfg(feature = "sessiondb-redis")]
 mod sdb {
     use std::hint::black_box;
     use std::time::{Duration, Instant};
@@ -225,11 +213,6 @@ mod sdb {
             Ok((removed, t.elapsed()))
         }
     }
-}
-
-/// Whether this build can run `sessiondb-redis`.
-pub fn has_engine() -> bool {
-    cfg!(feature = "sessiondb-redis")
 }
 
 /// The session data every Redis system is preloaded with.
