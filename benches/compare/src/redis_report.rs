@@ -64,6 +64,7 @@ pub fn section(o: &Opts, cells: &[Cell], about: &str) -> String {
             }
         }
     }
+    md.push_str(&targets(o, cells));
     md.push_str("\nCommands by name, per request (server; sent):\n\n");
     for w in ["redis-read", "redis-web"] {
         for k in REDIS {
@@ -85,4 +86,37 @@ pub fn section(o: &Opts, cells: &[Cell], about: &str) -> String {
     }
     md.push('\n');
     md
+}
+
+/// Issue 18's goal, a row per cell: sessiondb-redis at least as fast as tower-redis on `read`
+/// and `web`; beside it, what is left of redis-bare's rate (the overhead over a bare `GET`/`SET`).
+fn targets(o: &Opts, cells: &[Cell]) -> String {
+    let mut md = String::from(
+        "\nTargets (issue 18): sessiondb-redis at least as fast as tower-redis (which checks no \
+         version); its overhead over a bare `GET`/`SET` stated.\n\n\
+         | target | measured | met | sessiondb-redis ÷ redis-bare |\n|---|---|---|---|\n",
+    );
+    let mut any = false;
+    for w in ["redis-read", "redis-web"] {
+        for &pt in &o.redis_cells {
+            let Some(s) = find(cells, w, Kind::SdbRedis, pt) else { continue };
+            let t = find(cells, w, Kind::TowerRedis, pt);
+            let (measured, met) = t.map_or(("tower-redis not run".into(), "—"), |t| {
+                let r = s.rps() / t.rps();
+                (format!("{r:.2}×"), if r >= 1.0 { "yes" } else { "no" })
+            });
+            let bare = find(cells, w, Kind::RedisBare, pt).map_or("—".into(), |b| {
+                let r = s.rps() / b.rps();
+                format!("{r:.2} (requests cost {:.2}× a bare one)", 1.0 / r)
+            });
+            let _ = writeln!(
+                md,
+                "| `{}` {}: sessiondb-redis ≥ 1× tower-redis | {measured} | {met} | {bare} |",
+                &w["redis-".len()..],
+                pxt(pt)
+            );
+            any = true;
+        }
+    }
+    if any { md } else { String::new() }
 }
