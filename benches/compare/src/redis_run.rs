@@ -160,16 +160,31 @@ impl Drop for Server {
 
 /// `INFO commandstats`: calls by command.
 pub fn commandstats(c: &mut redis::Connection) -> R<BTreeMap<String, u64>> {
-    let text: String = redis::cmd("INFO").arg("commandstats").query(c)?;
+    parse_commandstats(&redis::cmd("INFO").arg("commandstats").query::<String>(c)?)
+}
+
+/// `cmdstat_get:calls=3,usec=...` lines: calls by command (`get`, `client|setinfo`).
+fn parse_commandstats(text: &str) -> R<BTreeMap<String, u64>> {
     let mut m = BTreeMap::new();
     for l in text.lines() {
         let Some((name, rest)) = l.strip_prefix("cmdstat_").and_then(|l| l.split_once(':')) else {
             continue;
         };
         let calls = rest.split(',').find_map(|f| f.strip_prefix("calls="));
-        m.insert(name.to_string(), calls.ok_or("commandstats: no calls=")?.parse()?);
+        m.insert(name.to_string(), calls.ok_or("commandstats: no calls=")?.trim().parse()?);
     }
     Ok(m)
+}
+
+/// The command of a `MONITOR` line, lower case, if a client sent it:
+/// `1733150000.123456 [0 127.0.0.1:5555] "GET" "key"` → `get`; a script's own commands
+/// (`[0 lua] ...`) → `None`.
+fn monitor_command(line: &str) -> Option<String> {
+    let (origin, rest) = line.split_once("] \"")?;
+    if origin.ends_with(" lua") {
+        return None;
+    }
+    Some(rest.split('"').next()?.to_lowercase())
 }
 
 fn is_request_command(name: &str) -> bool {
@@ -291,12 +306,9 @@ fn probe(sys: &dyn System, workload: &str, keys: &Path, url: &str) -> R<(f64, St
         if line.contains("\"cmp-probe-end\"") {
             break;
         }
-        // `1733150000.123456 [0 127.0.0.1:5555] "get" "key"`; a script's: `[0 lua] ...`.
-        if !started || line.contains(" lua] ") {
-            continue;
+        if let Some(name) = monitor_command(&line).filter(|_| started) {
+            *counts.entry(name).or_default() += 1;
         }
-        let name = line.split("] \"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("?");
-        *counts.entry(name.to_lowercase()).or_default() += 1;
     }
     Ok(per_request(&counts, PROBE))
 }
@@ -352,4 +364,38 @@ pub fn run(o: &Opts, dir: &Path) -> R<(Vec<Cell>, String)> {
     let mut about = server.about.clone();
     let _ = write!(about, "; {} sessions preloaded per system and cell", o.sessions);
     Ok((cells, about))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commandstats_lines() {
+        let text = "# Commandstats\r\ncmdstat_get:calls=3,usec=9,usec_per_call=3.00,rejected_calls=0\r\n\
+                    cmdstat_client|setinfo:calls=2,usec=1\r\ncmdstat_info:calls=1,usec=40\r\n";
+        let m = parse_commandstats(text).unwrap();
+        assert_eq!(m["get"], 3);
+        assert_eq!(m["client|setinfo"], 2);
+        // Setup and the harness's own commands are not a request's.
+        let (n, mix) = per_request(&m, 3);
+        assert_eq!((n, mix.as_str()), (1.0, "get 1.00"));
+        assert!(parse_commandstats("cmdstat_get:usec=1").is_err());
+    }
+
+    #[test]
+    fn monitor_lines() {
+        let sent = r#"1733150000.123456 [0 127.0.0.1:5555] "EVALSHA" "abc" "1" "k""#;
+        assert_eq!(monitor_command(sent).as_deref(), Some("evalsha"));
+        assert_eq!(monitor_command(r#"1733150000.1 [0 lua] "hget" "k" "f""#), None);
+        assert_eq!(monitor_command("OK"), None);
+    }
+
+    #[test]
+    fn counts_after_minus_before() {
+        let a: BTreeMap<String, u64> = [("get".into(), 5)].into();
+        let b: BTreeMap<String, u64> = [("get".into(), 9), ("set".into(), 2)].into();
+        let d = diff(&a, &b);
+        assert_eq!((d["get"], d["set"]), (4, 2));
+    }
 }
