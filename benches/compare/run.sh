@@ -11,6 +11,12 @@
 # sessions) at 1x4,2x4,4x4,8x1,16x1 (`--scale-cells`); `--workloads web,write,cgi,floor,scale`
 # runs just what issue 17's targets need. The old `--procs 1,2,4 --threads 4` still works.
 # The harness prints its estimated run time first (`--estimate` prints only that).
+# Redis (issue 18, REDIS.md): `--redis` runs the Redis workloads `redis-read`, `redis-web`
+# alone (or add them to a list: `--workloads web,redis-read,redis-web`) on sessiondb-redis,
+# tower-redis and redis-bare, against one redis-server the harness starts (`appendonly yes`,
+# `--redis-fsync always|everysec`, default everysec; cells `--redis-cells`, default
+# 1x4,2x4,4x4,1x1,2x1,4x1). They need redis-server (apt-get install redis-server); nothing
+# else does.
 # Results go to benches/compare/results/: results.md (the tables, ready for BENCHMARKS.md),
 # results.tsv (every cell), compare.svg (the ratio chart), machine.txt (what it ran on).
 set -euo pipefail

@@ -26,6 +26,10 @@ const COPY: f64 = 400e6;
 const SWEEP_SDB: f64 = 20_000.0;
 const SWEEP_SQL: f64 = 10_000.0;
 const SWEEP_TOWER: f64 = 80_000.0;
+/// The Redis workloads: sessions preloaded per second (32 threads, one command or script each,
+/// on the 2-core machine), and the seconds of each cell's append-only file rewrite and probe.
+const PRELOAD_REDIS: f64 = 15_000.0;
+const REDIS_CELL_EXTRA: f64 = 1.0;
 /// The floor's sweep cells at 100,000 rows, seconds (scaled by the rows).
 const FLOOR_SWEEPS_100K: f64 = 18.0;
 
@@ -126,6 +130,15 @@ pub fn run_time(o: &Opts) -> Estimate {
         let copies = 2.0 * (file_bytes(Kind::Multi, big) + file_bytes(Kind::Multi, n)) / COPY;
         let cells: f64 = o.scale_cells.iter().map(|&(p, _)| 4.0 * cell(p)).sum();
         parts.push(("scale".into(), big / PRELOAD_SDB_BIG + copies + cells));
+    }
+    let redis = o.workloads.iter().filter(|w| w.starts_with("redis-")).count() as f64;
+    if redis > 0.0 {
+        let per: f64 = o
+            .redis_cells
+            .iter()
+            .map(|&(p, _)| cell(p) + n / PRELOAD_REDIS + REDIS_CELL_EXTRA)
+            .sum();
+        parts.push(("redis".into(), redis * o.redis_systems.len() as f64 * per));
     }
     Estimate { parts }
 }

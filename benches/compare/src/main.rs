@@ -24,6 +24,9 @@ mod floor;
 mod hist;
 mod keys;
 mod opts;
+mod redis_report;
+mod redis_run;
+mod redis_sys;
 mod report;
 mod roles;
 mod systems;
@@ -219,6 +222,8 @@ pub struct Cell {
     /// sessiondb: `Store::stats().batches` `commits` and `operations`, summed over the cell's
     /// worker processes (`None` for the other systems).
     pub batches: Option<(u64, u64)>,
+    /// The Redis workloads: what the server counted (`redis_run.rs`).
+    pub redis: Option<redis_run::RedisStats>,
 }
 
 impl Cell {
@@ -245,6 +250,7 @@ impl Cell {
             swept: None,
             writes: 0,
             batches: None,
+            redis: None,
         }
     }
     pub fn rps(&self) -> f64 {
@@ -290,13 +296,14 @@ fn parent() -> R<()> {
     std::fs::create_dir_all(&o.out)?;
     let show = |cells: &[PxT]| cells.iter().map(|&c| opts::pxt(c)).collect::<Vec<_>>().join(", ");
     eprintln!(
-        "compare: {} s per cell, {} sessions (big: {}), cells P×T {} (sweep {}, scale {}), cgi P {:?}, files in {}",
+        "compare: {} s per cell, {} sessions (big: {}), cells P×T {} (sweep {}, scale {}, redis {}), cgi P {:?}, files in {}",
         o.secs,
         o.sessions,
         o.big,
         show(&o.cells),
         show(&o.sweep_cells),
         show(&o.scale_cells),
+        show(&o.redis_cells),
         o.cgi_procs,
         dir.path().display()
     );
@@ -331,7 +338,7 @@ fn parent() -> R<()> {
                 let cell = if *w == "cgi" {
                     run_cgi(&o, kind, pt.0, path, &keys)?
                 } else {
-                    run_cell(&o, w, kind, pt, path, &keys, o.sessions, false)?
+                    run_cell(&o, w, kind, pt, path, &keys, o.sessions, false, &mut no_hook)?
                 };
                 eprintln!("{}", report::line(&cell));
                 cells.push(cell);
@@ -354,7 +361,8 @@ fn parent() -> R<()> {
                 let path = dir.path().join(format!("sweep-{}.{}", kind.name(), kind.ext()));
                 copy_db(&tpl(kind.family(), "sweep"), &path)?;
                 let keys = tpl(kind.family(), "sweep.keys");
-                let cell = run_cell(&o, "sweep", kind, pt, &path, &keys, o.sessions, true)?;
+                let cell =
+                    run_cell(&o, "sweep", kind, pt, &path, &keys, o.sessions, true, &mut no_hook)?;
                 eprintln!("{}", report::line(&cell));
                 cells.push(cell);
                 let _ = std::fs::remove_file(&path);
@@ -378,7 +386,8 @@ fn parent() -> R<()> {
                 for (path, keys, n) in
                     [(&a, tpl("sdb", "live.keys"), o.sessions), (&b, tpl("sdb", "big.keys"), o.big)]
                 {
-                    let mut cell = run_cell(&o, w, Kind::Multi, pt, path, &keys, n, false)?;
+                    let mut cell =
+                        run_cell(&o, w, Kind::Multi, pt, path, &keys, n, false, &mut no_hook)?;
                     cell.workload = format!("scale-{w}");
                     eprintln!("{}", report::line(&cell));
                     cells.push(cell);
@@ -388,7 +397,13 @@ fn parent() -> R<()> {
             let _ = std::fs::remove_file(&b);
         }
     }
-    report::write_all(&o, &cells)?;
+    let mut redis_about = None;
+    if o.workloads.iter().any(|w| w.starts_with("redis-")) {
+        let (c, about) = redis_run::run(&o, dir.path())?;
+        cells.extend(c);
+        redis_about = Some(about);
+    }
+    report::write_all(&o, &cells, redis_about.as_deref())?;
     eprintln!(
         "compare: took {:.1} min (estimated {:.1} min)",
         began.elapsed().as_secs_f64() / 60.0,
@@ -480,8 +495,15 @@ fn finish(mut r: Running) -> R<String> {
         .ok_or_else(|| format!("no result line in {text:?}").into())
 }
 
+/// The hook of [`run_cell`] that does nothing.
+fn no_hook(_started: bool) -> R<()> {
+    Ok(())
+}
+
+/// Runs one cell; `around(true)` is called once its workers are ready (just before they are
+/// told when to start), `around(false)` once they have all exited.
 #[allow(clippy::too_many_arguments)]
-fn run_cell(
+pub(crate) fn run_cell(
     o: &Opts,
     workload: &str,
     kind: Kind,
@@ -490,6 +512,7 @@ fn run_cell(
     keys: &Path,
     sessions: usize,
     sweep: bool,
+    around: &mut dyn FnMut(bool) -> R<()>,
 ) -> R<Cell> {
     let mut workers = Vec::new();
     for p in 0..procs {
@@ -510,6 +533,7 @@ fn run_cell(
         expect_ready(&mut s)?;
         sweeper = Some(s);
     }
+    around(true)?;
     let cpu0 = machine_cpu();
     let start = SystemTime::now() + Duration::from_millis(200);
     let start_us = start.duration_since(UNIX_EPOCH)?.as_micros();
@@ -540,6 +564,7 @@ fn run_cell(
         secs.push(absorb(&mut cell, &finish(w)?)?);
     }
     cell.secs = secs.iter().sum::<f64>() / secs.len() as f64;
+    around(false)?;
     Ok(cell)
 }
 

@@ -17,8 +17,13 @@ pub const CELLS: &str = "1x4,2x4,4x4,1x1,4x1,8x1,16x1";
 pub const SWEEP_CELLS: &str = "1x4,2x4,4x4";
 /// `scale`: issue 17's `web` cells.
 pub const SCALE_CELLS: &str = "1x4,2x4,4x4,8x1,16x1";
-/// The default workloads: everything (run.sh's estimate says how long it takes).
+/// The default workloads: everything (run.sh's estimate says how long it takes). The Redis
+/// workloads are not among them: `--redis` or `--workloads redis-read,redis-web` (REDIS.md).
 pub const WORKLOADS: &str = "read,web,write,churn,cgi,floor,sweep,scale";
+/// The Redis workloads (`redis_run.rs`): `read` and `web` on the Redis systems.
+pub const REDIS_WORKLOADS: &str = "redis-read,redis-web";
+/// Their cells: issue 18's (4 threads at P = 1, 2, 4), and one thread at P = 1, 2, 4.
+pub const REDIS_CELLS: &str = "1x4,2x4,4x4,1x1,2x1,4x1";
 
 /// P processes of T threads.
 pub type PxT = (usize, usize);
@@ -38,6 +43,10 @@ pub struct Opts {
     pub dir: PathBuf,
     pub out: PathBuf,
     pub systems: Vec<Kind>,
+    /// The `redis-*` workloads: their cells, systems and the server's `appendfsync`.
+    pub redis_cells: Vec<PxT>,
+    pub redis_systems: Vec<Kind>,
+    pub redis_fsync: String,
     /// Print the estimated run time and exit.
     pub estimate_only: bool,
 }
@@ -75,8 +84,12 @@ pub fn parse_opts() -> R<Opts> {
         dir: std::env::temp_dir(),
         out: PathBuf::from("results"),
         systems: systems::ALL.to_vec(),
+        redis_cells: parse_cells(REDIS_CELLS)?,
+        redis_systems: systems::REDIS.to_vec(),
+        redis_fsync: "everysec".into(),
         estimate_only: false,
     };
+    let (mut redis, mut workloads): (bool, Option<Vec<String>>) = (false, None);
     let (mut procs, mut threads) = (None, None);
     let (mut cells, mut sweep, mut scale, mut cgi) = (None, None, None, None);
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -93,17 +106,44 @@ pub fn parse_opts() -> R<Opts> {
             "--sweep-cells" => sweep = Some(parse_cells(v()?)?),
             "--scale-cells" => scale = Some(parse_cells(v()?)?),
             "--cgi-procs" => cgi = Some(list(v()?)?),
-            "--workloads" => o.workloads = v()?.split(',').map(String::from).collect(),
+            "--workloads" => workloads = Some(v()?.split(',').map(String::from).collect()),
+            "--redis" => redis = true,
+            "--redis-cells" => o.redis_cells = parse_cells(v()?)?,
+            "--redis-fsync" => {
+                o.redis_fsync = v()?.to_string();
+                if !["always", "everysec"].contains(&o.redis_fsync.as_str()) {
+                    return Err("--redis-fsync: always or everysec".into());
+                }
+            }
             "--dir" => o.dir = PathBuf::from(v()?),
             "--out" => o.out = PathBuf::from(v()?),
             "--systems" => {
-                o.systems = v()?.split(',').map(Kind::parse).collect::<Result<_, _>>()?;
+                // Redis systems listed here choose those of the `redis-*` workloads; the others
+                // those of the file-based workloads.
+                let all: Vec<Kind> = v()?.split(',').map(Kind::parse).collect::<Result<_, _>>()?;
+                let (r, f): (Vec<Kind>, Vec<Kind>) = all.into_iter().partition(|k| k.is_redis());
+                if !r.is_empty() {
+                    o.redis_systems = r;
+                }
+                if !f.is_empty() {
+                    o.systems = f;
+                }
             }
             "--estimate" => o.estimate_only = true,
             "--bench" => {}
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
+    // `--redis`: the Redis workloads, added to those of `--workloads` or alone.
+    o.workloads = match (workloads, redis) {
+        (Some(mut w), true) => {
+            w.extend(REDIS_WORKLOADS.split(',').map(String::from));
+            w
+        }
+        (Some(w), false) => w,
+        (None, true) => REDIS_WORKLOADS.split(',').map(String::from).collect(),
+        (None, false) => o.workloads,
+    };
     // The older form: every workload at P1xT, P2xT, ... (T defaults to 4, P to 1,2,4).
     if procs.is_some() || threads.is_some() {
         let ps = procs.clone().unwrap_or_else(|| vec![1, 2, 4]);

@@ -45,6 +45,13 @@ pub fn line(c: &Cell) -> String {
     if let (Some(b), Some(w)) = (c.mean_batch(), c.writes_per_commit()) {
         let _ = write!(s, "  batch {b:.2} writes/commit {w:.2}");
     }
+    if let Some(r) = &c.redis {
+        let _ = write!(
+            s,
+            "  conflicts {}  server commands/request {:.2} ({})  sent/request {:.2} ({})",
+            c.conflicts, r.commands, r.mix, r.sent, r.sent_mix
+        );
+    }
     s
 }
 
@@ -76,10 +83,11 @@ pub(crate) fn ratio(cells: &[Cell], w: &str, base: Kind, pt: PxT) -> Option<f64>
     if w == "cgi" { Some(cgi_cost(b) / cgi_cost(s)) } else { Some(s.rps() / b.rps()) }
 }
 
-pub fn write_all(o: &Opts, cells: &[Cell]) -> R<()> {
+/// `redis`: what the Redis server of the `redis-*` cells was (`None`: they did not run).
+pub fn write_all(o: &Opts, cells: &[Cell], redis: Option<&str>) -> R<()> {
     let mut md = String::new();
     let mut tsv = String::from(
-        "workload\tsystem\tP\tT\tsessions\trequests\tsecs\treq_per_s\tp50_ms\tp99_ms\tmax_ms\tconflicts\tcpu_ms\tpeak_rss_kib\tmachine_busy\tswept\tsweep_secs\twrites\tcommits\toperations\n",
+        "workload\tsystem\tP\tT\tsessions\trequests\tsecs\treq_per_s\tp50_ms\tp99_ms\tmax_ms\tconflicts\tcpu_ms\tpeak_rss_kib\tmachine_busy\tswept\tsweep_secs\twrites\tcommits\toperations\tserver_commands_per_req\tsent_commands_per_req\tserver_cpu_ms\tserver_commands\tsent_commands\n",
     );
     for c in cells {
         let (sw, ss) = c
@@ -88,9 +96,15 @@ pub fn write_all(o: &Opts, cells: &[Cell]) -> R<()> {
         let (bc, bo) = c
             .batches
             .map_or((String::new(), String::new()), |(c, o)| (c.to_string(), o.to_string()));
+        let rd = c.redis.as_ref().map_or("\t\t\t\t".into(), |r| {
+            format!(
+                "{:.3}\t{:.3}\t{}\t{}\t{}",
+                r.commands, r.sent, r.server_cpu_ms, r.mix, r.sent_mix
+            )
+        });
         let _ = writeln!(
             tsv,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{:.3}\t{:.1}\t{:.4}\t{:.4}\t{:.4}\t{}\t{}\t{}\t{:.2}\t{sw}\t{ss}\t{}\t{bc}\t{bo}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{:.3}\t{:.1}\t{:.4}\t{:.4}\t{:.4}\t{}\t{}\t{}\t{:.2}\t{sw}\t{ss}\t{}\t{bc}\t{bo}\t{rd}",
             c.workload,
             c.kind.name(),
             c.procs,
@@ -214,7 +228,13 @@ pub fn write_all(o: &Opts, cells: &[Cell]) -> R<()> {
         md.push('\n');
     }
     md.push_str(&floor_section(o, cells));
-    md.push_str(&crate::targets::issue17(o, cells));
+    if let Some(about) = redis {
+        md.push_str(&crate::redis_report::section(o, cells, about));
+    }
+    // (A run of the Redis workloads alone has no row for issue 17's table.)
+    if cells.iter().any(|c| !c.kind.is_redis()) {
+        md.push_str(&crate::targets::issue17(o, cells));
+    }
     md.push_str(&crate::targets::issue6(o, cells));
     std::fs::write(o.out.join("results.md"), &md)?;
     std::fs::write(o.out.join("compare.svg"), svg(o, cells))?;

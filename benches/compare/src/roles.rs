@@ -41,7 +41,7 @@ pub fn hwm_kb() -> u64 {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn one_request(
+pub(crate) fn one_request(
     sys: &dyn System,
     workload: &str,
     keys: &Keys,

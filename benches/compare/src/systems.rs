@@ -40,9 +40,18 @@ pub enum Kind {
     Tower,
     /// redb alone, for the floor cells (`floor.rs`); not a session store, not in [`ALL`].
     Floor,
+    /// The Redis systems (`redis_sys.rs`, REDIS.md): not in [`ALL`], run by the `redis-*`
+    /// workloads only. sessiondb's Redis engine.
+    SdbRedis,
+    /// tower-sessions' own Redis store (tower-sessions-redis-store, fred).
+    TowerRedis,
+    /// A bare `GET` of one key, and a `SET` of it to save: the floor of any Redis store.
+    RedisBare,
 }
 
 pub const ALL: [Kind; 5] = [Kind::Multi, Kind::Single, Kind::SqlFull, Kind::SqlNormal, Kind::Tower];
+/// The systems of the `redis-*` workloads, in table order.
+pub const REDIS: [Kind; 3] = [Kind::SdbRedis, Kind::TowerRedis, Kind::RedisBare];
 
 impl Kind {
     pub fn name(self) -> &'static str {
@@ -53,10 +62,20 @@ impl Kind {
             Kind::SqlNormal => "sqlite-normal",
             Kind::Tower => "tower-sqlite",
             Kind::Floor => "redb-floor",
+            Kind::SdbRedis => "sessiondb-redis",
+            Kind::TowerRedis => "tower-redis",
+            Kind::RedisBare => "redis-bare",
         }
     }
     pub fn parse(s: &str) -> R<Kind> {
-        ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| format!("unknown system {s}").into())
+        ALL.into_iter()
+            .chain(REDIS)
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown system {s}").into())
+    }
+    /// A Redis system: its `path` is the server's URL.
+    pub fn is_redis(self) -> bool {
+        REDIS.contains(&self)
     }
     /// Which template file the system reads (sessiondb modes share one file format, both
     /// plain-SQLite modes one schema).
@@ -66,6 +85,7 @@ impl Kind {
             Kind::SqlFull | Kind::SqlNormal => "sql",
             Kind::Tower => "tower",
             Kind::Floor => "floor",
+            Kind::SdbRedis | Kind::TowerRedis | Kind::RedisBare => "redis",
         }
     }
     pub fn ext(self) -> &'static str {
@@ -115,6 +135,9 @@ pub fn open(kind: Kind, path: &Path) -> R<Box<dyn System>> {
         Kind::SqlNormal => Box::new(Sql::new(path, "NORMAL")),
         Kind::Tower => Box::new(Tower::open(path)?),
         Kind::Floor => return Err("redb-floor is not a session store: see floor.rs".into()),
+        Kind::SdbRedis | Kind::TowerRedis | Kind::RedisBare => {
+            crate::redis_sys::open(kind, &path.to_string_lossy())?
+        }
     })
 }
 
