@@ -216,13 +216,7 @@ fn try_main() -> Result<u64, Fail> {
     // No timeouts of its own: statuses follow the deadlines stored in the file alone.
     let store =
         Store::builder(&args.path).read_only(true).idle_timeout(None).open().map_err(unusable)?;
-    let mut dump = Dump {
-        out: BufWriter::new(io::stdout().lock()),
-        json: args.json,
-        now: SystemClock.now_ms(),
-        listed: 0,
-        problems: Vec::new(),
-    };
+    let mut dump = Dump::new(args.json);
 
     match (args.mode, wanted) {
         (Mode::Session, Some(id)) => match store.inspect(&id) {
@@ -264,6 +258,17 @@ struct Dump<'a> {
 }
 
 impl Dump<'_> {
+    /// Output to stdout (JSON with `json`), statuses judged at the present time.
+    fn new(json: bool) -> Self {
+        Dump {
+            out: BufWriter::new(io::stdout().lock()),
+            json,
+            now: SystemClock.now_ms(),
+            listed: 0,
+            problems: Vec::new(),
+        }
+    }
+
     /// Reports a problem on stderr, after what was printed before it, and goes on.
     fn problem(&mut self, msg: String) -> io::Result<()> {
         self.out.flush()?;

@@ -2,12 +2,12 @@
 //! through the Redis engine's administration calls. It opens the engine with no timeouts of
 //! its own (statuses follow the stored deadlines alone) and writes nothing unless `--repair`.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use serde_json::json;
 use sessiondb::redis_engine::RedisInfo;
-use sessiondb::{Clock, Contents, RedisEngine, SessionId, SessionInfo, StateInfo, SystemClock};
+use sessiondb::{Contents, RedisEngine, SessionId, SessionInfo, StateInfo};
 
 use super::{Args, Dump, Fail, Mode, Source, ages, when};
 
@@ -29,13 +29,7 @@ pub(super) fn run(args: &Args, wanted: Option<SessionId>) -> Result<u64, Fail> {
         builder = builder.prefix(prefix);
     }
     let engine = builder.open().map_err(unusable)?;
-    let mut dump = Dump {
-        out: BufWriter::new(io::stdout().lock()),
-        json: args.json,
-        now: SystemClock.now_ms(),
-        listed: 0,
-        problems: Vec::new(),
-    };
+    let mut dump = Dump::new(args.json);
     match (args.mode, wanted) {
         (Mode::Session, Some(id)) => match engine.inspect(&id) {
             Ok(Some((info, _))) => dump.session(&engine, &info.id, true)?,

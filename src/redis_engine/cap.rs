@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 
 use super::engine::RedisEngine;
-use super::record::{MAX_RETRIES, Raw, Want, contended, decode_record, score};
+use super::record::{MAX_RETRIES, Raw, Want, contended, decode_record};
 use crate::engine::CleanupReport;
 use crate::engine::records::SessionRecord;
 use crate::engine::rules::CapPolicy;
@@ -89,15 +89,7 @@ impl RedisEngine {
         #[expect(clippy::cast_precision_loss, reason = "ms times are exact in an f64")]
         let early = rec.remove_at as f64 > filed; // the session was used since it was filed
         if early || rec.remove_at == u64::MAX {
-            let key = self.keys.cap();
-            self.pool.run(|c| {
-                redis::cmd("ZADD")
-                    .arg(&key)
-                    .arg("XX")
-                    .arg(score(rec.remove_at))
-                    .arg(sid)
-                    .query::<i64>(c)
-            })?;
+            self.zadd(&self.keys.cap(), &["XX"], rec.remove_at, sid)?;
         }
         Ok(Settled::Reindexed)
     }

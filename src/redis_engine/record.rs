@@ -255,9 +255,22 @@ impl RedisEngine {
         if self.cfg.max_sessions.is_none() {
             return Ok(());
         }
-        let key = self.keys.cap();
+        self.zadd(&self.keys.cap(), &[], remove_at, sid)
+    }
+
+    /// `ZADD key [flags] score(remove_at) sid`: files `sid` in a sorted-set index (the cap
+    /// index or a user's) at `remove_at`; `XX` only moves an entry that is there, `LT` only
+    /// lowers it.
+    pub(super) fn zadd(&self, key: &str, flags: &[&str], remove_at: u64, sid: &str) -> Result<()> {
         self.pool
-            .run(|c| redis::cmd("ZADD").arg(&key).arg(score(remove_at)).arg(sid).query::<i64>(c))
+            .run(|c| {
+                redis::cmd("ZADD")
+                    .arg(key)
+                    .arg(flags)
+                    .arg(score(remove_at))
+                    .arg(sid)
+                    .query::<i64>(c)
+            })
             .map(drop)
     }
 
@@ -266,18 +279,7 @@ impl RedisEngine {
         if self.cfg.max_sessions.is_none() {
             return Ok(());
         }
-        let key = self.keys.cap();
-        self.pool
-            .run(|c| {
-                redis::cmd("ZADD")
-                    .arg(&key)
-                    .arg("XX")
-                    .arg("LT")
-                    .arg(score(remove_at))
-                    .arg(sid)
-                    .query::<i64>(c)
-            })
-            .map(drop)
+        self.zadd(&self.keys.cap(), &["XX", "LT"], remove_at, sid)
     }
 
     /// Removes `sid` from the cap index.

@@ -4,7 +4,7 @@
 //! time has passed (docs/redis.md, "The users index").
 
 use super::engine::RedisEngine;
-use super::record::{Raw, Want, decode_record, score};
+use super::record::{Raw, Want, decode_record};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 
@@ -44,14 +44,7 @@ impl RedisEngine {
             && rec.remove_at > now
             && rec.user.as_deref() == Some(user)
         {
-            self.pool.run(|c| {
-                redis::cmd("ZADD")
-                    .arg(&key)
-                    .arg("XX")
-                    .arg(score(rec.remove_at))
-                    .arg(sid)
-                    .query::<i64>(c)
-            })?;
+            self.zadd(&key, &["XX"], rec.remove_at, sid)?;
             return Ok(true);
         }
         self.unfile_user(user, sid)?;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::admin::{Fields, Layout, record_of};
 use super::engine::RedisEngine;
-use super::record::{decode_state, decode_tombstone, score};
+use super::record::{decode_state, decode_tombstone};
 use crate::error::Result;
 use crate::store::Verified;
 
@@ -183,7 +183,7 @@ impl Walk<'_> {
                         "session missing from the cap index",
                     );
                     if self.fix {
-                        self.e.file_cap_always(sid, rec.remove_at)?;
+                        self.e.zadd(&self.e.keys.cap(), &[], rec.remove_at, sid)?; // cap or not: a repair
                         self.fixed += 1;
                     }
                 }
@@ -194,7 +194,7 @@ impl Walk<'_> {
                         "cap entry later than the removal time",
                     );
                     if self.fix {
-                        self.e.lower_cap_always(sid, rec.remove_at)?;
+                        self.e.zadd(&self.e.keys.cap(), &["XX", "LT"], rec.remove_at, sid)?;
                         self.fixed += 1;
                     }
                 }
@@ -276,31 +276,5 @@ impl Walk<'_> {
     ) -> Result<bool> {
         let Some(f) = self.e.fields(sid)? else { return Ok(false) };
         Ok(record_of(sid, f.r.as_deref()).is_ok_and(|rec| test(&rec)))
-    }
-}
-
-impl RedisEngine {
-    /// Files `sid` in the cap index at `remove_at`, cap or not (a repair).
-    fn file_cap_always(&self, sid: &str, remove_at: u64) -> Result<()> {
-        let key = self.keys.cap();
-        self.pool
-            .run(|c| redis::cmd("ZADD").arg(&key).arg(score(remove_at)).arg(sid).query::<i64>(c))
-            .map(drop)
-    }
-
-    /// Lowers `sid`'s cap entry to `remove_at`, cap or not (a repair).
-    fn lower_cap_always(&self, sid: &str, remove_at: u64) -> Result<()> {
-        let key = self.keys.cap();
-        self.pool
-            .run(|c| {
-                redis::cmd("ZADD")
-                    .arg(&key)
-                    .arg("XX")
-                    .arg("LT")
-                    .arg(score(remove_at))
-                    .arg(sid)
-                    .query::<i64>(c)
-            })
-            .map(drop)
     }
 }
